@@ -1,0 +1,34 @@
+# Set-up and the two main jobs. Each target creates its own virtual environment with the CPU build of torch.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+
+.PHONY: venv demo test test-all lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv  ## the main job: upscale a sample image with the bundled weights
+	$(VENV)/bin/subpixel demo
+
+test: venv  ## the default test run (slow tests excluded)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: venv  ## every test, slow ones included
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: venv
+	$(PY) benchmarks/layers.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
