@@ -19,7 +19,10 @@ from collections.abc import Sequence
 #: command name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("subpixel.demo", "upscale a sample image with the bundled weights and report PSNR"),
-    "convert-demo": ("subpixel.convert_demo", "show that ConvTranspose and SubPixelConv agree, and time both"),
+    "convert-demo": (
+        "subpixel.convert_demo",
+        "show that ConvTranspose and SubPixelConv agree, and time both",
+    ),
     "train": ("subpixel.sr.train", "train an ESPCN super-resolution model"),
     "evaluate": ("subpixel.sr.evaluate", "evaluate SR weights by the standard protocol (Y-PSNR/SSIM)"),
     "upscale": ("subpixel.upscale.cli", "upscale images, folders or videos"),

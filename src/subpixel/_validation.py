@@ -1,0 +1,104 @@
+"""Argument checks shared by the core modules.
+
+Every check raises ``ValueError`` or ``TypeError`` with a message that names the argument, the value it got
+and what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Literal
+
+ChannelOrder = Literal["crd", "dcr"]
+CHANNEL_ORDERS: tuple[str, ...] = ("crd", "dcr")
+
+
+def check_order(order: str, name: str = "order") -> ChannelOrder:
+    """Return ``order`` lower-cased if it is ``"crd"`` or ``"dcr"``; raise ``ValueError`` otherwise."""
+    if not isinstance(order, str) or order.lower() not in CHANNEL_ORDERS:
+        raise ValueError(
+            f"{name} must be 'crd' (PyTorch, ONNX CRD) or 'dcr' (TensorFlow, ONNX DCR), got {order!r}"
+        )
+    return order.lower()  # type: ignore[return-value]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_tuple(
+    value: int | Sequence[int], ndim: int, name: str, *, minimum: int | None = None
+) -> tuple[int, ...]:
+    """Expand an int or a length-``ndim`` sequence of ints into a tuple of ``ndim`` ints.
+
+    Args:
+        value: an int (used for every axis) or one int per axis.
+        ndim: number of spatial axes.
+        name: the argument's name, for error messages.
+        minimum: smallest allowed value of each entry, if any.
+
+    Examples:
+        >>> as_tuple(2, 3, "stride")
+        (2, 2, 2)
+        >>> as_tuple((1, 2), 2, "stride", minimum=1)
+        (1, 2)
+    """
+    if _is_int(value):
+        values: tuple[int, ...] = (int(value),) * ndim  # type: ignore[arg-type]
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != ndim:
+            raise ValueError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
+        if not all(_is_int(v) for v in value):
+            raise TypeError(f"{name} must contain only ints, got {value!r}")
+        values = tuple(int(v) for v in value)
+    else:
+        raise TypeError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
+    if minimum is not None and any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum} on every axis, got {value!r}")
+    return values
+
+
+def check_ndim(ndim: int, name: str = "ndim") -> int:
+    """Check that a number of spatial dimensions is 1, 2 or 3."""
+    if not _is_int(ndim) or ndim not in (1, 2, 3):
+        raise ValueError(f"{name} must be 1, 2 or 3 spatial dimensions, got {ndim!r}")
+    return int(ndim)
+
+
+def as_factor(
+    factor: int | Sequence[int], ndim: int | None, tensor_dim: int, name: str = "factor"
+) -> tuple[int, ...]:
+    """Resolve a shuffle factor and the number of spatial axes it applies to.
+
+    The number of spatial axes is ``ndim`` if given, else ``len(factor)`` for a sequence, else
+    ``tensor_dim - 2`` (a tensor of shape ``(N, C, *spatial)``).
+
+    Examples:
+        >>> as_factor(2, None, 4)
+        (2, 2)
+        >>> as_factor((2, 3), None, 5)
+        (2, 3)
+    """
+    if ndim is None:
+        if isinstance(factor, Sequence) and not isinstance(factor, str):
+            ndim = len(factor)
+        else:
+            ndim = tensor_dim - 2
+            if ndim not in (1, 2, 3):
+                raise ValueError(
+                    f"cannot infer the number of spatial dimensions from an input with {tensor_dim} dims "
+                    "(expected (N, C, *spatial) with 1 to 3 spatial dims); pass ndim= or a factor per axis"
+                )
+    check_ndim(ndim)
+    if not (_is_int(factor) or (isinstance(factor, Sequence) and not isinstance(factor, str))):
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {factor!r}")
+    factors = as_tuple(factor, ndim, name)
+    if any(f < 1 for f in factors):
+        raise ValueError(f"{name} must be an integer >= 1 on every axis, got {factor!r}")
+    if tensor_dim < ndim + 1:
+        raise ValueError(
+            f"input must have at least {ndim + 1} dims (C and {ndim} spatial) for a {ndim}-D shuffle, "
+            f"got {tensor_dim} dims"
+        )
+    return factors

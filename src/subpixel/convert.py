@@ -1,0 +1,230 @@
+"""Exact conversion between ``nn.ConvTranspose{1,2,3}d`` and :class:`~subpixel.layers.SubPixelConvNd`,
+for single layers and whole models."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from subpixel.functional import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
+from subpixel.layers import SubPixelConv1d, SubPixelConv2d, SubPixelConv3d, SubPixelConvNd
+
+__all__ = ["ConversionReport", "Replacement", "convert_model", "from_conv_transpose", "to_conv_transpose"]
+
+_CONV_T: dict[int, type[nn.Module]] = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_SUBPIXEL: dict[int, type[SubPixelConvNd]] = {1: SubPixelConv1d, 2: SubPixelConv2d, 3: SubPixelConv3d}
+
+
+def _conv_transpose_ndim(module: nn.Module) -> int:
+    for n, cls in _CONV_T.items():
+        if isinstance(module, cls):
+            return n
+    raise TypeError(
+        f"module must be an nn.ConvTranspose1d, nn.ConvTranspose2d or nn.ConvTranspose3d, "
+        f"got {type(module).__name__}"
+    )
+
+
+def from_conv_transpose(module: nn.Module) -> SubPixelConvNd:
+    """The :class:`~subpixel.layers.SubPixelConvNd` that computes exactly what ``module`` computes.
+
+    The new layer is on the same device, in the same dtype and training mode, with the same ``requires_grad``.
+
+    Args:
+        module: an ``nn.ConvTranspose1d``, ``nn.ConvTranspose2d`` or ``nn.ConvTranspose3d``.
+
+    Raises:
+        TypeError: if ``module`` is not a ConvTranspose (lazy modules must be materialised first).
+        ValueError: for a ``padding_mode`` other than ``'zeros'``.
+
+    Examples:
+        >>> deconv = nn.ConvTranspose2d(16, 8, kernel_size=4, stride=2, padding=1).double()
+        >>> layer = from_conv_transpose(deconv)
+        >>> x = torch.randn(1, 16, 7, 9, dtype=torch.float64)
+        >>> bool((layer(x) - deconv(x)).abs().max() < 1e-12)
+        True
+    """
+    n = _conv_transpose_ndim(module)
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
+        raise TypeError(
+            f"module {type(module).__name__} has uninitialised (lazy) parameters; run it once first"
+        )
+    weight: Tensor = module.weight  # type: ignore[assignment]
+    bias: Tensor | None = module.bias  # type: ignore[assignment]
+    layer = _SUBPIXEL[n](
+        module.in_channels,  # type: ignore[arg-type]
+        module.out_channels,  # type: ignore[arg-type]
+        module.kernel_size,  # type: ignore[arg-type]
+        stride=module.stride,  # type: ignore[arg-type]
+        padding=module.padding,  # type: ignore[arg-type]
+        output_padding=module.output_padding,  # type: ignore[arg-type]
+        groups=module.groups,  # type: ignore[arg-type]
+        bias=bias is not None,
+        dilation=module.dilation,  # type: ignore[arg-type]
+        padding_mode=module.padding_mode,  # type: ignore[arg-type]
+        device=weight.device,
+        dtype=weight.dtype,
+    )
+    with torch.no_grad():
+        layer.weight.copy_(conv_transpose_weight_to_lr(weight, layer.stride, layer.dilation, layer.groups))
+        if bias is not None and layer.bias is not None:
+            layer.bias.copy_(bias)
+    layer.weight.requires_grad_(weight.requires_grad)
+    if layer.bias is not None and bias is not None:
+        layer.bias.requires_grad_(bias.requires_grad)
+    return layer.train(module.training)
+
+
+def to_conv_transpose(module: SubPixelConvNd, *, check: bool = True) -> nn.Module:
+    """The ``nn.ConvTranspose{1,2,3}d`` that computes exactly what a :class:`SubPixelConvNd` computes.
+
+    Args:
+        module: a ``SubPixelConv1d``, ``SubPixelConv2d`` or ``SubPixelConv3d``.
+        check: refuse (``ValueError``) an LR weight with non-zero entries where no ConvTranspose tap lands
+            (possible once an LR layer with ``kernel_size`` not a multiple of ``stride`` has been trained: the LR
+            layer is then strictly more expressive than the ConvTranspose).
+
+    Examples:
+        >>> layer = SubPixelConv1d(4, 2, kernel_size=5, stride=2, padding=2)
+        >>> deconv = to_conv_transpose(layer)
+        >>> type(deconv).__name__, tuple(deconv.weight.shape)
+        ('ConvTranspose1d', (4, 2, 5))
+    """
+    if not isinstance(module, SubPixelConvNd):
+        raise TypeError(f"module must be a SubPixelConv1d/2d/3d, got {type(module).__name__}")
+    n = module._ndim
+    weight = lr_weight_to_conv_transpose(
+        module.weight.detach(),
+        module.kernel_size,
+        module.stride,
+        module.dilation,
+        module.groups,
+        order=module.order,
+        check=check,
+    )
+    deconv = _CONV_T[n](
+        module.in_channels,
+        module.out_channels,
+        module.kernel_size,  # type: ignore[arg-type]
+        stride=module.stride,  # type: ignore[arg-type]
+        padding=module.padding,  # type: ignore[arg-type]
+        output_padding=module.output_padding,  # type: ignore[arg-type]
+        groups=module.groups,
+        bias=module.bias is not None,
+        dilation=module.dilation,  # type: ignore[arg-type]
+        device=weight.device,
+        dtype=weight.dtype,
+    )
+    with torch.no_grad():
+        deconv.weight.copy_(weight)
+        if module.bias is not None:
+            deconv.bias.copy_(module.bias)  # type: ignore[union-attr]
+    return deconv.train(module.training)
+
+
+@dataclass
+class Replacement:
+    """One layer replaced by :func:`convert_model`."""
+
+    name: str
+    original: str
+    replacement: str
+    max_abs_error: float | None
+
+
+@dataclass
+class ConversionReport:
+    """What :func:`convert_model` replaced, and the deviations it measured.
+
+    Attributes:
+        replacements: one entry per replaced layer, with the max abs difference between the original and the
+            replacement on a random input, both evaluated in float64 (``None`` when ``verify=False``).
+        model_max_abs_error: max abs difference between the original and the converted model on
+            ``example_input``, in the model's own dtype (``None`` without ``example_input``).
+    """
+
+    replacements: list[Replacement] = field(default_factory=list)
+    model_max_abs_error: float | None = None
+
+    def __str__(self) -> str:
+        lines = [f"replaced {len(self.replacements)} ConvTranspose layer(s)"]
+        for r in self.replacements:
+            err = "not measured" if r.max_abs_error is None else f"max |Δ| = {r.max_abs_error:.3g} (float64)"
+            lines.append(f"  {r.name or '<root>'}: {r.original} -> {r.replacement}: {err}")
+        if self.model_max_abs_error is not None:
+            lines.append(f"whole model on example_input: max |Δ| = {self.model_max_abs_error:.3g}")
+        return "\n".join(lines)
+
+
+def _layer_error(original: nn.Module, replacement: SubPixelConvNd, generator: torch.Generator) -> float:
+    """Max abs difference of two layers on a random float64 input (batch 2, a few pixels per axis)."""
+    n = replacement._ndim
+    size = {1: 11, 2: 7, 3: 4}[n]
+    a = copy.deepcopy(original).to(device="cpu", dtype=torch.float64)
+    b = copy.deepcopy(replacement).to(device="cpu", dtype=torch.float64)
+    x = torch.randn(2, replacement.in_channels, *([size] * n), dtype=torch.float64, generator=generator)
+    with torch.no_grad():
+        return (a(x) - b(x)).abs().max().item()
+
+
+def convert_model(
+    model: nn.Module,
+    *,
+    inplace: bool = False,
+    verify: bool = True,
+    example_input: Tensor | None = None,
+    seed: int = 0,
+) -> tuple[nn.Module, ConversionReport]:
+    """Replace every ``nn.ConvTranspose{1,2,3}d`` in ``model`` (nested modules included) by its exact
+    :class:`SubPixelConvNd` equivalent.
+
+    Args:
+        model: any module; a ConvTranspose itself is converted too.
+        inplace: modify ``model`` itself instead of a deep copy.
+        verify: measure each replacement against the original on a random float64 input.
+        example_input: if given, also run both whole models on it (in their own dtype) and report the max
+            abs difference.
+        seed: seed of the random verification inputs.
+
+    Returns:
+        ``(converted_model, report)``.
+
+    Examples:
+        >>> net = nn.Sequential(nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(4, 1, 4, 2, 1))
+        >>> new, report = convert_model(net)
+        >>> [type(m).__name__ for m in new], len(report.replacements)
+        (['SubPixelConv2d', 'ReLU', 'SubPixelConv2d'], 2)
+        >>> max(r.max_abs_error for r in report.replacements) < 1e-12
+        True
+    """
+    original = model
+    if not inplace:
+        model = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    report = ConversionReport()
+    targets = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, tuple(_CONV_T.values())) and not isinstance(module, SubPixelConvNd)
+    ]
+    for name, module in targets:
+        new = from_conv_transpose(module)
+        error = _layer_error(module, new, generator) if verify else None
+        report.replacements.append(Replacement(name, repr(module), repr(new), error))
+        if name == "":
+            model = new
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, new)
+    if example_input is not None:
+        if inplace:
+            raise ValueError(
+                "example_input needs inplace=False (the original is compared with the converted copy)"
+            )
+        with torch.no_grad():
+            report.model_max_abs_error = (original(example_input) - model(example_input)).abs().max().item()
+    return model, report

@@ -1,0 +1,311 @@
+"""Modules for the upsampling forms: thin wrappers over :mod:`subpixel.functional`.
+
+* :class:`SubPixelConv1d`, :class:`SubPixelConv2d`, :class:`SubPixelConv3d`: drop-in replacements for
+  ``nn.ConvTranspose{1,2,3}d`` that hold their weight in LR form and compute a stride-1 convolution in LR space,
+  periodic shuffling and a crop.
+* :class:`FractionallyStridedConv1d`, :class:`FractionallyStridedConv2d`, :class:`FractionallyStridedConv3d`:
+  ``nn.ConvTranspose{1,2,3}d`` with the same parameters, computed as zero-insertion and a stride-1 convolution
+  in HR space (the sub-pixel convolution of the paper; slow, for study and checking).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from subpixel._validation import ChannelOrder, as_tuple, check_order
+from subpixel.functional import (
+    conv_transpose_weight_to_lr,
+    fractionally_strided_conv,
+    lr_conv_shuffle,
+    lr_kernel_size,
+    output_padding_for_size,
+)
+
+__all__ = [
+    "FractionallyStridedConv1d",
+    "FractionallyStridedConv2d",
+    "FractionallyStridedConv3d",
+    "SubPixelConv1d",
+    "SubPixelConv2d",
+    "SubPixelConv3d",
+    "SubPixelConvNd",
+]
+
+IntOrTuple = int | Sequence[int]
+
+
+class SubPixelConvNd(nn.Module):
+    """Base class of :class:`SubPixelConv1d`, :class:`SubPixelConv2d` and :class:`SubPixelConv3d`."""
+
+    _ndim: int = 0
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: IntOrTuple = 0,
+        output_padding: IntOrTuple = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: IntOrTuple = 1,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        order: ChannelOrder = "crd",
+    ) -> None:
+        super().__init__()
+        n = self._ndim
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if in_channels % groups != 0:
+            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+        if out_channels % groups != 0:
+            raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"padding_mode must be 'zeros' (the only mode a transposed convolution supports), got {padding_mode!r}"
+            )
+        self.order: ChannelOrder = check_order(order)
+        if self.order == "dcr" and groups != 1:
+            raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = as_tuple(kernel_size, n, "kernel_size", minimum=1)
+        self.stride = as_tuple(stride, n, "stride", minimum=1)
+        self.padding = as_tuple(padding, n, "padding", minimum=0)
+        self.output_padding = as_tuple(output_padding, n, "output_padding", minimum=0)
+        self.dilation = as_tuple(dilation, n, "dilation", minimum=1)
+        for a, s, d in zip(self.output_padding, self.stride, self.dilation, strict=True):
+            if a >= max(s, d):
+                raise ValueError(
+                    f"output_padding must be smaller than either stride or dilation on every axis, got "
+                    f"output_padding={self.output_padding}, stride={self.stride}, dilation={self.dilation}"
+                )
+        self.groups = groups
+        self.padding_mode = padding_mode
+        self.lr_kernel_size = tuple(
+            lr_kernel_size(k, s, d)
+            for k, s, d in zip(self.kernel_size, self.stride, self.dilation, strict=True)
+        )
+        factory = {"device": device, "dtype": dtype}
+        r_total = math.prod(self.stride)
+        self.weight = nn.Parameter(
+            torch.empty((out_channels * r_total, in_channels // groups, *self.lr_kernel_size), **factory)
+        )
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as ``nn.ConvTranspose`` does (same distribution of every tap), then convert to LR form.
+
+        Positions of the LR kernel that no ConvTranspose tap reaches are zero. Use :func:`subpixel.icnr_` for
+        the checkerboard-free initialisation instead.
+        """
+        shape = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        w = torch.empty(shape, device=self.weight.device, dtype=self.weight.dtype)
+        nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+        with torch.no_grad():
+            self.weight.copy_(
+                conv_transpose_weight_to_lr(w, self.stride, self.dilation, self.groups, order=self.order)
+            )
+            if self.bias is not None:
+                fan_in = shape[1] * math.prod(self.kernel_size)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_lr_kernel(
+        cls,
+        in_channels: int,
+        out_channels: int,
+        scale: IntOrTuple,
+        lr_kernel_size: IntOrTuple = 3,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        order: ChannelOrder = "crd",
+    ) -> SubPixelConvNd:
+        """The ESPCN layer: a stride-1 LR convolution with an odd kernel and 'same' zero padding, then the shuffle.
+
+        As a transposed convolution it has kernel ``K·r``, stride ``r`` and padding ``r·(K − 1)/2``, so the output
+        is exactly ``r`` times the input on every axis and nothing is cropped.
+
+        Args:
+            in_channels: input channels.
+            out_channels: output channels (the LR convolution has ``out_channels·∏r``).
+            scale: upscaling factor ``r``, an int or one per axis.
+            lr_kernel_size: odd size ``K`` of the LR kernel.
+
+        Examples:
+            >>> layer = SubPixelConv2d.from_lr_kernel(32, 1, scale=3)
+            >>> layer.weight.shape, layer(torch.randn(1, 32, 10, 12)).shape
+            (torch.Size([9, 32, 3, 3]), torch.Size([1, 1, 30, 36]))
+        """
+        n = cls._ndim
+        scales = as_tuple(scale, n, "scale", minimum=1)
+        k_lr = as_tuple(lr_kernel_size, n, "lr_kernel_size", minimum=1)
+        if any(k % 2 == 0 for k in k_lr):
+            raise ValueError(f"lr_kernel_size must be odd for 'same' padding, got {lr_kernel_size!r}")
+        return cls(
+            in_channels,
+            out_channels,
+            kernel_size=tuple(k * r for k, r in zip(k_lr, scales, strict=True)),
+            stride=scales,
+            padding=tuple(r * (k - 1) // 2 for k, r in zip(k_lr, scales, strict=True)),
+            bias=bias,
+            device=device,
+            dtype=dtype,
+            order=order,
+        )
+
+    def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
+        """Same signature and result as ``nn.ConvTranspose*.forward``.
+
+        Shape:
+            - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``.
+            - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
+        """
+        output_padding = self.output_padding
+        if output_size is not None:
+            output_padding = output_padding_for_size(
+                input.shape[-self._ndim :],
+                output_size,
+                self.kernel_size,
+                self.stride,
+                self.padding,
+                self.dilation,
+            )
+        return lr_conv_shuffle(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+            self.kernel_size,
+            order=self.order,
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if any(self.padding):
+            s += f", padding={self.padding}"
+        if any(self.output_padding):
+            s += f", output_padding={self.output_padding}"
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s + f", lr_kernel_size={self.lr_kernel_size}, order={self.order!r}"
+
+
+class SubPixelConv1d(SubPixelConvNd):
+    """Drop-in replacement for ``nn.ConvTranspose1d`` computed in LR space: conv, periodic shuffle, crop.
+
+    Same arguments (plus ``order``, the internal channel order of the LR weight) and the same output.
+
+    Shape:
+        - input: ``(N, C_in, L_in)``; weight: ``(C_out·s, C_in/groups, K)`` with ``K = ⌊d (k−1)/s⌋ + 1``.
+        - output: ``(N, C_out, L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
+
+    Examples:
+        >>> layer = SubPixelConv1d(512, 256, kernel_size=16, stride=8, padding=4)   # HiFi-GAN up-sampler
+        >>> layer.weight.shape, layer(torch.randn(1, 512, 32)).shape
+        (torch.Size([2048, 512, 2]), torch.Size([1, 256, 256]))
+    """
+
+    _ndim = 1
+
+
+class SubPixelConv2d(SubPixelConvNd):
+    """Drop-in replacement for ``nn.ConvTranspose2d`` computed in LR space: conv, periodic shuffle, crop.
+
+    Shape:
+        - input: ``(N, C_in, H, W)``; weight: ``(C_out·s_h·s_w, C_in/groups, K_h, K_w)``.
+        - output: ``(N, C_out, H_out, W_out)`` with the ConvTranspose2d output size.
+
+    Examples:
+        >>> layer = SubPixelConv2d(64, 32, kernel_size=4, stride=2, padding=1)
+        >>> layer.weight.shape, layer(torch.randn(2, 64, 8, 8)).shape
+        (torch.Size([128, 64, 2, 2]), torch.Size([2, 32, 16, 16]))
+    """
+
+    _ndim = 2
+
+
+class SubPixelConv3d(SubPixelConvNd):
+    """Drop-in replacement for ``nn.ConvTranspose3d`` computed in LR space: conv, periodic shuffle, crop.
+
+    Shape:
+        - input: ``(N, C_in, D, H, W)``; weight: ``(C_out·s_d·s_h·s_w, C_in/groups, K_d, K_h, K_w)``.
+        - output: ``(N, C_out, D_out, H_out, W_out)`` with the ConvTranspose3d output size.
+
+    Examples:
+        >>> layer = SubPixelConv3d(8, 4, kernel_size=3, stride=2, padding=1, output_padding=1)
+        >>> layer.weight.shape, layer(torch.randn(1, 8, 4, 4, 4)).shape
+        (torch.Size([32, 8, 2, 2, 2]), torch.Size([1, 4, 8, 8, 8]))
+    """
+
+    _ndim = 3
+
+
+def _fractional_forward(
+    self: nn.modules.conv._ConvTransposeNd, input: Tensor, output_size: Sequence[int] | None = None
+) -> Tensor:
+    n = len(self.kernel_size)
+    output_padding = self.output_padding
+    if output_size is not None:
+        output_padding = output_padding_for_size(
+            input.shape[-n:], output_size, self.kernel_size, self.stride, self.padding, self.dilation
+        )
+    return fractionally_strided_conv(
+        input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
+    )
+
+
+class FractionallyStridedConv1d(nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` computed as zero-insertion + stride-1 convolution with the flipped kernel.
+
+    Same parameters and ``state_dict`` as ``nn.ConvTranspose1d``; see :func:`subpixel.functional.fractionally_strided_conv`.
+
+    Examples:
+        >>> FractionallyStridedConv1d(4, 2, 4, stride=2, padding=1)(torch.randn(1, 4, 8)).shape
+        torch.Size([1, 2, 16])
+    """
+
+    forward = _fractional_forward  # type: ignore[assignment]
+
+
+class FractionallyStridedConv2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` computed as zero-insertion + stride-1 convolution with the flipped kernel.
+
+    Examples:
+        >>> FractionallyStridedConv2d(4, 2, 3, stride=2)(torch.randn(1, 4, 5, 5)).shape
+        torch.Size([1, 2, 11, 11])
+    """
+
+    forward = _fractional_forward  # type: ignore[assignment]
+
+
+class FractionallyStridedConv3d(nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` computed as zero-insertion + stride-1 convolution with the flipped kernel.
+
+    Examples:
+        >>> FractionallyStridedConv3d(2, 2, 2, stride=2)(torch.randn(1, 2, 3, 3, 3)).shape
+        torch.Size([1, 2, 6, 6, 6])
+    """
+
+    forward = _fractional_forward  # type: ignore[assignment]
