@@ -25,7 +25,7 @@ test-all: venv  ## every test, slow ones included
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check .
 
 bench: venv
 	$(PY) benchmarks/layers.py
