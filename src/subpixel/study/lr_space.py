@@ -1,0 +1,564 @@
+r"""HR space is a special case of LR space: :func:`to_lr_space` rewrites an upsample-first network exactly.
+
+Take a network that upsamples its input by an integer factor ``r`` with a fixed linear resampler and then
+applies stride-1 convolutions and pointwise nonlinearities at high resolution (HR). Every HR tensor ``y`` of
+size ``r·U`` is the periodic shuffle of an LR tensor ``Y`` with ``r²`` times the channels:
+``y[c, u·r + φ_h, v·r + φ_w] = Y[c·r² + φ_h·r + φ_w, u, v]`` (CRD order). In those terms, along one axis:
+
+* **A stride-1 HR convolution** (kernel ``k``, dilation ``d``, zero padding ``p_l`` before and ``p_r`` after)
+  computes ``z[u r + φ'] = Σ_t y[u r + φ' − p_l + t d]·w[t]``. Writing ``φ' − p_l + t d = j r + φ``
+  (``φ ∈ [0, r)``) gives ``z[u r + φ'] = Σ_j Σ_φ Y_φ[u + j]·W[φ', φ, j]`` with
+  ``W[φ', φ, j] = w[t]`` for the one tap ``t`` that lands there and ``0`` elsewhere: a stride-1 **LR
+  convolution** from ``C_in·r`` to ``C_out·r`` channels (``r²`` in 2-D) whose kernel spans
+  ``j ∈ [⌊−p_l/r⌋, ⌊(r − 1 − p_l + d(k − 1))/r⌋]`` and whose LR zero padding is ``⌈p_l/r⌉`` before.
+  HR zero padding is reproduced *exactly*: ``y`` is zero outside ``[0, rU)`` if and only if ``Y`` is zero
+  outside ``[0, U)``. This needs the HR output length to stay a multiple of ``r``, i.e.
+  ``(p_l + p_r − d(k − 1)) mod r = 0`` (always true for 'same' padding); other paddings are refused.
+* **A transposed convolution** with stride ``r`` is the same with ``t d = φ + p − j r``
+  (the core identity of :mod:`subpixel.functional`, phase-aligned so that nothing is cropped).
+* **A fixed interpolator** (nearest, bilinear, bicubic at integer scale) is a depthwise LR convolution with
+  its ``r²`` polyphase filters, after replication padding of ``P`` LR pixels when the resampler extends
+  the image by repeating its edge (PyTorch's ``nn.Upsample``; :class:`BicubicUpsample2d` with
+  ``edge="replicate"``) or with zero padding when it does not (``edge="zeros"``, a plain ``ConvTranspose2d``).
+* **Pointwise nonlinearities** commute with the shuffle (a per-channel one, ``nn.PReLU(C)``, repeats its
+  parameter ``r²`` times).
+
+So the whole network equals: LR layers, one final :class:`~subpixel.PixelShuffle2d`. Only
+``padding_mode="zeros"`` convolutions are handled (reflect/replicate/circular padding at HR is not a
+padding of the LR tensor). The LR form is a *constrained* LR network: each LR weight is one HR tap or a
+structural zero, every HR tap is repeated ``r`` times per axis, so its ``C_out r²·C_in r²·K²`` entries carry
+only ``C_out·C_in·k²`` free numbers (see :func:`hr_to_lr_weight_map`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from subpixel.layers import SubPixelConv2d
+from subpixel.shuffle import PixelShuffle2d
+
+__all__ = [
+    "BicubicUpsample2d",
+    "cubic",
+    "hr_conv_to_lr",
+    "hr_to_lr_weight_map",
+    "interpolation_taps",
+    "to_lr_space",
+]
+
+_POINTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Softplus,
+    nn.Identity,
+)
+
+
+def cubic(x: Tensor, a: float = -0.5) -> Tensor:
+    """Keys' cubic convolution kernel; ``a = −0.5`` is MATLAB's ``imresize`` bicubic, ``−0.75`` PyTorch's.
+
+    Args:
+        x: sample positions.
+        a: the kernel's free parameter.
+
+    Returns:
+        The kernel at ``x``: ``(a+2)|x|³ − (a+3)|x|² + 1`` for ``|x| ≤ 1``, ``a|x|³ − 5a|x|² + 8a|x| − 4a`` for
+        ``1 < |x| < 2``, 0 beyond.
+
+    Shape:
+        - x: any; output: same as ``x``.
+
+    Examples:
+        >>> cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=torch.float64))
+        tensor([ 1.0000,  0.5625,  0.0000, -0.0625,  0.0000], dtype=torch.float64)
+    """
+    t = x.abs()
+    t2, t3 = t * t, t * t * t
+    inner = (a + 2) * t3 - (a + 3) * t2 + 1
+    outer = a * t3 - 5 * a * t2 + 8 * a * t - 4 * a
+    return torch.where(t <= 1, inner, torch.where(t < 2, outer, torch.zeros_like(t)))
+
+
+def interpolation_taps(scale: int, mode: str, a: float = -0.5) -> Tensor:
+    """The polyphase filters of an interpolator at integer scale ``r`` (half-pixel centres, no antialiasing).
+
+    Output sample ``u·r + φ`` sits at input position ``u + δ_φ`` with ``δ_φ = (φ + ½)/r − ½``, so it is
+    ``Σ_j x[u + j]·taps[φ, j + P]`` with ``taps[φ, j + P] = kernel(δ_φ − j)``, ``j ∈ [−P, P]``.
+
+    Args:
+        scale: the integer factor ``r ≥ 1``.
+        mode: ``"nearest"`` (P = 0), ``"bilinear"`` (triangle kernel, P = 1) or ``"bicubic"`` (:func:`cubic`, P = 2).
+        a: the cubic kernel's parameter (bicubic only).
+
+    Returns:
+        float64 tensor of shape ``(r, 2P + 1)``.
+
+    Examples:
+        >>> interpolation_taps(2, "bilinear")
+        tensor([[0.2500, 0.7500, 0.0000],
+                [0.0000, 0.7500, 0.2500]], dtype=torch.float64)
+    """
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    phase = torch.arange(scale, dtype=torch.float64)
+    delta = (phase + 0.5) / scale - 0.5
+    if mode == "nearest":
+        return torch.ones(scale, 1, dtype=torch.float64)
+    if mode == "bilinear":
+        half = 1
+        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
+        return (1 - dist.abs()).clamp(min=0)
+    if mode == "bicubic":
+        half = 2
+        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
+        return cubic(dist, a)
+    raise ValueError(f"mode must be 'nearest', 'bilinear' or 'bicubic', got {mode!r}")
+
+
+def _taps_to_conv_transpose(taps: Tensor) -> tuple[Tensor, int]:
+    """1-D polyphase taps ``(r, 2P+1)`` -> (ConvTranspose kernel ``h`` with zero ends trimmed, its padding)."""
+    r, width = taps.shape
+    half = (width - 1) // 2
+    # ConvTranspose: y[m] = Σ_n x[n] h[m + p − n r]; with m = u r + φ, n = u + j: h[φ + p − j r] = taps[φ, j]
+    h = taps.new_zeros(width * r)
+    for phi in range(r):
+        for j in range(-half, half + 1):
+            h[phi + half * r - j * r] = taps[phi, j + half]
+    nz = torch.nonzero(h).flatten()
+    lo, hi = int(nz.min()), int(nz.max())
+    if lo + hi + 1 != width * r:  # the trimmed kernel must stay centred for an output of exactly r·L
+        lo, hi = 0, width * r - 1
+    return h[lo : hi + 1].clone(), half * r - lo
+
+
+class BicubicUpsample2d(nn.Module):
+    """Bicubic upsampling by an integer factor, written as a fixed depthwise transposed convolution.
+
+    The resampler, precisely: output pixel ``(u·r + φ_h, v·r + φ_w)`` sits at input position
+    ``(u + δ_h, v + δ_w)``, ``δ = (φ + ½)/r − ½`` (pixel centres aligned, as MATLAB's ``imresize`` and
+    ``align_corners=False``), and is ``Σ x[u + i, v + j]·c(δ_h − i)·c(δ_w − j)`` with Keys' kernel
+    :func:`cubic` (``a = −0.5``: MATLAB's bicubic). Samples outside the image are the nearest edge sample
+    (``edge="replicate"``) or zero (``edge="zeros"``). Computation: replication padding of 2 LR pixels (for
+    ``"replicate"``), then ``conv_transpose2d`` with stride ``r`` and the separable kernel ``h ⊗ h``,
+    ``h[q] = c((q − p − (r − 1)/2)/r)``, whose zero end taps are trimmed (``4r − 1`` taps for odd ``r``,
+    ``4r`` for even ``r``). With ``edge="zeros"`` it *is* an ``nn.ConvTranspose2d`` (see :meth:`as_conv_transpose`).
+
+    Args:
+        scale: integer factor ``r``.
+        channels: number of channels (each resampled on its own).
+        a: cubic kernel parameter (−0.5 MATLAB, −0.75 PyTorch).
+        edge: ``"replicate"`` or ``"zeros"``.
+
+    Shape:
+        - input: ``(N, C, H, W)``; output: ``(N, C, r·H, r·W)``.
+
+    Examples:
+        >>> up = BicubicUpsample2d(3)
+        >>> up.weight.shape, up(torch.ones(1, 1, 4, 5)).shape
+        (torch.Size([1, 1, 11, 11]), torch.Size([1, 1, 12, 15]))
+        >>> bool(torch.allclose(up(torch.ones(1, 1, 4, 5)), torch.ones(1, 1, 12, 15)))   # constants stay
+        True
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        channels: int = 1,
+        *,
+        a: float = -0.5,
+        edge: str = "replicate",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+            raise ValueError(f"scale must be a positive int, got {scale!r}")
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if edge not in ("replicate", "zeros"):
+            raise ValueError(f"edge must be 'replicate' or 'zeros', got {edge!r}")
+        self.scale, self.channels, self.a, self.edge = scale, channels, a, edge
+        taps = interpolation_taps(scale, "bicubic", a)
+        h, pad = _taps_to_conv_transpose(taps)
+        self.half = (taps.shape[1] - 1) // 2
+        self.kernel_size = (h.numel(), h.numel())
+        self.stride = (scale, scale)
+        self.padding = (pad, pad)
+        w = (h[:, None] * h[None, :]).expand(channels, 1, -1, -1).contiguous()
+        self.register_buffer("weight", w.to(device=device, dtype=dtype or torch.get_default_dtype()))
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Upsample ``input`` of shape ``(N, C, H, W)`` to ``(N, C, r·H, r·W)``."""
+        if input.dim() != 4 or input.shape[1] != self.channels:
+            raise ValueError(
+                f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}"
+            )
+        pad = self.padding[0]
+        if self.edge == "replicate":
+            input = F.pad(input, (self.half,) * 4, mode="replicate")
+            pad += self.half * self.scale
+        return F.conv_transpose2d(input, self.weight, None, self.scale, pad, groups=self.channels)
+
+    def as_conv_transpose(self, padding: int | None = None) -> nn.ConvTranspose2d:
+        """The ``nn.ConvTranspose2d`` with this resampler's kernel and stride, weights frozen.
+
+        With the default ``padding`` it equals this module when ``edge="zeros"``. With ``edge="replicate"`` this
+        module is ``ReplicationPad2d(2)`` followed by ``as_conv_transpose(padding=self.padding[0] + 2·r)``.
+        """
+        w = self.weight
+        pad = self.padding[0] if padding is None else padding
+        layer = nn.ConvTranspose2d(
+            self.channels, self.channels, self.kernel_size, self.scale, pad,
+            groups=self.channels, bias=False, device=w.device, dtype=w.dtype,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(w)
+        layer.weight.requires_grad_(False)
+        return layer
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, channels={self.channels}, a={self.a}, edge={self.edge!r}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# polyphase maps
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _conv_selection(r: int, k: int, d: int, pad_before: int) -> tuple[Tensor, int]:
+    """S[φ', φ, j − j_min, t] = 1 iff ``φ' − p_l + t d = j r + φ``; returns (S, j_min)."""
+    j_min = (-pad_before) // r
+    j_max = (r - 1 - pad_before + (k - 1) * d) // r
+    s = torch.zeros(r, r, j_max - j_min + 1, k, dtype=torch.float64)
+    for phi_out in range(r):
+        for t in range(k):
+            j, phi = divmod(phi_out - pad_before + t * d, r)
+            s[phi_out, phi, j - j_min, t] = 1
+    return s, j_min
+
+
+def _transpose_selection(r: int, k: int, d: int, padding: int) -> tuple[Tensor, int]:
+    """T[φ, j − j_min, t] = 1 iff ``t d = φ + p − j r``; returns (T, j_min)."""
+    j_min = -((-(padding - (k - 1) * d)) // r)  # ceil
+    j_max = (r - 1 + padding) // r
+    s = torch.zeros(r, j_max - j_min + 1, k, dtype=torch.float64)
+    for phi in range(r):
+        for t in range(k):
+            j, rem = divmod(phi + padding - t * d, r)
+            if rem == 0:
+                s[phi, j - j_min, t] = 1
+    return s, j_min
+
+
+def _conv_with_padding(
+    in_ch: int, out_ch: int, weight: Tensor, bias: Tensor | None, groups: int, pads: Sequence[int]
+) -> list[nn.Module]:
+    """An LR ``nn.Conv2d`` with zero padding ``pads = (top, bottom, left, right)`` (negative crops)."""
+    top, bottom, left, right = pads
+    layers: list[nn.Module] = []
+    if top == bottom and left == right and top >= 0 and left >= 0:
+        conv_pad: tuple[int, int] = (top, left)
+    else:
+        layers.append(nn.ZeroPad2d((left, right, top, bottom)))
+        conv_pad = (0, 0)
+    conv = nn.Conv2d(
+        in_ch, out_ch, tuple(weight.shape[2:]), padding=conv_pad, groups=groups, bias=bias is not None,
+        device=weight.device, dtype=weight.dtype,
+    )
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    layers.append(conv)
+    return layers
+
+
+def _same_padding(k: int, d: int) -> tuple[int, int]:
+    total = d * (k - 1)
+    return total // 2, total - total // 2
+
+
+def hr_conv_to_lr(conv: nn.Conv2d, scale: int) -> list[nn.Module]:
+    """The LR layers (optional ``ZeroPad2d``, then ``Conv2d``) equal to a stride-1 HR ``conv`` between shuffles.
+
+    ``pixel_shuffle(lr(X), r) == conv(pixel_shuffle(X, r))`` exactly, for every ``X``.
+
+    Args:
+        conv: ``nn.Conv2d`` with stride 1 and ``padding_mode="zeros"``; any kernel, dilation, groups, padding
+            (ints or ``"same"``/``"valid"``) whose HR output size changes by a multiple of ``scale``.
+        scale: the shuffle factor ``r``.
+
+    Returns:
+        ``[ZeroPad2d, Conv2d]`` or ``[Conv2d]``; the conv maps ``C_in·r²`` to ``C_out·r²`` channels (CRD order).
+
+    Raises:
+        ValueError: stride ≠ 1, another padding mode, or an HR size change that is not a multiple of ``r``.
+
+    Shape:
+        - LR input ``(N, C_in·r², U, V)`` -> LR output ``(N, C_out·r², U + Δ_h, V + Δ_w)``, with
+          ``Δ = (p_l + p_r − d(k − 1))/r``.
+
+    Examples:
+        >>> conv = torch.nn.Conv2d(4, 8, 5, padding=2)
+        >>> layers = hr_conv_to_lr(conv, 3)
+        >>> layers[-1].weight.shape, layers[-1].padding     # ⌈2/3⌉ = 1 LR pixel of zero padding
+        (torch.Size([72, 36, 3, 3]), (1, 1))
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if conv.stride != (1, 1):
+        raise ValueError(f"only stride-1 HR convolutions have an LR form here, got stride={conv.stride}")
+    if conv.padding_mode != "zeros":
+        raise ValueError(
+            f"only padding_mode='zeros' is supported (HR zero padding = LR zero padding), got {conv.padding_mode!r}"
+        )
+    r = scale
+    pads: list[tuple[int, int]] = []
+    for axis in range(2):
+        k, d = conv.kernel_size[axis], conv.dilation[axis]
+        if conv.padding == "same":
+            pads.append(_same_padding(k, d))
+        elif conv.padding == "valid":
+            pads.append((0, 0))
+        else:
+            p = conv.padding[axis]  # type: ignore[index]
+            pads.append((p, p))
+    sels, lr_pads = [], []
+    for axis in range(2):
+        k, d = conv.kernel_size[axis], conv.dilation[axis]
+        pl, pr = pads[axis]
+        change = pl + pr - d * (k - 1)
+        if change % r:
+            raise ValueError(
+                f"the HR convolution changes the size by {change} pixels along axis {axis} (kernel {k}, dilation "
+                f"{d}, padding {pl}+{pr}), not a multiple of scale={r}: its output is not a whole LR tensor"
+            )
+        s, j_min = _conv_selection(r, k, d, pl)
+        j_max = j_min + s.shape[2] - 1
+        sels.append(s)
+        lr_pads.append((-j_min, change // r + j_max))
+    w = conv.weight
+    # W_lr[o, a, b, i, p, q, jh, jw] = Σ_{th, tw} S_h[a, p, jh, th] S_w[b, q, jw, tw] w[o, i, th, tw]
+    w_lr = torch.einsum("apjt,bqkv,oitv->oabipqjk", sels[0].to(w), sels[1].to(w), w.detach())
+    o, i = w.shape[0], w.shape[1]
+    w_lr = w_lr.reshape(o * r * r, i * r * r, *w_lr.shape[-2:])
+    bias = None if conv.bias is None else conv.bias.detach().repeat_interleave(r * r)
+    return _conv_with_padding(
+        conv.in_channels * r * r, o * r * r, w_lr, bias, conv.groups, (*lr_pads[0], *lr_pads[1])
+    )
+
+
+def _conv_transpose_to_lr(layer: nn.ConvTranspose2d, scale: int) -> list[nn.Module]:
+    """LR layers equal to ``pixel_unshuffle(layer(x), r)`` for a ConvTranspose2d with stride ``r``."""
+    r = scale
+    if tuple(layer.stride) != (r, r):
+        raise ValueError(f"the resampling ConvTranspose2d must have stride ({r}, {r}), got {tuple(layer.stride)}")
+    if layer.padding_mode != "zeros":
+        raise ValueError(f"ConvTranspose2d padding_mode must be 'zeros', got {layer.padding_mode!r}")
+    sels, lr_pads = [], []
+    for axis in range(2):
+        k, d, p = layer.kernel_size[axis], layer.dilation[axis], layer.padding[axis]
+        a = layer.output_padding[axis]
+        change = d * (k - 1) + a + 1 - 2 * p - r  # HR length − r·L
+        if change % r:
+            raise ValueError(
+                f"the ConvTranspose2d output size is r·L{change:+d} along axis {axis}, not a multiple of "
+                f"scale={r}: it is not a whole LR tensor"
+            )
+        s, j_min = _transpose_selection(r, k, d, p)
+        j_max = j_min + s.shape[1] - 1
+        sels.append(s)
+        lr_pads.append((-j_min, change // r + j_max))
+    g = layer.groups
+    w = layer.weight.detach()  # (C_in, C_out/g, kh, kw) -> (C_out, C_in/g, kh, kw)
+    c_in, c_out_g = w.shape[0], w.shape[1]
+    w = w.reshape(g, c_in // g, c_out_g, *w.shape[2:]).transpose(1, 2).reshape(g * c_out_g, c_in // g, *w.shape[2:])
+    w_lr = torch.einsum("ajt,bkv,oitv->oabijk", sels[0].to(w), sels[1].to(w), w)
+    w_lr = w_lr.reshape(g * c_out_g * r * r, c_in // g, *w_lr.shape[-2:])
+    bias = None if layer.bias is None else layer.bias.detach().repeat_interleave(r * r)
+    return _conv_with_padding(c_in, g * c_out_g * r * r, w_lr, bias, g, (*lr_pads[0], *lr_pads[1]))
+
+
+def _interpolator_to_lr(
+    taps: Tensor, channels: int, edge: str, like: Tensor
+) -> list[nn.Module]:
+    """Depthwise LR conv with the ``r²`` polyphase filters ``taps_h ⊗ taps_w``, after replicate/zero padding."""
+    r, width = taps.shape
+    half = (width - 1) // 2
+    k2 = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(r * r, 1, width, width)
+    w = k2.repeat(channels, 1, 1, 1).to(like)
+    layers: list[nn.Module] = []
+    if edge == "replicate" and half > 0:
+        layers.append(nn.ReplicationPad2d(half))
+        pads = (0, 0, 0, 0)
+    else:
+        pads = (half,) * 4
+    return layers + _conv_with_padding(channels, channels * r * r, w, None, channels, pads)
+
+
+def _upsample_to_lr(layer: nn.Module, scale: int, channels: int | None, like: Tensor) -> list[nn.Module]:
+    if isinstance(layer, BicubicUpsample2d):
+        if layer.scale != scale:
+            raise ValueError(f"BicubicUpsample2d has scale {layer.scale}, expected {scale}")
+        # its own (possibly float32-rounded) weights, through the transposed-convolution map
+        if layer.edge == "zeros":
+            return _conv_transpose_to_lr(layer.as_conv_transpose(), scale)
+        deconv = layer.as_conv_transpose(padding=layer.padding[0] + layer.half * scale)
+        return [nn.ReplicationPad2d(layer.half), *_conv_transpose_to_lr(deconv, scale)]
+    if isinstance(layer, nn.ConvTranspose2d):
+        return _conv_transpose_to_lr(layer, scale)
+    if isinstance(layer, SubPixelConv2d):
+        from subpixel.convert import to_conv_transpose
+
+        return _conv_transpose_to_lr(to_conv_transpose(layer), scale)  # type: ignore[arg-type]
+    assert isinstance(layer, nn.Upsample)
+    sf = layer.scale_factor
+    factors = sf if isinstance(sf, tuple) else (sf, sf)
+    if layer.size is not None or any(float(f) != scale for f in factors):
+        raise ValueError(f"nn.Upsample must have scale_factor={scale} (no size), got {layer}")
+    if layer.mode not in ("nearest", "bilinear", "bicubic"):
+        raise ValueError(f"nn.Upsample mode must be 'nearest', 'bilinear' or 'bicubic', got {layer.mode!r}")
+    if layer.align_corners:
+        raise ValueError("nn.Upsample with align_corners=True is not a polyphase filter at integer scale")
+    if channels is None:
+        raise ValueError("the number of channels before nn.Upsample is unknown: put a Conv2d before it")
+    # PyTorch: bicubic with a = −0.75; all modes read clamped (edge-replicated) indices.
+    return _interpolator_to_lr(interpolation_taps(scale, layer.mode, -0.75), channels, "replicate", like)
+
+
+def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | None = None) -> nn.Sequential:
+    """Rewrite an upsample-first network as an exactly equal LR-space network ending in one pixel shuffle.
+
+    Args:
+        hr_network: ``nn.Sequential`` of: optional LR layers (``Conv2d``, pointwise activations: kept as they
+            are), one resampler by ``scale`` (``nn.Upsample`` nearest/bilinear/bicubic with
+            ``align_corners=False``, :class:`BicubicUpsample2d`, ``nn.ConvTranspose2d`` or
+            :class:`~subpixel.SubPixelConv2d` with stride ``scale``), then stride-1 ``nn.Conv2d`` with zero padding
+            and pointwise activations (``ReLU``, ``PReLU``, ``Tanh``, ...).
+        scale: the integer upscaling factor ``r``.
+        in_channels: channels of the network input, needed only when it starts with ``nn.Upsample``.
+
+    Returns:
+        ``nn.Sequential`` of LR layers (``ZeroPad2d``/``ReplicationPad2d``, ``Conv2d``, activations) and a final
+        :class:`~subpixel.PixelShuffle2d` ``(scale, order="crd")``, with the dtype and device of the input network;
+        its output equals ``hr_network``'s up to floating-point rounding (≤ 1e-10 in float64).
+
+    Raises:
+        TypeError: ``hr_network`` is not an ``nn.Sequential`` or contains an unsupported layer.
+        ValueError: no resampler, two resamplers, a wrong scale, or a layer whose output is not a whole LR tensor.
+
+    Shape:
+        - input: ``(N, C, H, W)``; output: as ``hr_network``'s, ``(N, C_out, r·H + …, r·W + …)``.
+
+    Examples:
+        >>> hr = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2), torch.nn.Conv2d(1, 4, 3, padding=1),
+        ...                          torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 3, padding=1)).double()
+        >>> lr = to_lr_space(hr, 2, in_channels=1)
+        >>> x = torch.randn(1, 1, 6, 7, dtype=torch.float64)
+        >>> lr(x).shape, bool((lr(x) - hr(x)).abs().max() < 1e-12)
+        (torch.Size([1, 1, 12, 14]), True)
+    """
+    if not isinstance(hr_network, nn.Sequential):
+        raise TypeError(f"hr_network must be an nn.Sequential, got {type(hr_network).__name__}")
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 2:
+        raise ValueError(f"scale must be an int >= 2, got {scale!r}")
+    like = next(
+        (t for t in (*hr_network.parameters(), *hr_network.buffers())), torch.zeros((), dtype=torch.float32)
+    )
+    out: list[nn.Module] = []
+    channels = in_channels
+    upsampled = False
+    r2 = scale * scale
+    for index, layer in enumerate(hr_network):
+        where = f"hr_network[{index}] ({type(layer).__name__})"
+        if isinstance(layer, nn.Upsample | BicubicUpsample2d | nn.ConvTranspose2d | SubPixelConv2d):
+            if upsampled:
+                raise ValueError(f"{where}: a second resampler; only one upsampling layer is supported")
+            try:
+                out.extend(_upsample_to_lr(layer, scale, channels, like))
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from exc
+            upsampled = True
+            channels = getattr(layer, "out_channels", None) or getattr(layer, "channels", channels)
+        elif isinstance(layer, nn.Conv2d):
+            if upsampled:
+                try:
+                    out.extend(hr_conv_to_lr(layer, scale))
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from exc
+            else:
+                out.append(_copy(layer))
+            channels = layer.out_channels
+        elif isinstance(layer, nn.PReLU):
+            if upsampled and layer.num_parameters > 1:
+                new = nn.PReLU(layer.num_parameters * r2, device=layer.weight.device, dtype=layer.weight.dtype)
+                with torch.no_grad():
+                    new.weight.copy_(layer.weight.repeat_interleave(r2))
+                out.append(new)
+            else:
+                out.append(_copy(layer))
+        elif isinstance(layer, _POINTWISE):
+            out.append(_copy(layer))
+        else:
+            raise TypeError(
+                f"{where} is not supported: expected a resampler, a stride-1 Conv2d or a pointwise activation"
+            )
+    if not upsampled:
+        raise ValueError("hr_network has no resampler (nn.Upsample, BicubicUpsample2d or ConvTranspose2d)")
+    out.append(PixelShuffle2d(scale, order="crd"))
+    return nn.Sequential(*out)
+
+
+def _copy(layer: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(layer)
+
+
+def hr_to_lr_weight_map(conv: nn.Conv2d, scale: int) -> Tensor:
+    """The 0/1 matrix ``A`` with ``vec(W_lr) = A · vec(w)`` for :func:`hr_conv_to_lr` (bias excluded).
+
+    Each column (an HR tap) has ``r²`` ones (its copies, one per output phase) and each row at most one: the LR
+    weight is tied and partly zero; its rank is the number of HR weights.
+
+    Args:
+        conv: the HR ``nn.Conv2d``.
+        scale: ``r``.
+
+    Returns:
+        float64 tensor of shape ``(numel(W_lr), numel(w))``.
+
+    Examples:
+        >>> a = hr_to_lr_weight_map(torch.nn.Conv2d(1, 1, 3, padding=1), 2)
+        >>> a.shape, int(a.sum(0).min()), int(a.sum(1).max())
+        (torch.Size([144, 9]), 4, 1)
+    """
+    probe = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, dilation=conv.dilation,
+        groups=conv.groups, bias=False, dtype=torch.float64,
+    )
+    cols = []
+    n = probe.weight.numel()
+    for idx in range(n):
+        with torch.no_grad():
+            probe.weight.zero_()
+            probe.weight.view(-1)[idx] = 1
+        cols.append(hr_conv_to_lr(probe, scale)[-1].weight.detach().reshape(-1).clone())
+    return torch.stack(cols, dim=1)
+
