@@ -206,9 +206,7 @@ class BicubicUpsample2d(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         """Upsample ``input`` of shape ``(N, C, H, W)`` to ``(N, C, r·H, r·W)``."""
         if input.dim() != 4 or input.shape[1] != self.channels:
-            raise ValueError(
-                f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}"
-            )
+            raise ValueError(f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}")
         pad = self.padding[0]
         if self.edge == "replicate":
             input = F.pad(input, (self.half,) * 4, mode="replicate")
@@ -224,8 +222,15 @@ class BicubicUpsample2d(nn.Module):
         w = self.weight
         pad = self.padding[0] if padding is None else padding
         layer = nn.ConvTranspose2d(
-            self.channels, self.channels, self.kernel_size, self.scale, pad,
-            groups=self.channels, bias=False, device=w.device, dtype=w.dtype,
+            self.channels,
+            self.channels,
+            self.kernel_size,
+            self.scale,
+            pad,
+            groups=self.channels,
+            bias=False,
+            device=w.device,
+            dtype=w.dtype,
         )
         with torch.no_grad():
             layer.weight.copy_(w)
@@ -278,8 +283,14 @@ def _conv_with_padding(
         layers.append(nn.ZeroPad2d((left, right, top, bottom)))
         conv_pad = (0, 0)
     conv = nn.Conv2d(
-        in_ch, out_ch, tuple(weight.shape[2:]), padding=conv_pad, groups=groups, bias=bias is not None,
-        device=weight.device, dtype=weight.dtype,
+        in_ch,
+        out_ch,
+        tuple(weight.shape[2:]),
+        padding=conv_pad,
+        groups=groups,
+        bias=bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
     )
     with torch.no_grad():
         conv.weight.copy_(weight)
@@ -368,7 +379,9 @@ def _conv_transpose_to_lr(layer: nn.ConvTranspose2d, scale: int) -> list[nn.Modu
     """LR layers equal to ``pixel_unshuffle(layer(x), r)`` for a ConvTranspose2d with stride ``r``."""
     r = scale
     if tuple(layer.stride) != (r, r):
-        raise ValueError(f"the resampling ConvTranspose2d must have stride ({r}, {r}), got {tuple(layer.stride)}")
+        raise ValueError(
+            f"the resampling ConvTranspose2d must have stride ({r}, {r}), got {tuple(layer.stride)}"
+        )
     if layer.padding_mode != "zeros":
         raise ValueError(f"ConvTranspose2d padding_mode must be 'zeros', got {layer.padding_mode!r}")
     sels, lr_pads = [], []
@@ -388,16 +401,18 @@ def _conv_transpose_to_lr(layer: nn.ConvTranspose2d, scale: int) -> list[nn.Modu
     g = layer.groups
     w = layer.weight.detach()  # (C_in, C_out/g, kh, kw) -> (C_out, C_in/g, kh, kw)
     c_in, c_out_g = w.shape[0], w.shape[1]
-    w = w.reshape(g, c_in // g, c_out_g, *w.shape[2:]).transpose(1, 2).reshape(g * c_out_g, c_in // g, *w.shape[2:])
+    w = (
+        w.reshape(g, c_in // g, c_out_g, *w.shape[2:])
+        .transpose(1, 2)
+        .reshape(g * c_out_g, c_in // g, *w.shape[2:])
+    )
     w_lr = torch.einsum("ajt,bkv,oitv->oabijk", sels[0].to(w), sels[1].to(w), w)
     w_lr = w_lr.reshape(g * c_out_g * r * r, c_in // g, *w_lr.shape[-2:])
     bias = None if layer.bias is None else layer.bias.detach().repeat_interleave(r * r)
     return _conv_with_padding(c_in, g * c_out_g * r * r, w_lr, bias, g, (*lr_pads[0], *lr_pads[1]))
 
 
-def _interpolator_to_lr(
-    taps: Tensor, channels: int, edge: str, like: Tensor
-) -> list[nn.Module]:
+def _interpolator_to_lr(taps: Tensor, channels: int, edge: str, like: Tensor) -> list[nn.Module]:
     """Depthwise LR conv with the ``r²`` polyphase filters ``taps_h ⊗ taps_w``, after replicate/zero padding."""
     r, width = taps.shape
     half = (width - 1) // 2
@@ -507,7 +522,9 @@ def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | Non
             channels = layer.out_channels
         elif isinstance(layer, nn.PReLU):
             if upsampled and layer.num_parameters > 1:
-                new = nn.PReLU(layer.num_parameters * r2, device=layer.weight.device, dtype=layer.weight.dtype)
+                new = nn.PReLU(
+                    layer.num_parameters * r2, device=layer.weight.device, dtype=layer.weight.dtype
+                )
                 with torch.no_grad():
                     new.weight.copy_(layer.weight.repeat_interleave(r2))
                 out.append(new)
@@ -550,8 +567,14 @@ def hr_to_lr_weight_map(conv: nn.Conv2d, scale: int) -> Tensor:
         (torch.Size([144, 9]), 4, 1)
     """
     probe = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, dilation=conv.dilation,
-        groups=conv.groups, bias=False, dtype=torch.float64,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=False,
+        dtype=torch.float64,
     )
     cols = []
     n = probe.weight.numel()
@@ -561,4 +584,3 @@ def hr_to_lr_weight_map(conv: nn.Conv2d, scale: int) -> Tensor:
             probe.weight.view(-1)[idx] = 1
         cols.append(hr_conv_to_lr(probe, scale)[-1].weight.detach().reshape(-1).clone())
     return torch.stack(cols, dim=1)
-

@@ -165,7 +165,12 @@ def _count_leaf(module: nn.Module, weight: Tensor | None, x: Tensor, y: Tensor) 
         n = x.shape[0] if x.dim() == nd + 2 else 1
         lr_out = 1
         for length, out_len, k, s, p, d in zip(
-            x.shape[-nd:], y.shape[-nd:], module.kernel_size, module.stride, module.padding, module.dilation,
+            x.shape[-nd:],
+            y.shape[-nd:],
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
             strict=True,
         ):
             crop = lr_geometry(length, k, s, p, 0, d).crop
