@@ -12,7 +12,8 @@ One MAC is one multiplication followed by one addition; FLOPs in the convention 
 * pixel (un)shuffles, padding, cropping, pointwise activations: 0.
 * ``nn.Upsample``: ``nearest`` 0; ``linear``/``bilinear``/``trilinear``/``bicubic``: one MAC per tap of the
   direct (not separated) interpolation kernel per output element: 2, 4, 8 and 16 taps.
-* :class:`subpixel.study.BicubicUpsample2d`: the transposed convolution it runs (as ``nn.ConvTranspose2d``).
+* :class:`subpixel.study.BicubicUpsample2d`: the transposed convolution it runs (as ``nn.ConvTranspose2d``),
+  on the replication-padded input when ``edge="replicate"``.
 * ``nn.Linear``: ``in_features`` per output element.
 
 Leaf modules are counted through forward hooks during one forward pass (on the ``meta`` device when possible,
@@ -182,7 +183,8 @@ def _count_leaf(module: nn.Module, weight: Tensor | None, x: Tensor, y: Tensor) 
         n = x.shape[0] if x.dim() == nd + 2 else 1
         w = weight
         # weight (C_in, C_out/g, *k): each input sample of channel i meets the C_out/g·∏k taps of its row
-        per_weight = n * math.prod(x.shape[-nd:])
+        grow = 2 * module.half if isinstance(module, BicubicUpsample2d) and module.edge == "replicate" else 0
+        per_weight = n * math.prod(length + grow for length in x.shape[-nd:])  # incl. replicate padding
         return per_weight * w.numel(), per_weight * _nnz(w)
     if isinstance(module, nn.modules.conv._ConvNd):
         nd = len(module.kernel_size)
