@@ -1,0 +1,435 @@
+"""ESPCN (Shi et al., arXiv 1609.05158): convolutions in LR space, then one efficient sub-pixel convolution.
+
+The network is ``len(widths)`` LR convolutions with an activation after each, then a
+:meth:`~subpixel.SubPixelConv2d.from_lr_kernel` layer (an LR convolution to ``C·r²`` channels followed by periodic
+shuffling) initialised with :func:`~subpixel.icnr_`. The paper's model is the default: 5×5 to 64, 3×3 to 32,
+3×3 to ``r²``, tanh, on the Y channel.
+
+Weights are stored as safetensors with the model's config as JSON beside them (``model.safetensors`` +
+``model.json``); :func:`save`, :func:`load` and :func:`pretrained` read and write that pair.
+
+Examples:
+    >>> model = ESPCN(3)
+    >>> model(torch.rand(1, 1, 10, 12)).shape
+    torch.Size([1, 1, 30, 36])
+    >>> model.config.widths, model.lr_receptive_radius
+    ((64, 32), 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from subpixel.init import icnr_
+from subpixel.layers import SubPixelConv2d
+
+__all__ = [
+    "ESPCN",
+    "FORMAT",
+    "ESPCNConfig",
+    "config_path",
+    "load",
+    "pretrained",
+    "pretrained_scales",
+    "save",
+]
+
+#: the ``format`` field of the JSON file written beside the weights
+FORMAT = "subpixel.sr.espcn"
+#: channel modes: ``"y"`` (the Y of BT.601 YCbCr, divided by 255) or ``"rgb"``
+ChannelMode = Literal["y", "rgb"]
+_ACTIVATIONS = ("tanh", "relu", "prelu", "identity")
+_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class ESPCNConfig:
+    """Everything needed to rebuild an :class:`ESPCN` (JSON-serialisable through :meth:`to_dict`).
+
+    Args:
+        scale: the upscaling factor ``r`` (an int ≥ 2; 1 is allowed for study).
+        channels: ``"y"`` (one channel, ``Y/255`` with Y from BT.601 ``rgb2ycbcr``) or ``"rgb"`` (three).
+        widths: output channels of the hidden LR convolutions.
+        kernel_sizes: odd kernel sizes of the hidden convolutions and, last, of the sub-pixel layer's LR conv
+            (``len(widths) + 1`` values).
+        activation: ``"tanh"`` (the paper's), ``"relu"``, ``"prelu"`` or ``"identity"``.
+    """
+
+    scale: int
+    channels: ChannelMode = "y"
+    widths: tuple[int, ...] = (64, 32)
+    kernel_sizes: tuple[int, ...] = (5, 3, 3)
+    activation: str = "tanh"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or self.scale < 1:
+            raise ValueError(f"scale must be a positive int, got {self.scale!r}")
+        if self.channels not in ("y", "rgb"):
+            raise ValueError(f"channels must be 'y' or 'rgb', got {self.channels!r}")
+        widths = tuple(self.widths)
+        kernels = tuple(self.kernel_sizes)
+        if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {self.widths!r}")
+        if len(kernels) != len(widths) + 1:
+            raise ValueError(
+                f"kernel_sizes must have len(widths) + 1 = {len(widths) + 1} values (one per layer), "
+                f"got {self.kernel_sizes!r}"
+            )
+        if any(not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 for k in kernels):
+            raise ValueError(f"kernel_sizes must be odd positive ints, got {self.kernel_sizes!r}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        object.__setattr__(self, "widths", widths)
+        object.__setattr__(self, "kernel_sizes", kernels)
+
+    @property
+    def in_channels(self) -> int:
+        """1 for ``"y"``, 3 for ``"rgb"``."""
+        return 1 if self.channels == "y" else 3
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ESPCNConfig:
+        """The inverse of :meth:`to_dict`; unknown keys are a ``ValueError``."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown ESPCN config keys {sorted(unknown)}; expected some of {sorted(known)}")
+        if "scale" not in data:
+            raise ValueError("ESPCN config has no 'scale'")
+        values = dict(data)
+        for key in ("widths", "kernel_sizes"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def _activation(name: str, width: int, factory: dict[str, Any]) -> nn.Module:
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "prelu":
+        return nn.PReLU(width, **factory)
+    return nn.Identity()
+
+
+class ESPCN(nn.Module):
+    """The efficient sub-pixel convolutional network.
+
+    Args:
+        scale: upscaling factor ``r``.
+        channels: ``"y"`` (input ``Y/255``, Y in [16, 235] from BT.601 ``rgb2ycbcr``) or ``"rgb"`` in [0, 1].
+        widths: channels of the hidden LR convolutions (the paper: ``(64, 32)``).
+        kernel_sizes: odd kernel sizes, one per hidden layer then the sub-pixel layer (the paper: ``(5, 3, 3)``).
+        activation: ``"tanh"`` (the paper), ``"relu"``, ``"prelu"`` or ``"identity"``.
+        device, dtype: factory arguments for the parameters.
+
+    Shape:
+        - input: ``(N, C, h, w)``, float, C = 1 for ``"y"`` and 3 for ``"rgb"``.
+        - output: ``(N, C, h·r, w·r)``, not clamped.
+
+    Examples:
+        >>> model = ESPCN(2, channels="rgb", widths=(16,), kernel_sizes=(3, 3), activation="relu")
+        >>> model(torch.rand(2, 3, 5, 7)).shape
+        torch.Size([2, 3, 10, 14])
+        >>> ESPCN.from_config(model.config.to_dict()).config == model.config
+        True
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        *,
+        channels: ChannelMode = "y",
+        widths: Sequence[int] = (64, 32),
+        kernel_sizes: Sequence[int] = (5, 3, 3),
+        activation: str = "tanh",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = ESPCNConfig(
+            scale=scale,
+            channels=channels,
+            widths=tuple(widths),
+            kernel_sizes=tuple(kernel_sizes),
+            activation=activation,
+        )
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        layers: list[nn.Module] = []
+        c_in = self.config.in_channels
+        for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
+            layers.append(nn.Conv2d(c_in, width, k, padding=k // 2, **factory))
+            layers.append(_activation(activation, width, factory))
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        self.upsample = SubPixelConv2d.from_lr_kernel(
+            c_in, self.config.in_channels, scale, self.config.kernel_sizes[-1], **factory
+        )
+        self.reset_parameters()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ESPCNConfig | Mapping[str, Any],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> ESPCN:
+        """Build a model from an :class:`ESPCNConfig` or its dict."""
+        cfg = config if isinstance(config, ESPCNConfig) else ESPCNConfig.from_dict(config)
+        return cls(
+            cfg.scale,
+            channels=cfg.channels,
+            widths=cfg.widths,
+            kernel_sizes=cfg.kernel_sizes,
+            activation=cfg.activation,
+            device=device,
+            dtype=dtype,
+        )
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default init for the hidden convolutions, ICNR for the sub-pixel layer, zero biases there."""
+        for module in self.features:
+            if isinstance(module, nn.Conv2d | nn.PReLU):
+                module.reset_parameters()
+        icnr_(self.upsample)
+        if self.upsample.bias is not None:
+            nn.init.zeros_(self.upsample.bias)
+
+    @property
+    def scale(self) -> int:
+        """The upscaling factor ``r``."""
+        return self.config.scale
+
+    @property
+    def channels(self) -> ChannelMode:
+        """``"y"`` or ``"rgb"``."""
+        return self.config.channels
+
+    @property
+    def lr_receptive_radius(self) -> int:
+        """LR pixels beyond its own on each side that an output pixel depends on (for tiling with overlap)."""
+        return sum(k // 2 for k in self.config.kernel_sizes)
+
+    def multiply_adds_per_pixel(self) -> float:
+        """Multiply-adds per HR output pixel (weights only; activations and the shuffle are free).
+
+        Every layer runs on the LR grid, so this is the per-LR-pixel count divided by ``r²``.
+
+        Examples:
+            >>> round(ESPCN(3).multiply_adds_per_pixel())  # (25·64 + 9·64·32 + 9·32·9) / 9
+            2514
+        """
+        c = self.config
+        chans = [c.in_channels, *c.widths, c.in_channels * c.scale**2]
+        per_lr = sum(k * k * a * b for k, a, b in zip(c.kernel_sizes, chans[:-1], chans[1:]))
+        return per_lr / c.scale**2
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Upscale ``input`` by ``scale``.
+
+        Shape:
+            - input: ``(N, C, h, w)``.
+            - output: ``(N, C, h·r, w·r)``.
+        """
+        if input.dim() != 4 or input.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"input must have shape (N, {self.config.in_channels}, h, w) for channels={self.channels!r}, "
+                f"got {tuple(input.shape)}"
+            )
+        return self.upsample(self.features(input))
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, channels={self.channels!r}"
+
+
+def config_path(weights: str | os.PathLike[str]) -> Path:
+    """The JSON config file that belongs to a weights file (same name, ``.json``).
+
+    Examples:
+        >>> config_path("runs/x3/model.safetensors").as_posix()
+        'runs/x3/model.json'
+    """
+    return Path(weights).with_suffix(".json")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` for a temporary file in ``path``'s folder, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(
+    model: ESPCN,
+    path: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model``'s weights as safetensors and its config as JSON beside them, each atomically.
+
+    Args:
+        model: the model (a ``DistributedDataParallel`` wrapper is unwrapped).
+        path: the ``.safetensors`` file; the config goes to the same name with ``.json``.
+        metadata: extra JSON-serialisable information stored in the JSON (e.g. how it was trained).
+
+    Returns:
+        The weights path.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> path = save(ESPCN(2, widths=(8,), kernel_sizes=(3, 3)), folder / "tiny.safetensors")
+        >>> sorted(p.name for p in folder.iterdir())
+        ['tiny.json', 'tiny.safetensors']
+        >>> load(path).config.widths
+        (8,)
+    """
+    from safetensors.torch import save_file
+
+    model = getattr(model, "module", model)
+    if not isinstance(model, ESPCN):
+        raise TypeError(f"model must be an ESPCN, got {type(model).__name__}")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"path must end with .safetensors, got {str(path)!r}")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    document = {"format": FORMAT, "config": model.config.to_dict(), **dict(metadata or {})}
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    _atomic_write(config_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON document beside a weights file (``format``, ``config`` and any training metadata)."""
+    cfg_file = config_path(path)
+    if not cfg_file.is_file():
+        raise ValueError(
+            f"weights {str(path)!r}: config file {str(cfg_file)!r} is missing "
+            "(ESPCN weights are a .safetensors file with a .json config of the same name beside it)"
+        )
+    try:
+        document = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"config file {str(cfg_file)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT or "config" not in document:
+        raise ValueError(
+            f"config file {str(cfg_file)!r} is not an ESPCN config (expected a JSON object with "
+            f"'format': {FORMAT!r} and 'config')"
+        )
+    return document
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    device: torch.device | str | None = None,
+) -> ESPCN:
+    """Load weights written by :func:`save`.
+
+    Args:
+        path: the ``.safetensors`` file (its ``.json`` config must lie beside it).
+        device: where to put the model (default CPU).
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        ValueError: the file is missing, corrupt, or its tensors do not fit the config.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {str(path)!r} does not exist")
+    document = read_config(path)
+    try:
+        model = ESPCN.from_config(document["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config file {str(config_path(path))!r} is invalid: {exc}") from exc
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
+        wrong = sorted(
+            f"{k}: {found[k]} (expected {expected[k]})"
+            for k in set(expected) & set(found)
+            if found[k] != expected[k]
+        )
+        raise ValueError(
+            f"weights file {str(path)!r} does not fit its config {document['config']}: "
+            f"missing {missing}, unexpected {extra}, wrong shapes {wrong}"
+        )
+    model.load_state_dict(tensors)
+    return model.to(device).eval()
+
+
+def pretrained_scales() -> tuple[int, ...]:
+    """The scales with bundled weights.
+
+    Examples:
+        >>> pretrained_scales()
+        (2, 3, 4)
+    """
+    scales = []
+    for file in _WEIGHTS_DIR.glob("espcn_x*.safetensors"):
+        suffix = file.stem.removeprefix("espcn_x")
+        if suffix.isdigit():
+            scales.append(int(suffix))
+    return tuple(sorted(scales))
+
+
+def pretrained(scale: int, *, device: torch.device | str | None = None) -> ESPCN:
+    """The bundled ESPCN weights for ``scale`` (Y channel, trained with ``subpixel train`` on T91 + BSDS200).
+
+    Nothing is downloaded: the files ship inside the package (``subpixel/sr/weights``).
+
+    Args:
+        scale: 2, 3 or 4.
+        device: where to put the model.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        ValueError: no weights for ``scale``.
+
+    Examples:
+        >>> model = pretrained(3)
+        >>> model.scale, model.channels
+        (3, 'y')
+    """
+    supported = pretrained_scales()
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in supported:
+        raise ValueError(f"no bundled weights for scale={scale!r}; supported scales are {list(supported)}")
+    return load(_WEIGHTS_DIR / f"espcn_x{scale}.safetensors", device=device)

@@ -1,0 +1,589 @@
+"""Train ESPCN: ``subpixel train --scale 3 --data DIR [DIR ...] --out RUN_DIR`` and :func:`train`.
+
+What a run does:
+
+* samples random aligned LR/HR patches (:class:`~subpixel.sr.data.PatchDataset`; sample ``i`` depends only on
+  ``(seed, i)``, so the stream is the same for any number of workers, on every rank and after a resume);
+* minimises the L2 (MSE) or L1 loss with Adam; the learning rate follows a pure function of the step
+  (``cosine`` from ``lr`` to ``lr_min``, ``step``: ×0.1 at 50 % and 75 % of the steps, or ``constant``);
+* shows a progress bar with the loss and the throughput (patches/s), and every ``val_every`` steps the mean
+  Y-PSNR (protocol: border crop = scale, 8-bit rounding) on a validation folder, logged to ``RUN_DIR/log.jsonl``;
+* every ``checkpoint_every`` steps writes ``RUN_DIR/checkpoint.safetensors`` atomically: model, Adam state, step,
+  RNG state, elapsed time and the config (JSON in the safetensors metadata; no pickle). ``--resume`` continues a
+  killed run from it and ends with exactly the weights of an uninterrupted run (bit for bit on CPU);
+* at the end writes ``RUN_DIR/model.safetensors`` + ``model.json`` (config, training summary) and a figure of
+  the curves, ``RUN_DIR/curves.png``. A finished run is never overwritten unless ``--force``.
+
+Data-parallel training: launch with ``torchrun --nproc-per-node N -m subpixel.cli train ...`` (or
+``python -m torch.distributed.run``); each rank takes its own ``batch_size`` samples of every step (rank ``k``
+takes samples ``(step·N + k)·batch_size ...``), gradients are averaged by DDP (gloo on CPU, NCCL on GPU), only
+rank 0 writes files, and the run records a digest of every rank's final weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from subpixel.sr.data import PatchDataset, to_model_channels
+from subpixel.sr.models import ESPCN, _atomic_write, save
+from subpixel.sr.protocol import find_test_images, load_test_image, score_pair
+
+__all__ = ["TrainConfig", "add_arguments", "learning_rate", "run", "train"]
+
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "model.safetensors"
+LOG = "log.jsonl"
+_CHECKPOINT_FORMAT = "subpixel.sr.checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs (JSON-serialisable; stored in checkpoints and beside the weights).
+
+    Args:
+        data: folders (or files) of HR training images.
+        out: the run folder.
+        scale: upscaling factor.
+        channels: ``"y"`` or ``"rgb"``.
+        widths, kernel_sizes, activation: the :class:`~subpixel.sr.models.ESPCN` architecture.
+        patch_size: LR patch size (HR patches are ``patch_size·scale``).
+        batch_size: patches per step *per rank*.
+        steps: optimiser steps.
+        lr, lr_min, schedule: Adam learning rate and its schedule (``"cosine"``, ``"step"``, ``"constant"``).
+        loss: ``"l2"`` (MSE) or ``"l1"``.
+        val: folder of validation images (e.g. Set5); ``None`` for none.
+        val_every, checkpoint_every, log_every: periods in steps (0 = never; a checkpoint and a validation are
+            always made at the end).
+        seed: seeds the model initialisation and the sample stream.
+        workers: DataLoader worker processes.
+        threads: torch intra-op threads (``None``: leave torch's default).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+        resume: continue from ``out/checkpoint.safetensors``.
+        force: start over even if ``out`` holds a checkpoint or finished weights.
+        progress: show progress bars.
+    """
+
+    data: list[str]
+    out: str
+    scale: int = 3
+    channels: str = "y"
+    widths: tuple[int, ...] = (64, 32)
+    kernel_sizes: tuple[int, ...] = (5, 3, 3)
+    activation: str = "tanh"
+    patch_size: int = 17
+    batch_size: int = 64
+    steps: int = 100_000
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    schedule: str = "cosine"
+    loss: str = "l2"
+    val: str | None = None
+    val_every: int = 2000
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    seed: int = 0
+    workers: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    resume: bool = False
+    force: bool = False
+    progress: bool = True
+    command: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.data = [str(d) for d in ([self.data] if isinstance(self.data, str | os.PathLike) else self.data)]
+        self.out = str(self.out)
+        self.widths = tuple(self.widths)
+        self.kernel_sizes = tuple(self.kernel_sizes)
+        positive = ("scale", "patch_size", "batch_size", "steps")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("val_every", "checkpoint_every", "log_every", "workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not (self.lr > 0 and self.lr_min >= 0):
+            raise ValueError(f"lr must be > 0 and lr_min >= 0, got lr={self.lr!r}, lr_min={self.lr_min!r}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ValueError(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
+        if self.loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be a positive int or None, got {self.threads!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def model(self) -> ESPCN:
+        """A freshly initialised model of this architecture."""
+        return ESPCN(
+            self.scale,
+            channels=self.channels,  # type: ignore[arg-type]
+            widths=self.widths,
+            kernel_sizes=self.kernel_sizes,
+            activation=self.activation,
+        )
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate for optimiser step ``step`` (0-based), a pure function of the step.
+
+    Examples:
+        >>> cfg = TrainConfig(data=["."], out=".", steps=100, lr=1e-3, lr_min=1e-5)
+        >>> learning_rate(cfg, 0), round(learning_rate(cfg, 50), 6), round(learning_rate(cfg, 100), 8)
+        (0.001, 0.000505, 1e-05)
+    """
+    t = min(max(step / config.steps, 0.0), 1.0)
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "step":
+        return config.lr * (0.1 ** (int(t >= 0.5) + int(t >= 0.75)))
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * t))
+
+
+class _StepBatches(Sampler[list[int]]):
+    """Batches of sample indices for steps ``start .. stop - 1`` of one rank."""
+
+    def __init__(self, start: int, stop: int, batch: int, world: int, rank: int) -> None:
+        self.start, self.stop, self.batch, self.world, self.rank = start, stop, batch, world, rank
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            first = (step * self.world + self.rank) * self.batch
+            yield list(range(first, first + self.batch))
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for index, entries in state["state"].items():
+        plain_entries = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                plain_entries[key] = value
+        plain["state"][str(index)] = plain_entries
+    return tensors, plain
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in plain["state"].items()}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(
+    path: Path,
+    model: ESPCN,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    elapsed: float,
+    config: TrainConfig,
+) -> None:
+    """Write a checkpoint as one safetensors file (tensors + JSON metadata), atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())
+    tensors.update(opt_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "format": _CHECKPOINT_FORMAT,
+        "step": step,
+        "elapsed_s": elapsed,
+        "optimizer": opt_plain,
+        "config": config.to_dict(),
+    }
+    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)}))
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint: (tensors, metadata). ``ValueError`` naming the file when it is not one."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get("checkpoint")
+        tensors = load_file(str(path))
+        meta = json.loads(raw) if raw else None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"checkpoint {str(path)!r} is not readable: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} has no subpixel checkpoint metadata")
+    return tensors, meta
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+def _prepare_validation(folder: str, scale: int, channels: str) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """(model input ``(1, C, h, w)``, HR ``(H, W, C)``) per test image of ``folder``, by the protocol.
+
+    The standard layout (``*_SRF_{r}_HR.png`` with MATLAB's ``_LR.png``) or a plain folder of HR images
+    (:func:`~subpixel.sr.protocol.find_test_images`).
+    """
+    out = []
+    for image in find_test_images(folder, scale):
+        hr, lr = load_test_image(image, scale)
+        out.append((torch.from_numpy(to_model_channels(lr, channels)).float()[None], hr))
+    return out
+
+
+@torch.no_grad()
+def validate(model: nn.Module, data: list[tuple[torch.Tensor, np.ndarray]], scale: int) -> float:
+    """Mean Y-PSNR (dB) by the protocol (:func:`~subpixel.sr.protocol.score_pair`: 8-bit rounding, border crop)."""
+    module = getattr(model, "module", model)
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    psnrs = []
+    for lr, hr in data:
+        sr = module(lr.to(device))[0].double().cpu().numpy().transpose(1, 2, 0)
+        psnrs.append(score_pair(hr, sr, scale).psnr)
+    module.train(was_training)
+    return float(np.mean(psnrs))
+
+
+# ----------------------------------------------------------------------------------------------- distributed
+
+
+def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device_name == "auto" else device_name.startswith("cuda")
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if use_cuda:
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        else:
+            device = torch.device("cpu")
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        return rank, world, device
+    if device_name == "auto":
+        return 0, 1, torch.device("cuda" if use_cuda else "cpu")
+    return 0, 1, torch.device(device_name)
+
+
+def _digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, value in sorted(getattr(model, "module", model).state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------- training
+
+
+def _read_log(path: Path, until_step: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [e for e in entries if e.get("step", 0) <= until_step]
+
+
+def _write_log(path: Path, entries: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(e) + "\n" for e in entries)
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _plot(path: Path, entries: list[dict[str, Any]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = [(e["step"], e["loss"]) for e in entries if "loss" in e]
+    vals = [(e["step"], e["val_psnr"]) for e in entries if "val_psnr" in e]
+    fig, ax = plt.subplots(1, 2 if vals else 1, figsize=(10 if vals else 5, 3.6), squeeze=False)
+    if losses:
+        ax[0, 0].semilogy(*zip(*losses))
+    ax[0, 0].set(xlabel="step", ylabel="training loss", title=title)
+    if vals:
+        ax[0, 1].plot(*zip(*vals), marker="o")
+        ax[0, 1].set(xlabel="step", ylabel="validation Y-PSNR (dB)")
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def train(config: TrainConfig) -> Path:
+    """Run (or resume) a training run; returns the path of the final weights.
+
+    Raises:
+        FileExistsError: ``out`` holds finished weights or a checkpoint and neither ``resume`` nor ``force``
+            was given.
+        ValueError: bad data (unreadable or too-small images), a corrupt checkpoint, or a checkpoint of a
+            different architecture.
+    """
+    out = Path(config.out)
+    weights, ckpt_path, log_path = out / WEIGHTS, out / CHECKPOINT, out / LOG
+    rank, world, device = _setup_distributed(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    main = rank == 0
+    try:
+        if weights.exists() and not config.force:
+            if config.resume:
+                if main:
+                    print(f"{weights} exists: the run is finished, nothing to resume", file=sys.stderr)
+                return weights
+            raise FileExistsError(
+                f"{weights} exists (a finished run); use another --out, or --force to train again and overwrite it"
+            )
+        if ckpt_path.exists() and not (config.resume or config.force):
+            raise FileExistsError(
+                f"{ckpt_path} exists (an unfinished run); pass --resume to continue it or --force to start over"
+            )
+        torch.manual_seed(config.seed)
+        model = config.model().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        start, elapsed_before = 0, 0.0
+        if config.resume and ckpt_path.exists() and not config.force:
+            tensors, meta = load_checkpoint(ckpt_path)
+            saved = TrainConfig(**{**meta["config"], "out": config.out})
+            for key in ("scale", "channels", "widths", "kernel_sizes", "activation"):
+                if getattr(saved, key) != getattr(config, key):
+                    raise ValueError(
+                        f"checkpoint {str(ckpt_path)!r} has {key}={getattr(saved, key)!r}, "
+                        f"the run asks for {getattr(config, key)!r}"
+                    )
+            model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+            model.load_state_dict(model_state)
+            optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+            torch.set_rng_state(tensors["rng.torch"])
+            start, elapsed_before = int(meta["step"]), float(meta["elapsed_s"])
+        if world > 1:
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        log = _read_log(log_path, start) if start else []
+        dataset = PatchDataset(
+            config.data,
+            config.scale,
+            patch_size=config.patch_size,
+            channels=config.channels,
+            seed=config.seed,
+            length=config.steps * config.batch_size * world,
+            progress=config.progress and main,
+        )
+        val_data = (
+            _prepare_validation(config.val, config.scale, config.channels) if config.val and main else None
+        )
+        loader = DataLoader(
+            dataset,
+            batch_sampler=_StepBatches(start, config.steps, config.batch_size, world, rank),
+            num_workers=config.workers,
+            pin_memory=device.type == "cuda",
+        )
+        loss_fn = nn.MSELoss() if config.loss == "l2" else nn.L1Loss()
+        bar = None
+        if main and config.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=config.steps,
+                initial=start,
+                desc=f"train x{config.scale}",
+                unit="step",
+                mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            )
+        model.train()
+        t0 = time.perf_counter()
+        last_t, last_step, running, running_n = t0, start, 0.0, 0
+        step = start
+        for lr_batch, hr_batch in loader:
+            rate = learning_rate(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
+            lr_batch = lr_batch.to(device, non_blocking=True)
+            hr_batch = hr_batch.to(device, non_blocking=True)
+            loss = loss_fn(model(lr_batch), hr_batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            running += float(loss.detach())
+            running_n += 1
+            if not main:
+                continue
+            entry: dict[str, Any] = {}
+            if (config.log_every and step % config.log_every == 0) or step == config.steps:
+                now = time.perf_counter()
+                throughput = (step - last_step) * config.batch_size * world / max(now - last_t, 1e-9)
+                entry.update(loss=running / running_n, lr=rate, patches_per_s=throughput)
+                last_t, last_step, running, running_n = now, step, 0.0, 0
+            if val_data is not None and (
+                (config.val_every and step % config.val_every == 0) or step == config.steps
+            ):
+                entry["val_psnr"] = validate(model, val_data, config.scale)
+            if entry:
+                entry = {"step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0, **entry}
+                log.append(entry)
+                if bar is not None:
+                    bar.set_postfix(
+                        {
+                            k: f"{v:.4g}"
+                            for k, v in entry.items()
+                            if k in ("loss", "val_psnr", "patches_per_s")
+                        },
+                        refresh=False,
+                    )
+            if bar is not None:
+                bar.update(1)
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
+                _write_log(log_path, log)
+                save_checkpoint(
+                    ckpt_path,
+                    getattr(model, "module", model),
+                    optimizer,
+                    step,
+                    elapsed_before + time.perf_counter() - t0,
+                    config,
+                )
+        if bar is not None:
+            bar.close()
+        digests = [_digest(model)]
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, digests[0])
+            digests = gathered
+        if main:
+            summary = {
+                "steps": step,
+                "world_size": world,
+                "wall_time_s": elapsed_before + time.perf_counter() - t0,
+                "final_val_psnr": next((e["val_psnr"] for e in reversed(log) if "val_psnr" in e), None),
+                "rank_weight_digests": digests,
+                "multiply_adds_per_pixel": getattr(model, "module", model).multiply_adds_per_pixel(),
+                "torch": torch.__version__,
+            }
+            save(
+                getattr(model, "module", model),
+                weights,
+                metadata={"training": {**config.to_dict(), **summary}},
+            )
+            if log:
+                _plot(out / "curves.png", log, f"ESPCN x{config.scale}")
+        if world > 1:
+            dist.barrier()
+        return weights
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``subpixel train``."""
+    d = TrainConfig(data=[], out="")
+    parser.add_argument("--scale", type=int, default=d.scale, help="upscaling factor (default %(default)s)")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="DIR", help="folders of HR training images"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, log, weights)"
+    )
+    parser.add_argument("--val", metavar="DIR", help="validation folder (e.g. Set5) for periodic Y-PSNR")
+    parser.add_argument("--channels", choices=("y", "rgb"), default=d.channels)
+    parser.add_argument("--widths", type=int, nargs="+", default=list(d.widths), help="hidden layer widths")
+    parser.add_argument(
+        "--kernel-sizes", type=int, nargs="+", default=list(d.kernel_sizes), help="odd kernels"
+    )
+    parser.add_argument("--activation", choices=("tanh", "relu", "prelu", "identity"), default=d.activation)
+    parser.add_argument("--patch-size", type=int, default=d.patch_size, help="LR patch size (HR = ×scale)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="patches per step per process")
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    parser.add_argument("--lr-min", type=float, default=d.lr_min, help="final learning rate of 'cosine'")
+    parser.add_argument("--schedule", choices=("cosine", "step", "constant"), default=d.schedule)
+    parser.add_argument("--loss", choices=("l2", "l1"), default=d.loss)
+    parser.add_argument("--val-every", type=int, default=d.val_every, metavar="STEPS")
+    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="STEPS")
+    parser.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.safetensors")
+    parser.add_argument("--force", action="store_true", help="start over, overwriting RUN_DIR's weights")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``subpixel train``: returns 0 on success, 2 on bad input or a run folder that must not be overwritten."""
+    try:
+        config = TrainConfig(
+            data=args.data,
+            out=args.out,
+            scale=args.scale,
+            channels=args.channels,
+            widths=tuple(args.widths),
+            kernel_sizes=tuple(args.kernel_sizes),
+            activation=args.activation,
+            patch_size=args.patch_size,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            lr=args.lr,
+            lr_min=args.lr_min,
+            schedule=args.schedule,
+            loss=args.loss,
+            val=args.val,
+            val_every=args.val_every,
+            checkpoint_every=args.checkpoint_every,
+            log_every=args.log_every,
+            seed=args.seed,
+            workers=args.workers,
+            threads=args.threads,
+            device=args.device,
+            resume=args.resume,
+            force=args.force,
+            progress=not args.no_progress,
+            command=["subpixel", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
+        )
+        path = train(config)
+    except (ValueError, FileExistsError) as exc:
+        print(f"subpixel train: error: {exc}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"weights: {path}  ({shlex.join(config.command) or 'train()'})")
+    return 0
