@@ -323,7 +323,7 @@ def _imresize_torch(img: Tensor, matrices: list[np.ndarray], order: list[int]) -
         raise TypeError(f"img must be a floating-point or uint8 tensor, got dtype {img.dtype}")
     out = img.to(work_dtype)
     for axis in order:
-        m = torch.as_tensor(matrices[axis], dtype=work_dtype, device=img.device)
+        m = torch.tensor(matrices[axis], dtype=work_dtype, device=img.device)
         out = torch.matmul(m, out) if axis == 0 else torch.matmul(out, m.T)
         if integer_max is not None:
             out = torch.floor(out + 0.5).clamp_(0.0, integer_max)
