@@ -146,7 +146,7 @@ def test_load_errors(tmp_path: Path) -> None:
     config_path(path).unlink()
     with pytest.raises(ValueError, match=r"c\.json.*is missing"):
         load(path)
-    with pytest.raises(ValueError, match="must end with .safetensors"):
+    with pytest.raises(ValueError, match=r"must end with \.safetensors"):
         save(ESPCN(2), tmp_path / "x.pt")
 
 
