@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from subpixel._validation import ChannelOrder, as_tuple, check_ndim, check_order
-from subpixel.shuffle import convert_channel_order, pixel_shuffle
+from subpixel.shuffle import convert_channel_order, shuffle_crop
 
 __all__ = [
     "AxisGeometry",
@@ -483,7 +483,8 @@ def lr_conv_shuffle(
         order: channel order of ``weight_lr``.
 
     Returns:
-        The HR output, contiguous.
+        The HR output, contiguous in the memory format of the LR convolution's output (``channels_last`` input:
+        ``channels_last`` output, as torch's ConvTranspose gives).
 
     Shape:
         - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``.
@@ -533,7 +534,6 @@ def lr_conv_shuffle(
         z = _CONV[n](x, weight_lr, bias_lr, 1, tuple(before), 1, groups)
     else:
         z = _CONV[n](_pad_or_crop(x, before, after), weight_lr, bias_lr, 1, 0, 1, groups)
-    y = pixel_shuffle(z, strides, order=order)
-    if any(g.crop or y.shape[2 + i] != g.out_size for i, g in enumerate(geoms)):
-        y = y[(slice(None), slice(None), *(slice(g.crop, g.crop + g.out_size) for g in geoms))].contiguous()
+    # one copy: shuffle and crop fused (falls back to shuffle-then-crop under export/tracing; see shuffle_crop)
+    y = shuffle_crop(z, strides, order, [g.crop for g in geoms], [g.out_size for g in geoms])
     return y if batched else y.squeeze(0)

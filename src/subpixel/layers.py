@@ -24,6 +24,7 @@ from subpixel.functional import (
     lr_kernel_size,
     output_padding_for_size,
 )
+from subpixel.shuffle import _use_plain_path, convert_channel_order
 
 __all__ = [
     "FractionallyStridedConv1d",
@@ -184,9 +185,10 @@ class SubPixelConvNd(nn.Module):
                 self.padding,
                 self.dilation,
             )
+        weight, order = self._weight_for(input)
         return lr_conv_shuffle(
             input,
-            self.weight,
+            weight,
             self.bias,
             self.stride,
             self.padding,
@@ -194,8 +196,31 @@ class SubPixelConvNd(nn.Module):
             self.groups,
             self.dilation,
             self.kernel_size,
-            order=self.order,
+            order=order,
         )
+
+    def _weight_for(self, input: Tensor) -> tuple[Tensor, ChannelOrder]:
+        """The LR weight in the channel order whose shuffle is a block copy for ``input``'s memory format.
+
+        A channels-last LR output holds the channels of a pixel together; in ``"dcr"`` order the channels of one
+        HR pixel are then adjacent, and the shuffle copies blocks of ``C_out·r_last`` values. The conversion is
+        exact (a permutation); without gradients it is cached until the weight changes.
+        """
+        if self.order == "dcr" or self.groups != 1 or not _channels_last(input) or _use_plain_path(input):
+            return self.weight, self.order
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return convert_channel_order(self.weight, self.stride, "crd", "dcr", dim=0), "dcr"
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
+        cache = self.__dict__.get("_dcr_cache")
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cache = (
+                    key,
+                    convert_channel_order(w.detach(), self.stride, "crd", "dcr", dim=0).contiguous(),
+                )
+            self.__dict__["_dcr_cache"] = cache
+        return cache[1], "dcr"
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -210,6 +235,15 @@ class SubPixelConvNd(nn.Module):
         if self.bias is None:
             s += ", bias=False"
         return s + f", lr_kernel_size={self.lr_kernel_size}, order={self.order!r}"
+
+
+def _channels_last(x: Tensor) -> bool:
+    """Whether ``x`` is a batched channels-last 2-D or 3-D tensor (and not also plain contiguous)."""
+    if x.is_contiguous():
+        return False
+    if x.dim() == 4:
+        return x.is_contiguous(memory_format=torch.channels_last)
+    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 class SubPixelConv1d(SubPixelConvNd):

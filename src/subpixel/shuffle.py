@@ -9,13 +9,24 @@ block of pixels of a high-resolution (HR) tensor. Two channel orders are in use,
 
 The phase index ``φ`` is row-major over the axes: in 2-D, ``φ = i·r_w + j`` for the pixel at offset ``(i, j)``
 inside its block.
+
+Speed: on the CPU (and any device) the shuffles are computed as one ``copy_`` of the input, viewed with its phases
+split out, into a preallocated output viewed the same way; this runs at memory bandwidth where
+``permute().reshape()`` does not. The output keeps the input's memory format (``channels_last`` in,
+``channels_last`` out, as ``torch.nn.functional.pixel_shuffle`` does). While tracing, scripting, compiling or
+exporting to ONNX the plain ``reshape → permute → reshape`` formulation is used instead, so that exporters see
+(and ONNX gets) a ``DepthToSpace`` / ``SpaceToDepth`` pattern; both give identical values.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from subpixel._validation import ChannelOrder, as_factor, check_ndim, check_order
@@ -40,6 +51,253 @@ def _interleave(n_lead: int, ndim: int) -> list[int]:
     for i in range(ndim):
         perm += [c + 1 + ndim + i, c + 1 + i]
     return perm
+
+
+def _use_plain_path(x: Tensor) -> bool:
+    """Whether to use the plain reshape-permute formulation: under tracing, scripting, compiling or ONNX export,
+    and for tensor subclasses (fake, meta-programmed, ...) whose ``copy_`` semantics we do not rely on."""
+    return (
+        torch.jit.is_scripting()
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or type(x) not in (Tensor, nn.Parameter)
+    )
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    """The memory format a shuffle of ``x`` produces: channels-last stays channels-last, all else contiguous."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+@dataclass(frozen=True)
+class _ShuffleSpec:
+    """Geometry of a (cropping) shuffle: LR ``(B, C·R, *lr_sizes)`` <-> HR ``(B, C, *out_sizes)``.
+
+    HR sample ``m`` of an axis is sample ``m + crop`` of the uncropped shuffle of the LR tensor. Every
+    ``out_size`` is a multiple of its factor and ``lr_size == (crop + out_size) / factor`` rounded up.
+    """
+
+    factors: tuple[int, ...]
+    order: str
+    crops: tuple[int, ...]
+    out_sizes: tuple[int, ...]
+    lr_sizes: tuple[int, ...]
+    memory_format: torch.memory_format = torch.contiguous_format
+
+
+def _lr_split(z: Tensor, spec: _ShuffleSpec) -> Tensor:
+    """View ``(B, C·R, *D)`` as ``(B, C, D_1, r_1, .., D_n, r_n)`` (no copy; strided)."""
+    n = len(spec.factors)
+    b, cr = z.shape[0], z.shape[1]
+    c = cr // math.prod(spec.factors)
+    if spec.order == "crd":
+        x = z.view(b, c, *spec.factors, *spec.lr_sizes)
+        perm = [0, 1]
+        for i in range(n):
+            perm += [2 + n + i, 2 + i]
+    else:
+        x = z.view(b, *spec.factors, c, *spec.lr_sizes)
+        perm = [0, n + 1]
+        for i in range(n):
+            perm += [n + 2 + i, 1 + i]
+    return x.permute(perm)
+
+
+def _hr_split(y: Tensor, spec: _ShuffleSpec) -> Tensor:
+    """View ``(B, C, *O)`` as ``(B, C, O_1/r_1, r_1, .., O_n/r_n, r_n)`` (no copy)."""
+    split: list[int] = []
+    for o, r in zip(spec.out_sizes, spec.factors, strict=True):
+        split += [o // r, r]
+    return y.view(y.shape[0], y.shape[1], *split)
+
+
+def _segments(spec: _ShuffleSpec) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
+    """Index pairs ``(hr_index, lr_index)`` into the split views; together they cover the HR tensor once.
+
+    Along an axis with crop ``c``, HR phases ``[0, r−c)`` come from LR phases ``[c, r)`` at the same block,
+    HR phases ``[r−c, r)`` from LR phases ``[0, c)`` of the next block.
+    """
+    per_axis = []
+    for r, c, o in zip(spec.factors, spec.crops, spec.out_sizes, strict=True):
+        v = o // r
+        segs = [((slice(None), slice(0, r - c)), (slice(0, v), slice(c, r)))]
+        if c:
+            segs.append(((slice(None), slice(r - c, r)), (slice(1, v + 1), slice(0, c))))
+        per_axis.append(segs)
+    result = []
+    for combo in product(*per_axis):
+        hr: tuple[slice, ...] = (slice(None), slice(None))
+        lr: tuple[slice, ...] = (slice(None), slice(None))
+        for h, low in combo:
+            hr += h
+            lr += low
+        result.append((hr, lr))
+    return result
+
+
+def _shuffle_copy(z: Tensor, spec: _ShuffleSpec) -> Tensor:
+    """Forward of the cropping shuffle: ``(B, C·R, *lr_sizes) -> (B, C, *out_sizes)``, one copy of the data."""
+    c = z.shape[1] // math.prod(spec.factors)
+    y = torch.empty(
+        (z.shape[0], c, *spec.out_sizes), dtype=z.dtype, device=z.device, memory_format=spec.memory_format
+    )
+    src, dst = _lr_split(z, spec), _hr_split(y, spec)
+    if _pairs_ok(y, spec):
+        # innermost factor 2 in a contiguous output: write HR sample pairs as complex numbers, so that the copy
+        # loops over the long LR rows instead of over the pair (2-4x faster; exact: no arithmetic happens)
+        pairs = torch.view_as_complex(dst)
+        for hr, lr in _segments(_drop_last_axis(spec)):
+            real, imag = (src[(*lr, *_phase(spec, psi))] for psi in (0, 1))
+            torch.complex(real, imag, out=pairs[hr])
+        return y
+    for hr, lr in _segments(spec):
+        dst[hr].copy_(src[lr])
+    return y
+
+
+_PAIR_DTYPES = (torch.float32, torch.float64)
+
+
+def _pairs_ok(y: Tensor, spec: _ShuffleSpec) -> bool:
+    """Whether the HR side can be handled as pairs of samples (complex numbers) along its last axis."""
+    return (
+        spec.factors[-1] == 2
+        and y.dtype in _PAIR_DTYPES
+        and spec.memory_format == torch.contiguous_format
+        and y.is_contiguous()
+        and y.numel() > 0
+    )
+
+
+def _drop_last_axis(spec: _ShuffleSpec) -> _ShuffleSpec:
+    """The spec of the leading axes only (the last axis is handled as pairs)."""
+    return _ShuffleSpec(
+        spec.factors[:-1], spec.order, spec.crops[:-1], spec.out_sizes[:-1], spec.lr_sizes[:-1]
+    )
+
+
+def _phase(spec: _ShuffleSpec, psi: int) -> tuple[slice | int, slice]:
+    """Index ``(block range, LR phase)`` on the last axis of the LR split view for HR phase ``psi`` (factor 2)."""
+    q = psi + spec.crops[-1]  # uncropped position inside the block
+    v = spec.out_sizes[-1] // 2
+    return slice(q // 2, q // 2 + v), q % 2  # type: ignore[return-value]
+
+
+def _unshuffle_copy(y: Tensor, spec: _ShuffleSpec) -> Tensor:
+    """The adjoint of :func:`_shuffle_copy`: ``(B, C, *out_sizes) -> (B, C·R, *lr_sizes)``, cropped samples 0."""
+    cr = y.shape[1] * math.prod(spec.factors)
+    z = torch.empty(
+        (y.shape[0], cr, *spec.lr_sizes), dtype=y.dtype, device=y.device, memory_format=spec.memory_format
+    )
+    dst, src = _lr_split(z, spec), _hr_split(y, spec)
+    n = len(spec.factors)
+    for i, (r, c, o) in enumerate(zip(spec.factors, spec.crops, spec.out_sizes, strict=True)):
+        if c:  # LR samples no HR sample comes from: block 0 at phases < c, the last block at phases >= c
+            v = o // r
+            for block, phases in ((0, slice(0, c)), (v, slice(c, r))):
+                index: list[Any] = [slice(None)] * (2 + 2 * n)
+                index[2 + 2 * i], index[3 + 2 * i] = block, phases
+                dst[tuple(index)] = 0
+    for hr, lr in _segments(spec):
+        dst[lr].copy_(src[hr])
+    return z
+
+
+class _ShuffleFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, spec: _ShuffleSpec) -> Tensor:
+        ctx.spec = spec
+        return _shuffle_copy(z, spec)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return _UnshuffleFn.apply(grad, ctx.spec), None
+
+
+class _UnshuffleFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, spec: _ShuffleSpec) -> Tensor:
+        ctx.spec = spec
+        return _unshuffle_copy(y, spec)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return _ShuffleFn.apply(grad, ctx.spec), None
+
+
+def _apply(fn: type[torch.autograd.Function], x: Tensor, spec: _ShuffleSpec) -> Tensor:
+    if torch.is_grad_enabled() and x.requires_grad:
+        return fn.apply(x, spec)
+    return _shuffle_copy(x, spec) if fn is _ShuffleFn else _unshuffle_copy(x, spec)
+
+
+def shuffle_crop(
+    input: Tensor,
+    factors: Sequence[int],
+    order: ChannelOrder,
+    crops: Sequence[int],
+    out_sizes: Sequence[int],
+) -> Tensor:
+    """Periodic shuffling then a crop, in one copy: ``pixel_shuffle(input)[..., c_i : c_i + O_i, ..]``.
+
+    The last step of :func:`subpixel.functional.lr_conv_shuffle`. Where an ``O_i`` is not a multiple of its
+    factor, or on the plain path (see the module docstring), it shuffles and then crops (two copies).
+
+    Args:
+        input: the LR tensor (batched).
+        factors: the factor of every spatial axis.
+        order: channel order of ``input``.
+        crops: HR samples dropped at the start of every axis.
+        out_sizes: HR samples kept on every axis.
+
+    Returns:
+        The HR tensor, contiguous in the memory format of ``input``.
+
+    Shape:
+        - input: ``(N, C·R, D_1, .., D_n)``.
+        - output: ``(N, C, O_1, .., O_n)`` with ``c_i + O_i ≤ D_i·r_i``.
+
+    Examples:
+        >>> x = torch.randn(2, 8, 5, 5)
+        >>> y = shuffle_crop(x, (2, 2), "crd", (1, 1), (8, 8))
+        >>> bool(torch.equal(y, torch.nn.functional.pixel_shuffle(x, 2)[:, :, 1:9, 1:9]))
+        True
+    """
+    factors = tuple(factors)
+    n = len(factors)
+    lr_sizes = tuple(input.shape[2:])
+    for d, r, c, o in zip(lr_sizes, factors, crops, out_sizes, strict=True):
+        if c < 0 or o < 1 or c + o > d * r:
+            raise ValueError(
+                f"crops {tuple(crops)} and out_sizes {tuple(out_sizes)} do not fit in the shuffle of an input "
+                f"of shape {tuple(input.shape)} by {factors}"
+            )
+    if (
+        input.dim() != n + 2
+        or _use_plain_path(input)
+        or any(o % r for o, r in zip(out_sizes, factors, strict=True))
+    ):
+        y = pixel_shuffle(input, factors, order=order)
+        if any(c or o != y.shape[2 + i] for i, (c, o) in enumerate(zip(crops, out_sizes, strict=True))):
+            index = (
+                slice(None),
+                slice(None),
+                *(slice(c, c + o) for c, o in zip(crops, out_sizes, strict=True)),
+            )
+            y = y[index].contiguous(memory_format=_memory_format(input))
+        return y
+    fmt = _memory_format(input)
+    needed = tuple(-(-(c + o) // r) for c, o, r in zip(crops, out_sizes, factors, strict=True))
+    if needed != lr_sizes:  # LR samples beyond those the output needs: drop them (a view)
+        input = input[(slice(None), slice(None), *(slice(0, m) for m in needed))]
+    spec = _ShuffleSpec(factors, order, tuple(crops), tuple(out_sizes), needed, fmt)
+    return _apply(_ShuffleFn, input, spec)
 
 
 def pixel_shuffle(
@@ -90,6 +348,11 @@ def pixel_shuffle(
     lead = tuple(input.shape[: -n - 1])
     spatial = tuple(input.shape[-n:])
     c_out = channels // r_total
+    if not _use_plain_path(input) and input.numel() > 0:
+        z = input.reshape(-1, channels, *spatial) if len(lead) != 1 else input
+        out_sizes = tuple(d * f for d, f in zip(spatial, factors, strict=True))
+        spec = _ShuffleSpec(factors, order, (0,) * n, out_sizes, spatial, _memory_format(z))
+        return _apply(_ShuffleFn, z, spec).reshape(*lead, c_out, *out_sizes)
     if order == "crd":
         x = input.reshape(*lead, c_out, *factors, *spatial)
         perm = _interleave(len(lead), n)
@@ -147,6 +410,10 @@ def pixel_unshuffle(
                 f"(input shape {tuple(input.shape)}, factor {factor!r})"
             )
     lr_spatial = [d // f for d, f in zip(spatial, factors, strict=True)]
+    if not _use_plain_path(input) and input.numel() > 0:
+        y = input.reshape(-1, channels, *spatial) if len(lead) != 1 else input
+        spec = _ShuffleSpec(factors, order, (0,) * n, spatial, tuple(lr_spatial), _memory_format(y))
+        return _apply(_UnshuffleFn, y, spec).reshape(*lead, channels * math.prod(factors), *lr_spatial)
     split: list[int] = []
     for d, f in zip(lr_spatial, factors, strict=True):
         split += [d, f]
