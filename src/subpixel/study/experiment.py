@@ -1,0 +1,538 @@
+"""The fixed-budget experiment: HR-space, deconvolution-last and LR-space networks at equal MACs per HR pixel.
+
+:func:`run_study` does, in one run:
+
+1. for every budget (multiples of a reference, ESPCN's MACs per HR pixel by default) and every family of
+   :mod:`subpixel.study.families`, the widths whose MACs per HR output pixel are within ±5% of the budget;
+2. the exact identity for every HR-space network: :func:`~subpixel.study.to_lr_space`, its float64 error, and
+   the parameters and MACs of both forms;
+3. trains every network with the same recipe: the same patches in the same order
+   (:class:`~subpixel.sr.data.PatchDataset` over the training folders: sample ``i`` depends only on the seed and
+   ``i``), the same initialisation seed, Adam with the learning rate of :func:`subpixel.sr.train.learning_rate`,
+   MSE loss, the same number of steps. The project's ``subpixel.sr.train.train`` trains only
+   :class:`~subpixel.sr.models.ESPCN` models, so the loop here is a small one over any ``nn.Module``;
+4. evaluates each on the test folders by the SR protocol (:func:`subpixel.sr.protocol.run_protocol`: MATLAB
+   bicubic LR, Y channel, 8-bit rounding, border crop ``r``);
+5. times a forward pass on a 1080p frame (LR ``1080/r × 1920/r`` → 1080×1920) for every network, interleaved
+   (each round times every network once), median over rounds;
+6. writes ``results.json``, ``results.md`` and two figures, ``psnr_vs_macs.png`` and ``psnr_vs_time.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from subpixel.study.families import (
+    FAMILIES,
+    FRAME_HR,
+    FamilySpec,
+    build,
+    espcn_macs_per_pixel,
+    solve_widths,
+)
+from subpixel.study.lr_space import to_lr_space
+from subpixel.study.macs import count_macs
+
+__all__ = ["StudyConfig", "identity_rows", "plan", "run_study", "time_frames", "train_model"]
+
+
+@dataclass
+class StudyConfig:
+    """Everything one study run needs.
+
+    Args:
+        train: folders (or files) of HR training images (T91 and BSDS200).
+        test: test-set folders (Set5 and Set14).
+        out: folder for the results and figures.
+        scale: the upscaling factor ``r``.
+        budget: the reference budget: ``"ESPCN"`` (its MACs per HR pixel at ``scale``) or a number.
+        multiples: the budgets, as multiples of the reference.
+        families: which families to run.
+        steps, batch_size, patch_size: training length, patches per step, LR patch size.
+        lr, lr_min: Adam's learning rate, cosine-annealed from ``lr`` to ``lr_min``.
+        seeds: one training run per seed and network (initialisation and sample stream).
+        frame: HR size of the timed frame.
+        timing_rounds: rounds of the interleaved timing.
+        threads: torch intra-op threads for training and timing.
+        max_train_images: use only the first N training images (``None``: all).
+        progress: show progress bars.
+    """
+
+    train: list[str]
+    test: list[str]
+    out: str = "study-results"
+    scale: int = 3
+    budget: str | float = "ESPCN"
+    multiples: tuple[float, ...] = (0.25, 1.0, 4.0)
+    families: tuple[str, ...] = ("hr", "deconv", "lr")
+    steps: int = 6000
+    batch_size: int = 16
+    patch_size: int = 17
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    seeds: tuple[int, ...] = (0,)
+    frame: tuple[int, int] = FRAME_HR
+    timing_rounds: int = 5
+    threads: int = 2
+    max_train_images: int | None = None
+    progress: bool = True
+    command: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("scale", "steps", "batch_size", "patch_size", "timing_rounds", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.scale < 2:
+            raise ValueError(f"scale must be >= 2, got {self.scale}")
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families:
+            raise ValueError(
+                f"families must be a non-empty subset of {sorted(FAMILIES)}, got {list(self.families)}"
+            )
+        if not self.multiples or any(not m > 0 for m in self.multiples):
+            raise ValueError(f"multiples must be positive numbers, got {list(self.multiples)}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if isinstance(self.budget, str) and self.budget.upper() != "ESPCN":
+            try:
+                self.budget = float(self.budget)
+            except ValueError:
+                raise ValueError(
+                    f"budget must be 'ESPCN' or a number of MACs per HR pixel, got {self.budget!r}"
+                ) from None
+        if not isinstance(self.budget, str) and not self.budget > 0:
+            raise ValueError(f"budget must be positive, got {self.budget!r}")
+        if any(f % self.scale for f in self.frame):
+            raise ValueError(f"frame {self.frame} must be a multiple of scale {self.scale} on both axes")
+
+    def reference_macs(self) -> float:
+        """MACs per HR pixel of the reference budget."""
+        if isinstance(self.budget, str):
+            return espcn_macs_per_pixel(self.scale)
+        return float(self.budget)
+
+
+def plan(config: StudyConfig) -> list[dict[str, Any]]:
+    """The networks of the study: for every budget and family, the widths and MACs per HR pixel.
+
+    Returns:
+        One dict per network: ``budget`` (label), ``budget_macs``, ``family``, ``spec`` (:class:`FamilySpec`),
+        ``macs_per_pixel``, ``deviation`` (relative to the budget), ``params``.
+    """
+    ref = config.reference_macs()
+    ref_name = "ESPCN" if isinstance(config.budget, str) else f"{ref:g}"
+    rows = []
+    for m in config.multiples:
+        label = ref_name if m == 1 else f"{m:g}×{ref_name}"
+        target = ref * m
+        for family in config.families:
+            spec, macs = solve_widths(family, config.scale, target)
+            rows.append(
+                {
+                    "budget": label,
+                    "budget_macs": target,
+                    "family": family,
+                    "spec": spec,
+                    "macs_per_pixel": macs,
+                    "deviation": macs / target - 1,
+                    "params": sum(p.numel() for p in build(spec).parameters()),
+                }
+            )
+    return rows
+
+
+def identity_rows(specs: Sequence[FamilySpec], frame: tuple[int, int]) -> list[dict[str, Any]]:
+    """For every HR-space spec: :func:`to_lr_space` in float64, its max error, params and MACs of both forms.
+
+    Examples:
+        >>> row = identity_rows([FamilySpec("hr", 3, 4, 2)], (36, 36))[0]
+        >>> row["max_abs_error"] < 1e-10, row["lr_macs"] > row["hr_macs"]
+        (True, True)
+    """
+    rows = []
+    for spec in specs:
+        if spec.family != "hr":
+            continue
+        torch.manual_seed(0)
+        hr = build(spec, dtype=torch.float64)
+        lr = to_lr_space(hr, spec.scale)
+        x = torch.rand(2, 1, 17, 19, dtype=torch.float64)
+        with torch.no_grad():
+            err = float((hr(x) - lr(x)).abs().max())
+        shape = (1, 1, frame[0] // spec.scale, frame[1] // spec.scale)
+        hr_count, lr_count = count_macs(hr, shape), count_macs(lr, shape)
+        pixels = hr_count.output_pixels
+        rows.append(
+            {
+                "network": spec.name,
+                "max_abs_error": err,
+                "hr_params": hr_count.params,
+                "lr_params": lr_count.params,
+                "hr_macs": hr_count.total / pixels,
+                "lr_macs": lr_count.total / pixels,
+                "lr_macs_nonzero": lr_count.nonzero_total / pixels,
+                "lr_layers": [type(m).__name__ for m in lr],
+            }
+        )
+    return rows
+
+
+def train_model(
+    model: nn.Module,
+    dataset: torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    lr_min: float,
+    progress: bool = False,
+    desc: str = "train",
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with Adam, MSE loss and the project's cosine learning-rate schedule.
+
+    Step ``s`` uses samples ``s·batch_size … (s+1)·batch_size − 1`` of the dataset, so every model sees the same
+    batches in the same order.
+
+    Returns:
+        ``{"seconds": …, "final_loss": …, "loss": [mean loss per 1% of the steps]}``.
+    """
+    from subpixel.sr.train import TrainConfig, learning_rate
+
+    schedule = TrainConfig(data=["."], out=".", steps=steps, lr=lr, lr_min=lr_min, schedule="cosine")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    model.train()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=desc, unit="step", leave=False)
+    losses: list[float] = []
+    curve: list[float] = []
+    every = max(1, steps // 100)
+    start = time.perf_counter()
+    for step, (lr_batch, hr_batch) in enumerate(loader):
+        if step >= steps:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(schedule, step)
+        loss = nn.functional.mse_loss(model(lr_batch), hr_batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % every == 0:
+            curve.append(float(np.mean(losses[-every:])))
+        if bar is not None:
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.2e}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return {
+        "seconds": time.perf_counter() - start,
+        "final_loss": float(np.mean(losses[-every:])),
+        "loss": curve,
+    }
+
+
+def y_upscaler(model: nn.Module) -> Callable[[np.ndarray, int], np.ndarray]:
+    """An upscaler for :func:`subpixel.sr.protocol.run_protocol`: LR image -> Y plane ``Y/255`` of the model."""
+    from subpixel.sr.protocol import to_y
+
+    def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+        y = to_y(lr) / 255.0
+        with torch.inference_mode():
+            out = model(torch.from_numpy(y).float()[None, None])
+        return out[0, 0].double().numpy()
+
+    return upscale
+
+
+def time_frames(
+    models: dict[str, nn.Module], lr_shape: tuple[int, ...], rounds: int, *, progress: bool = False
+) -> dict[str, dict[str, float]]:
+    """Wall time of one forward pass per model, interleaved: every round times every model once.
+
+    Returns:
+        ``name -> {"median_ms", "min_ms", "max_ms"}``.
+    """
+    x = torch.rand(lr_shape)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for model in models.values():  # warm-up
+            model(x)
+        iterator: Any = range(rounds)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc="timing 1080p frames", unit="round", leave=False)
+        for _ in iterator:
+            for name, model in models.items():
+                t0 = time.perf_counter()
+                model(x)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {
+        name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)}
+        for name, t in times.items()
+    }
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole study (see the module docstring); returns the results written to ``results.json``."""
+    from subpixel.sr.data import PatchDataset, list_images
+    from subpixel.sr.protocol import bicubic_upscaler, run_protocol
+
+    torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    rows = plan(config)
+    log(
+        f"scale ×{config.scale}; reference budget {config.budget}: {config.reference_macs():.1f} MACs per HR pixel"
+    )
+    log(f"{'budget':<14} {'network':<18} {'MACs/HR px':>11} {'vs budget':>9} {'params':>9}")
+    for row in rows:
+        log(
+            f"{row['budget']:<14} {row['spec'].name:<18} {row['macs_per_pixel']:>11.1f} "
+            f"{row['deviation']:>+9.2%} {row['params']:>9,}"
+        )
+    worst = max(abs(row["deviation"]) for row in rows)
+    log(f"largest deviation from the budgets: {worst:.2%} (tolerance ±5%)")
+
+    identity = identity_rows([row["spec"] for row in rows], config.frame)
+    for item in identity:
+        log(
+            f"identity {item['network']}: LR form max |error| {item['max_abs_error']:.1e} (float64); MACs/HR px "
+            f"HR {item['hr_macs']:.0f}, LR dense {item['lr_macs']:.0f}, LR non-zero {item['lr_macs_nonzero']:.0f}; "
+            f"params HR {item['hr_params']:,}, LR {item['lr_params']:,}"
+        )
+
+    files = list_images(config.train)
+    if config.max_train_images is not None:
+        files = files[: config.max_train_images]
+    if not files:
+        raise ValueError(f"no training images found in {config.train}")
+    results: dict[str, Any] = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "environment": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "threads": config.threads,
+            "commit": _git_commit(),
+        },
+        "train_images": len(files),
+        "reference_macs_per_pixel": config.reference_macs(),
+        "identity": identity,
+        "baseline": {},
+        "runs": [],
+        "complete": False,
+    }
+    for folder in config.test:
+        res = run_protocol(bicubic_upscaler, folder, config.scale)
+        results["baseline"][res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
+    log("bicubic: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results["baseline"].items()))
+
+    trained: dict[str, nn.Module] = {}
+    for seed in config.seeds:
+        dataset = PatchDataset(
+            [str(f) for f in files],
+            config.scale,
+            patch_size=config.patch_size,
+            seed=seed,
+            length=config.steps * config.batch_size,
+            progress=config.progress,
+        )
+        for row in rows:
+            spec: FamilySpec = row["spec"]
+            torch.manual_seed(seed)
+            model = build(spec)
+            stats = train_model(
+                model,
+                dataset,
+                steps=config.steps,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                lr_min=config.lr_min,
+                progress=config.progress,
+                desc=f"{spec.name} seed {seed}",
+            )
+            scores = {}
+            for folder in config.test:
+                res = run_protocol(y_upscaler(model), folder, config.scale)
+                scores[res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
+            run = {
+                "budget": row["budget"],
+                "budget_macs": row["budget_macs"],
+                "family": spec.family,
+                "network": spec.name,
+                "widths": [spec.w1, spec.w2],
+                "params": row["params"],
+                "macs_per_pixel": row["macs_per_pixel"],
+                "deviation": row["deviation"],
+                "seed": seed,
+                "train_seconds": stats["seconds"],
+                "final_loss": stats["final_loss"],
+                "loss_curve": stats["loss"],
+                "scores": scores,
+            }
+            results["runs"].append(run)
+            log(
+                f"{spec.name:<16} seed {seed}: "
+                + ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in scores.items())
+                + f" (trained {stats['seconds']:.0f} s)"
+            )
+            trained[f"{spec.name}/{seed}"] = model
+            _atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+
+    lr_shape = (1, 1, config.frame[0] // config.scale, config.frame[1] // config.scale)
+    timed = {row["spec"].name: trained[f"{row['spec'].name}/{config.seeds[0]}"] for row in rows}
+    timing = time_frames(timed, lr_shape, config.timing_rounds, progress=config.progress)
+    results["timing"] = {"frame": list(config.frame), "lr_input": list(lr_shape), "ms": timing}
+    for name, t in timing.items():
+        log(f"{name:<16} {t['median_ms']:9.1f} ms per {config.frame[0]}×{config.frame[1]} frame (median)")
+    results["complete"] = True
+    _atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+    _atomic_write(out / "results.md", markdown_table(results).encode())
+    plot(results, out)
+    log(
+        f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'psnr_vs_macs.png'}, {out / 'psnr_vs_time.png'}"
+    )
+    return results
+
+
+def _aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per network: scores averaged over seeds (with their standard deviation)."""
+    by_net: dict[str, list[dict[str, Any]]] = {}
+    for run in results["runs"]:
+        by_net.setdefault(run["network"], []).append(run)
+    timing = results.get("timing", {}).get("ms", {})
+    rows = []
+    for name, runs in by_net.items():
+        first = runs[0]
+        row = {
+            k: first[k]
+            for k in ("budget", "budget_macs", "family", "network", "params", "macs_per_pixel", "deviation")
+        }
+        row["seeds"] = len(runs)
+        row["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))
+        for dataset in first["scores"]:
+            psnrs = [r["scores"][dataset]["psnr"] for r in runs]
+            ssims = [r["scores"][dataset]["ssim"] for r in runs]
+            row[f"{dataset}_psnr"] = float(np.mean(psnrs))
+            row[f"{dataset}_psnr_std"] = float(np.std(psnrs))
+            row[f"{dataset}_ssim"] = float(np.mean(ssims))
+        row["ms"] = timing.get(name, {}).get("median_ms", math.nan)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The results as a Markdown table (scores are means over seeds)."""
+    rows = _aggregate(results)
+    datasets = list(results["baseline"])
+    frame = results.get("timing", {}).get("frame", list(FRAME_HR))
+    head = ["budget", "network", "params", "MACs / HR px", "vs budget"]
+    head += [f"{d} PSNR / SSIM" for d in datasets] + [f"ms / {frame[0]}p frame", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells = ["—", "bicubic", "0", "—", "—"]
+    cells += [
+        f"{results['baseline'][d]['psnr']:.2f} / {results['baseline'][d]['ssim']:.4f}" for d in datasets
+    ]
+    lines.append("| " + " | ".join([*cells, "—", "—"]) + " |")
+    for row in rows:
+        cells = [
+            row["budget"],
+            row["network"],
+            f"{row['params']:,}",
+            f"{row['macs_per_pixel']:,.0f}",
+            f"{row['deviation']:+.1%}",
+        ]
+        for d in datasets:
+            spread = f" ± {row[f'{d}_psnr_std']:.2f}" if row["seeds"] > 1 else ""
+            cells.append(f"{row[f'{d}_psnr']:.2f}{spread} / {row[f'{d}_ssim']:.4f}")
+        cells += [f"{row['ms']:,.0f}", f"{row['train_seconds']:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    """Write ``psnr_vs_macs.png`` and ``psnr_vs_time.png`` (one line per family, one panel per test set)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _aggregate(results)
+    datasets = list(results["baseline"])
+    frame = results.get("timing", {}).get("frame", list(FRAME_HR))
+    for key, xlabel, fname in (
+        ("macs_per_pixel", "MACs per HR output pixel", "psnr_vs_macs.png"),
+        ("ms", f"ms per {frame[0]}×{frame[1]} frame (median, measured)", "psnr_vs_time.png"),
+    ):
+        fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.0), squeeze=False)
+        for ax, dataset in zip(axes[0], datasets, strict=True):
+            for family, label in FAMILIES.items():
+                pts = sorted((r[key], r[f"{dataset}_psnr"]) for r in rows if r["family"] == family)
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+            ax.axhline(results["baseline"][dataset]["psnr"], color="gray", ls="--", lw=1, label="bicubic")
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"{dataset} Y-PSNR (dB)")
+            ax.set_title(f"{dataset} ×{results['config']['scale']}")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0][0].legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".png", dir=out)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=110)
+            os.replace(tmp, out / fname)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+            plt.close(fig)
