@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -19,7 +20,15 @@ import torch
 from subpixel.imageio import write_image
 from subpixel.sr import load
 from subpixel.sr.protocol import imresize
-from subpixel.sr.train import CHECKPOINT, TrainConfig, add_arguments, learning_rate, load_checkpoint, run, train
+from subpixel.sr.train import (
+    CHECKPOINT,
+    TrainConfig,
+    add_arguments,
+    learning_rate,
+    load_checkpoint,
+    run,
+    train,
+)
 
 TINY = ["--scale", "2", "--patch-size", "6", "--widths", "8", "4", "--kernel-sizes", "3", "3", "3"]
 
@@ -72,7 +81,7 @@ def test_learning_rate_schedules() -> None:
     cfg = TrainConfig(data=["."], out=".", steps=100, lr=1e-3, lr_min=1e-5)
     rates = [learning_rate(cfg, s) for s in range(101)]
     assert rates[0] == 1e-3 and rates[100] == pytest.approx(1e-5)
-    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(rates))
     step = TrainConfig(data=["."], out=".", steps=100, lr=1e-3, schedule="step")
     assert [learning_rate(step, s) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx(
         [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5]
@@ -137,7 +146,10 @@ def test_cli_errors(hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     missing = tmp_path / "nowhere"
     assert run(cli_args("--data", str(missing), "--out", str(tmp_path / "r"), "--no-progress", *TINY)) == 2
     assert str(missing) in capsys.readouterr().err
-    assert run(cli_args("--data", str(hr_folder), "--out", str(tmp_path / "r"), *TINY[:2], "--patch-size", "30")) == 2
+    assert (
+        run(cli_args("--data", str(hr_folder), "--out", str(tmp_path / "r"), *TINY[:2], "--patch-size", "30"))
+        == 2
+    )
     assert "smaller than one HR patch" in capsys.readouterr().err
 
 
@@ -166,10 +178,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 
 
-def test_resume_after_sigkill_equals_uninterrupted_run(hr_folder: Path, tmp_path: Path, one_thread: None) -> None:
+def test_resume_after_sigkill_equals_uninterrupted_run(
+    hr_folder: Path, tmp_path: Path, one_thread: None
+) -> None:
     steps = 400
     out = tmp_path / "killed"
-    args = [*_tiny_cli(hr_folder, out, "--steps", str(steps), "--checkpoint-every", "20", "--log-every", "20")]
+    args = [
+        *_tiny_cli(hr_folder, out, "--steps", str(steps), "--checkpoint-every", "20", "--log-every", "20")
+    ]
     proc = subprocess.Popen([sys.executable, "-m", "subpixel.cli", *args], env=_env())
     deadline = time.monotonic() + 120
     try:
@@ -201,7 +217,9 @@ def test_resume_after_sigkill_equals_uninterrupted_run(hr_folder: Path, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a), f"resumed from step {killed_at}, weights differ"
 
 
-def test_ddp_two_cpu_processes_train_the_same_model(hr_folder: Path, tmp_path: Path, one_thread: None) -> None:
+def test_ddp_two_cpu_processes_train_the_same_model(
+    hr_folder: Path, tmp_path: Path, one_thread: None
+) -> None:
     """torchrun with 2 gloo processes: both ranks end with bit-identical weights, equal (to rounding) to one
     process taking both ranks' samples in one batch of twice the size."""
     out = tmp_path / "ddp"
