@@ -13,8 +13,11 @@ How a sample is made:
 3. Then one of the 8 flips/90° rotations (the dihedral group; bicubic resizing commutes with all of them on a
    modcropped image).
 
-Downscaling whole images once instead of every patch is what makes this fast: the float64 bicubic of one
-51×51 patch costs about as much as a training step of the model on it (see ``docs/training.md``).
+Why whole images rather than each patch: an LR test image is the bicubic of a whole HR image, so near a patch's
+border its pixels depend on HR pixels outside the patch. Downscaling the patch alone would replace those by
+replicated patch edges (the protocol's border rule), a difference the test images never show. Speed is not the
+reason: with the protocol's cached resize matrices one 51×51 patch takes about 0.03 ms, against about 0.4 ms
+per patch for an ESPCN training step on one CPU thread (measured for ``docs/training.md``).
 
 Sample ``i`` depends only on ``(seed, i)``: patch position (uniform over every aligned patch position of every
 image) and augmentation come from ``numpy.random.default_rng([seed, i])``. The stream is therefore the same
