@@ -1,0 +1,40 @@
+"""ONNX: export SubPixelConv networks, and rewrite ``ConvTranspose`` <-> ``Conv`` + ``DepthToSpace`` in any graph.
+
+* :func:`export`: a PyTorch module to ONNX; 2-D periodic shuffles become ``DepthToSpace``.
+* :func:`conv_transpose_to_subpixel`: every ``ConvTranspose`` of a graph to ``Conv`` + shuffle + ``Slice``.
+* :func:`subpixel_to_conv_transpose`: ``Conv`` → ``DepthToSpace`` [→ ``Slice``] back to ``ConvTranspose``.
+* :func:`compare_models`: run two graphs in ONNX Runtime on the same random inputs; errors and timings.
+
+The command line is ``subpixel onnx rewrite`` / ``subpixel onnx export`` (:mod:`subpixel.onnx.cli`).
+Needs the ``onnx`` extra: ``pip install 'subpixel[onnx]'``.
+"""
+
+from subpixel.onnx._graph import MIN_OPSET, OnnxInputError, load_model, save_model_atomic
+from subpixel.onnx.export import MIN_EXPORT_OPSET, export, run_onnx
+from subpixel.onnx.rewrite import (
+    ConvTransposeGeometry,
+    RewriteReport,
+    conv_transpose_to_subpixel,
+    fuse_depth_to_space,
+    resolve_conv_transpose,
+    subpixel_to_conv_transpose,
+)
+from subpixel.onnx.verify import Comparison, compare_models
+
+__all__ = [
+    "MIN_EXPORT_OPSET",
+    "MIN_OPSET",
+    "Comparison",
+    "ConvTransposeGeometry",
+    "OnnxInputError",
+    "RewriteReport",
+    "compare_models",
+    "conv_transpose_to_subpixel",
+    "export",
+    "fuse_depth_to_space",
+    "load_model",
+    "resolve_conv_transpose",
+    "run_onnx",
+    "save_model_atomic",
+    "subpixel_to_conv_transpose",
+]
