@@ -16,7 +16,7 @@ How a sample is made:
 Why whole images rather than each patch: an LR test image is the bicubic of a whole HR image, so near a patch's
 border its pixels depend on HR pixels outside the patch. Downscaling the patch alone would replace those by
 replicated patch edges (the protocol's border rule), a difference the test images never show. Speed is not the
-reason: with the protocol's cached resize matrices one 51×51 patch takes about 0.03 ms, against about 0.4 ms
+reason: with the protocol's imresize one 51×51 patch takes about 0.03 ms, against about 0.4 ms
 per patch for an ESPCN training step on one CPU thread (measured for ``docs/training.md``).
 
 Sample ``i`` depends only on ``(seed, i)``: patch position (uniform over every aligned patch position of every
