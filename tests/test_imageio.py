@@ -269,7 +269,12 @@ def test_write_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"got shape \(2, 2, 5\)"):
         write_image(tmp_path / "a.png", np.zeros((2, 2, 5), dtype=np.float32))
     with pytest.raises(TypeError, match="floating point"):
-        write_image(tmp_path / "a.png", np.zeros((2, 2, 3), dtype=np.uint8))
+        write_image(tmp_path / "a.png", np.zeros((2, 2, 3), dtype=np.int32))
+    with pytest.raises(TypeError, match="do not match bit_depth=16"):
+        write_image(tmp_path / "a.png", np.zeros((2, 2, 3), dtype=np.uint8), bit_depth=16)
+    samples = np.arange(12, dtype=np.uint16).reshape(2, 2, 3) * 5000
+    write_image(tmp_path / "int16.png", samples, bit_depth=16)
+    np.testing.assert_array_equal(read_image(tmp_path / "int16.png"), samples / np.float32(65535))
     with pytest.raises(ValueError, match="does not exist"):
         write_image(tmp_path / "no" / "a.png", pixels)
     write_image(tmp_path / "explicit", pixels, format="jpg")

@@ -495,8 +495,10 @@ def _check_pixels(pixels: Any) -> np.ndarray:
             f"pixels must have shape (H, W) or (H, W, C) with C in 1 (gray), 2 (gray+alpha), 3 (RGB), "
             f"4 (RGBA), got shape {tuple(pixels.shape)}"
         )
-    if not np.issubdtype(pixels.dtype, np.floating):
-        raise TypeError(f"pixels must be floating point with values in [0, 1], got dtype {pixels.dtype}")
+    if not (np.issubdtype(pixels.dtype, np.floating) or pixels.dtype in (np.uint8, np.uint16)):
+        raise TypeError(
+            f"pixels must be floating point with values in [0, 1] (or uint8 / uint16 samples), got dtype {pixels.dtype}"
+        )
     return pixels
 
 
@@ -510,11 +512,12 @@ def write_image(
 ) -> Path:
     """Write a float image in [0, 1] atomically (temporary name in the same folder, then rename).
 
-    Values are clamped to [0, 1] and rounded half up (:func:`quantize`).
+    Float values are clamped to [0, 1] and rounded half up (:func:`quantize`).
 
     Args:
         path: the output file; its folder must exist. An existing file is replaced.
-        pixels: float array (H, W) or (H, W, C), C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA).
+        pixels: float array (H, W) or (H, W, C), C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA); or integer
+            samples already quantized: uint8 for ``bit_depth=8``, uint16 for 16 (written as they are).
         bit_depth: 8, or 16 for PNG and TIFF.
         format: ``"PNG"``, ``"JPEG"``, ``"BMP"``, ``"TIFF"`` or ``"WEBP"`` (case-insensitive); ``None`` takes it
             from ``path``'s extension.
@@ -525,7 +528,7 @@ def write_image(
 
     Raises:
         ValueError: unknown format, a bit depth the format cannot store, alpha for JPEG, a bad shape.
-        TypeError: ``pixels`` is not a floating-point array.
+        TypeError: ``pixels`` is neither floating point nor integers matching ``bit_depth``.
 
     Examples:
         >>> import tempfile, pathlib
@@ -549,7 +552,13 @@ def write_image(
         )
     if not path.parent.is_dir():
         raise ValueError(f"the folder of {str(path)!r} does not exist")
-    array = quantize(pixels, bit_depth)
+    if pixels.dtype in (np.uint8, np.uint16):
+        expected = np.uint8 if bit_depth == 8 else np.uint16
+        if pixels.dtype != expected:
+            raise TypeError(f"integer pixels of dtype {pixels.dtype} do not match bit_depth={bit_depth}")
+        array = pixels
+    else:
+        array = quantize(pixels, bit_depth)
     with atomic_output(path) as tmp:
         if bit_depth == 16 and fmt == "TIFF":
             import tifffile
