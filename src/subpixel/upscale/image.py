@@ -1,0 +1,425 @@
+"""Upscale images with an SR model: Y model on Y (chroma and alpha bicubic) or RGB model on RGB, tiled.
+
+The colour handling is ESPCN's: a ``"y"`` model sees ``Y / 255`` of BT.601 studio-range YCbCr
+(:func:`subpixel.sr.protocol.rgb_to_ycbcr`); Cb and Cr are upscaled with MATLAB's bicubic
+(:func:`subpixel.sr.protocol.imresize`) and the result goes back to RGB (:func:`subpixel.sr.protocol.ycbcr_to_rgb`).
+A grayscale image is RGB with equal channels (so its Y is ``16 + 219·gray`` on the 8-bit scale and its chroma
+is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
+
+The whole per-tile computation (colour conversion, model, bicubic planes) is local, so
+:func:`subpixel.upscale.tiling.tiled_map` runs it in tiles, and the output is quantized tile by tile into the
+8- or 16-bit result: a 7680×4320 output never exists in float.
+
+Examples:
+    >>> import numpy as np, torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.PixelShuffle(2))
+    >>> net.scale, net.channels = 2, "y"
+    >>> rgba = np.random.default_rng(0).random((6, 5, 4), dtype=np.float32)
+    >>> upscale_pixels(rgba, net).shape
+    (12, 10, 4)
+    >>> upscale_pixels(rgba[..., :1], net, bit_depth=8).dtype
+    dtype('uint8')
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
+from subpixel.upscale.tiling import (
+    DEFAULT_MAX_MEMORY,
+    bytes_per_lr_pixel,
+    choose_tile_size,
+    parse_size,
+    receptive_radius,
+    tiled_map,
+)
+
+__all__ = [
+    "BICUBIC_RADIUS",
+    "UpscaleResult",
+    "Upscaler",
+    "make_runner",
+    "model_scale_and_channels",
+    "sr_pipeline",
+    "upscale_file",
+    "upscale_pixels",
+]
+
+Backend = Literal["torch", "onnxruntime"]
+Precision = Literal["fp32", "bf16"]
+Runner = Callable[[Tensor], Tensor]
+
+#: LR pixels beyond its own that a bicubic (Keys, 4 taps) upscaled pixel depends on.
+BICUBIC_RADIUS = 2
+#: float32 HR channels of per-tile buffers in :func:`sr_pipeline` (YCbCr planes, RGB, alpha, the tile copy).
+_PIPELINE_HR_CHANNELS = 12
+
+
+def model_scale_and_channels(model: nn.Module) -> tuple[int, str]:
+    """The model's ``scale`` (int) and ``channels`` (``"y"`` or ``"rgb"``), checked.
+
+    Examples:
+        >>> net = nn.Conv2d(1, 4, 3)
+        >>> net.scale, net.channels = 2, "y"
+        >>> model_scale_and_channels(net)
+        (2, 'y')
+    """
+    scale = getattr(model, "scale", None)
+    channels = getattr(model, "channels", None)
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"model must have an int attribute scale >= 1, got scale={scale!r}")
+    if channels not in ("y", "rgb"):
+        raise ValueError(f"model must have an attribute channels 'y' or 'rgb', got channels={channels!r}")
+    return scale, channels
+
+
+def _export_dynamic_onnx(model: nn.Module, in_channels: int) -> bytes:
+    """Export ``model`` to ONNX with dynamic batch, height and width (tiles come in many sizes)."""
+    example = torch.rand(1, in_channels, 16, 16)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            input_names=["lr"],
+            output_names=["sr"],
+            dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "hr", 3: "wr"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def make_runner(
+    model: nn.Module,
+    *,
+    backend: Backend = "torch",
+    precision: Precision = "fp32",
+    channels_last: bool = True,
+    threads: int | None = None,
+) -> Runner:
+    """A function running ``model`` on ``(N, C, h, w)`` float32 tensors, set up for speed on CPU.
+
+    Args:
+        model: the SR network (it is copied, not changed).
+        backend: ``"torch"`` (eager PyTorch) or ``"onnxruntime"`` (the model exported to ONNX with dynamic
+            height and width, run by ONNX Runtime's CPU provider).
+        precision: ``"fp32"``, or ``"bf16"`` (torch backend: weights and activations in bfloat16, accumulation
+            in float32 by oneDNN; fast on CPUs with AMX/AVX-512-BF16; the output is returned as float32).
+        channels_last: torch backend: run convolutions in NHWC memory layout (faster with oneDNN).
+        threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``).
+
+    Returns:
+        ``runner(x) -> model(x)``, float32, in inference mode.
+
+    Shape:
+        ``(N, C, h, w) -> (N, C, h·r, w·r)``.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.PixelShuffle(2)).eval()
+        >>> x = torch.rand(1, 1, 5, 6)
+        >>> bool(torch.allclose(make_runner(net)(x), net(x), atol=1e-6))
+        True
+    """
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    net = copy.deepcopy(model).eval()
+    first = next((p for p in net.parameters()), None)
+    in_channels = int(getattr(net, "in_channels", 0) or (1 if getattr(net, "channels", "y") == "y" else 3))
+    if backend == "onnxruntime":
+        if precision != "fp32":
+            raise ValueError("the onnxruntime backend runs fp32 only; use precision='fp32'")
+        import onnxruntime as ort
+
+        net = net.float()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.log_severity_level = 3
+        session = ort.InferenceSession(
+            _export_dynamic_onnx(net, in_channels), options, providers=["CPUExecutionProvider"]
+        )
+
+        def run_ort(x: Tensor) -> Tensor:
+            array = np.ascontiguousarray(x.detach().to(torch.float32).cpu().numpy())
+            return torch.from_numpy(session.run(None, {"lr": array})[0])
+
+        return run_ort
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    if first is not None:
+        net = net.to(dtype=dtype)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=layout)
+
+    def run_torch(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            y = net(x.to(dtype=dtype).contiguous(memory_format=layout))
+            return y.to(torch.float32).contiguous()
+
+    return run_torch
+
+
+def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor], Tensor]:
+    """The per-tile computation: LR image tensor -> upscaled image tensor, by the model and bicubic.
+
+    Args:
+        runner: the model, as from :func:`make_runner` (``(N, C, h, w) -> (N, C, h·r, w·r)``).
+        channels: the model's input, ``"y"`` (one plane, ``Y / 255``) or ``"rgb"``.
+        scale: the factor ``r``.
+
+    Returns:
+        ``fn(x)`` with ``x`` of shape ``(N, C, h, w)``, C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), values
+        in [0, 1]; the result ``(N, C, h·r, w·r)`` is float32 and not clamped.
+
+    Shape:
+        ``(N, C, h, w) -> (N, C, h·r, w·r)``.
+
+    Examples:
+        >>> bicubic_y = lambda y: __import__("subpixel.sr.protocol").sr.protocol.imresize(y, 2)
+        >>> fn = sr_pipeline(bicubic_y, "y", 2)
+        >>> gray = torch.full((1, 1, 4, 4), 0.25)
+        >>> bool(torch.allclose(fn(gray), torch.full((1, 1, 8, 8), 0.25), atol=1e-5))
+        True
+    """
+    from subpixel.sr.protocol import imresize, rgb_to_ycbcr, ycbcr_to_rgb
+
+    def bicubic(planes: Tensor) -> Tensor:
+        return imresize(planes, output_shape=(planes.shape[-2] * scale, planes.shape[-1] * scale))
+
+    def fn(x: Tensor) -> Tensor:
+        c = x.shape[1]
+        if c not in (1, 2, 3, 4):
+            raise ValueError(f"image tiles must have 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {c}")
+        colour_channels = 1 if c in (1, 2) else 3
+        colour = x[:, :colour_channels].to(torch.float32)
+        rgb = colour.expand(-1, 3, -1, -1) if colour_channels == 1 else colour
+        if channels == "y":
+            ycbcr = rgb_to_ycbcr(rgb, channel_axis=1)
+            y_sr = runner(ycbcr[:, :1] / 255.0) * 255.0
+            if colour_channels == 1:  # constant chroma (128 up to rounding): no need to resize it
+                chroma = ycbcr[:, 1:, :1, :1].expand(-1, -1, y_sr.shape[-2], y_sr.shape[-1])
+            else:
+                chroma = bicubic(ycbcr[:, 1:])
+            out = ycbcr_to_rgb(torch.cat([y_sr, chroma.to(y_sr.dtype)], dim=1), channel_axis=1)
+        else:
+            out = runner(rgb)
+        if colour_channels == 1:  # back to one plane: the gray whose Y this is
+            out = (rgb_to_ycbcr(out, channel_axis=1)[:, :1] - 16.0) / 219.0
+        out = out.to(torch.float32)
+        if c in (2, 4):
+            out = torch.cat([out, bicubic(x[:, c - 1 :].to(torch.float32))], dim=1)
+        return out
+
+    return fn
+
+
+def upscale_pixels(
+    pixels: np.ndarray,
+    model: nn.Module,
+    *,
+    runner: Runner | None = None,
+    tile: int | None = None,
+    max_memory: int | str | None = None,
+    bit_depth: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Upscale an image array by ``model.scale`` in tiles.
+
+    Args:
+        pixels: float array (H, W, C) in [0, 1], C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA).
+        model: an SR network with ``scale``, ``channels`` (``"y"``/``"rgb"``) and ideally ``lr_receptive_radius``.
+        runner: how to run it (default: :func:`make_runner` ``(model)``).
+        tile: tile side in LR pixels (default: from ``max_memory``).
+        max_memory: memory budget of one tile (bytes or e.g. ``"512M"``; default
+            :data:`~subpixel.upscale.tiling.DEFAULT_MAX_MEMORY`).
+        bit_depth: ``None`` for a float32 result (not clamped); 8 or 16 for uint8/uint16, clamped and rounded
+            half up tile by tile (the full-size float image never exists).
+        progress: called with the number of LR pixels done after each tile.
+
+    Returns:
+        (H·r, W·r, C) array.
+
+    Shape:
+        ``(H, W, C) -> (H·r, W·r, C)``.
+    """
+    scale, channels = model_scale_and_channels(model)
+    if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"pixels must be a numpy array (H, W, C) with C in 1..4, got {getattr(pixels, 'shape', type(pixels))}"
+        )
+    if bit_depth not in (None, 8, 16):
+        raise ValueError(f"bit_depth must be None, 8 or 16, got {bit_depth!r}")
+    height, width, c = pixels.shape
+    radius = max(receptive_radius(model), BICUBIC_RADIUS)
+    if tile is None:
+        budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_size(max_memory)
+        tile = choose_tile_size(budget, bytes_per_lr_pixel(model, scale, _PIPELINE_HR_CHANNELS), radius)
+    fn = sr_pipeline(runner or make_runner(model), channels, scale)
+    lr = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    if bit_depth is None:
+        out = np.empty((height * scale, width * scale, c), dtype=np.float32)
+    else:
+        out = np.empty((height * scale, width * scale, c), dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    top = 255.0 if bit_depth == 8 else 65535.0
+
+    def sink(piece: Tensor, region: tuple[int, int, int, int]) -> None:
+        values = piece[0].permute(1, 2, 0)
+        if bit_depth is not None:  # quantize as imageio.quantize does: clamp, round half up
+            values = torch.floor(values.double().nan_to_num(0.0).clamp(0.0, 1.0) * top + 0.5)
+        out[region[0] : region[1], region[2] : region[3]] = values.numpy()
+
+    with torch.inference_mode():
+        tiled_map(fn, lr, scale, radius=radius, tile=tile, sink=sink, progress=progress)
+    return out
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    """What :func:`upscale_file` wrote.
+
+    Attributes:
+        source, target: input and output files.
+        size_in, size_out: (width, height) before and after.
+        format: the output's format; bit_depth: its bits per sample.
+    """
+
+    source: Path
+    target: Path
+    size_in: tuple[int, int]
+    size_out: tuple[int, int]
+    format: str
+    bit_depth: int
+
+
+@dataclass
+class Upscaler:
+    """A model with its run settings, to upscale many images.
+
+    Args:
+        model: the SR network (``scale``, ``channels``, ``lr_receptive_radius``).
+        backend, precision: see :func:`make_runner`.
+        tile, max_memory: see :func:`upscale_pixels`.
+        max_pixels: refuse inputs with more pixels (decompression-bomb guard, see
+            :func:`subpixel.imageio.load_image`).
+    """
+
+    model: nn.Module
+    backend: Backend = "torch"
+    precision: Precision = "fp32"
+    tile: int | None = None
+    max_memory: int | str | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        self.scale, self.channels = model_scale_and_channels(self.model)
+        self.runner = make_runner(self.model, backend=self.backend, precision=self.precision)
+
+    def __call__(
+        self,
+        pixels: np.ndarray,
+        *,
+        bit_depth: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """:func:`upscale_pixels` with these settings."""
+        return upscale_pixels(
+            pixels,
+            self.model,
+            runner=self.runner,
+            tile=self.tile,
+            max_memory=self.max_memory,
+            bit_depth=bit_depth,
+            progress=progress,
+        )
+
+
+def output_format(source: Path, target: Path, format: str | None) -> str:
+    """The format to write: ``format`` if given, else the target's extension, else the source's format."""
+    if format is not None:
+        from subpixel.imageio import _normalize_format
+
+        return _normalize_format(format)
+    suffix = target.suffix.lower()
+    for name, suffixes in FORMAT_EXTENSIONS.items():
+        if suffix in suffixes:
+            return name
+    raise ValueError(
+        f"cannot tell the output format of {str(target)!r}; give it an image extension or --format"
+    )
+
+
+def upscale_file(
+    source: str | Path,
+    target: str | Path,
+    upscaler: Upscaler,
+    *,
+    format: str | None = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> UpscaleResult:
+    """Read ``source``, upscale it, write ``target`` atomically.
+
+    Grayscale stays grayscale, alpha stays alpha (dropped with a warning for JPEG and BMP), 16-bit stays 16-bit
+    where the output format can store it (PNG, TIFF).
+
+    Args:
+        source: the input image.
+        target: the output file (its folder must exist).
+        upscaler: model and settings.
+        format: output format (default: from ``target``'s extension).
+        force: replace an existing ``target``.
+        progress: per-tile progress callback (LR pixels done).
+        warn: receives warnings (default: :func:`warnings.warn`).
+
+    Returns:
+        An :class:`UpscaleResult`.
+
+    Raises:
+        subpixel.imageio.ImageReadError: unreadable input.
+        FileExistsError: ``target`` exists and ``force`` is false.
+        ValueError: bad output format.
+    """
+    source, target = Path(source), Path(target)
+    fmt = output_format(source, target, format)
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists; pass --force (force=True) to replace it")
+    if target.resolve() == source.resolve():
+        raise ValueError(f"refusing to write the output over its input {source}")
+    image = load_image(source, max_pixels=upscaler.max_pixels)
+    pixels = image.pixels
+    if image.mode == "L":
+        pass
+    elif image.mode == "LA":
+        pixels = pixels[..., [0, 3]]
+    has_alpha = image.has_alpha
+    if has_alpha and fmt in ("JPEG", "BMP"):
+        (warn or warnings.warn)(f"{source}: {fmt} cannot store the alpha channel; it is dropped")
+        pixels = pixels[..., :-1]
+        has_alpha = False
+    bit_depth = 16 if image.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
+    out = upscaler(pixels, bit_depth=bit_depth, progress=progress)
+    write_image(target, out, bit_depth=bit_depth, format=fmt)
+    return UpscaleResult(
+        source=source,
+        target=target,
+        size_in=(image.width, image.height),
+        size_out=(out.shape[1], out.shape[0]),
+        format=fmt,
+        bit_depth=bit_depth,
+    )
