@@ -172,12 +172,15 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def _resize_matrix(in_length: int, out_length: int, scale: float, antialias: bool) -> np.ndarray:
-    """The (out_length, in_length) float64 matrix of one 1-D MATLAB bicubic resize (edge pixels repeated).
+def _resize_taps(
+    in_length: int, out_length: int, scale: float, antialias: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and input indices ``(out_length, taps)`` of one 1-D MATLAB bicubic resize (edges repeated).
 
     Output pixel ``i`` (1-based) sits at input coordinate ``u = i / scale + (1 - 1 / scale) / 2``; it takes the
     ``ceil(width) + 2`` input pixels from ``floor(u - width / 2)``, weighted by the kernel (widened by ``1 / scale``
-    when shrinking with antialiasing) and normalised to sum 1; indices outside the image are clamped.
+    when shrinking with antialiasing) and normalised to sum 1; indices outside the image are clamped, and taps
+    whose weight is zero for every output pixel are dropped (as MATLAB's ``contributions`` does).
     """
     if scale < 1 and antialias:
         width = 4.0 / scale
@@ -190,17 +193,15 @@ def _resize_matrix(in_length: int, out_length: int, scale: float, antialias: boo
     x = np.arange(1, out_length + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     left = np.floor(u - width / 2.0)
-    taps = math.ceil(width) + 2
-    indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
+    indices = left[:, None] + np.arange(math.ceil(width) + 2, dtype=np.float64)[None, :]
     weights = kernel(u[:, None] - indices)
     weights = weights / weights.sum(axis=1, keepdims=True)
-    indices = np.clip(indices, 1, in_length).astype(np.intp) - 1
-    matrix = np.zeros((out_length, in_length), dtype=np.float64)
-    rows = np.arange(out_length)
-    for j in range(taps):
-        np.add.at(matrix, (rows, indices[:, j]), weights[:, j])
-    matrix.setflags(write=False)
-    return matrix
+    keep = np.any(weights != 0, axis=0)
+    weights = np.ascontiguousarray(weights[:, keep])
+    indices = np.clip(indices[:, keep], 1, in_length).astype(np.int64) - 1
+    weights.setflags(write=False)
+    indices.setflags(write=False)
+    return weights, indices
 
 
 def _resize_plan(
@@ -293,26 +294,34 @@ def imresize(
     else:
         raise TypeError(f"img must be a numpy array or a torch tensor, got {type(img).__name__}")
     scales, out_shape = _resize_plan(in_shape, scale, output_shape)
-    matrices = [_resize_matrix(in_shape[k], out_shape[k], scales[k], bool(antialias)) for k in range(2)]
+    taps = [_resize_taps(in_shape[k], out_shape[k], scales[k], bool(antialias)) for k in range(2)]
     order = [int(k) for k in np.argsort(np.array(scales), kind="stable")]
     if isinstance(img, Tensor):
-        return _imresize_torch(img, matrices, order)
-    return _imresize_numpy(img, matrices, order)
+        return _imresize_torch(img, taps, order)
+    return _imresize_numpy(img, taps, order)
 
 
-def _imresize_numpy(img: np.ndarray, matrices: list[np.ndarray], order: list[int]) -> np.ndarray:
+def _imresize_numpy(
+    img: np.ndarray, taps: list[tuple[np.ndarray, np.ndarray]], order: list[int]
+) -> np.ndarray:
     integer_max = _INTEGER_MAX.get(img.dtype)
     if integer_max is None and not np.issubdtype(img.dtype, np.floating):
         raise TypeError(f"img must be floating point or uint8/uint16, got dtype {img.dtype}")
     out = img.astype(np.float64)
     for axis in order:
-        out = np.moveaxis(np.tensordot(matrices[axis], out, axes=(1, axis)), 0, axis)
+        weights, indices = taps[axis]
+        src = np.moveaxis(out, axis, 0)
+        shape = (-1,) + (1,) * (src.ndim - 1)
+        acc = src[indices[:, 0]] * weights[:, 0].reshape(shape)
+        for j in range(1, weights.shape[1]):  # tap by tap, in order, as MATLAB sums
+            acc += src[indices[:, j]] * weights[:, j].reshape(shape)
+        out = np.moveaxis(acc, 0, axis)
         if integer_max is not None:
             out = np.clip(np.floor(out + 0.5), 0.0, integer_max)
     return out.astype(img.dtype) if integer_max is not None else out
 
 
-def _imresize_torch(img: Tensor, matrices: list[np.ndarray], order: list[int]) -> Tensor:
+def _imresize_torch(img: Tensor, taps: list[tuple[np.ndarray, np.ndarray]], order: list[int]) -> Tensor:
     if img.dtype == torch.uint8:
         integer_max: float | None = 255.0
         work_dtype = torch.float64
@@ -323,8 +332,14 @@ def _imresize_torch(img: Tensor, matrices: list[np.ndarray], order: list[int]) -
         raise TypeError(f"img must be a floating-point or uint8 tensor, got dtype {img.dtype}")
     out = img.to(work_dtype)
     for axis in order:
-        m = torch.tensor(matrices[axis], dtype=work_dtype, device=img.device)
-        out = torch.matmul(m, out) if axis == 0 else torch.matmul(out, m.T)
+        dim = out.dim() - 2 + axis
+        weights = torch.tensor(taps[axis][0], dtype=work_dtype, device=img.device)
+        indices = torch.tensor(taps[axis][1], device=img.device)
+        shape = (-1, 1) if axis == 0 else (-1,)
+        acc = out.index_select(dim, indices[:, 0]) * weights[:, 0].reshape(shape)
+        for j in range(1, weights.shape[1]):
+            acc += out.index_select(dim, indices[:, j]) * weights[:, j].reshape(shape)
+        out = acc
         if integer_max is not None:
             out = torch.floor(out + 0.5).clamp_(0.0, integer_max)
     return out.to(torch.uint8) if integer_max is not None else out
@@ -453,7 +468,8 @@ def to_y(img: ImageT, *, channel_axis: int = -1) -> ImageT:
         raise ValueError(
             f"img must have 1 (gray) or 3 (RGB) channels on axis {channel_axis}, got {tuple(img.shape)}"
         )
-    return rgb_to_ycbcr(x)[..., 0]
+    m = _YCBCR_MATRIX[0]
+    return _YCBCR_OFFSET[0] + m[0] * x[..., 0] + m[1] * x[..., 1] + m[2] * x[..., 2]  # rgb_to_ycbcr's Y
 
 
 def quantize_uint8(img: ImageT) -> ImageT:
@@ -545,8 +561,13 @@ def _filter_valid(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Separable 'valid' correlation of a 2-D array with ``outer(taps, taps)``."""
     n = len(taps)
     h, w = x.shape
-    rows = sum(taps[k] * x[k : h - n + 1 + k] for k in range(n))
-    return sum(taps[k] * rows[:, k : w - n + 1 + k] for k in range(n))
+    rows = taps[0] * x[: h - n + 1]
+    for k in range(1, n):
+        rows += taps[k] * x[k : h - n + 1 + k]
+    out = taps[0] * rows[:, : w - n + 1]
+    for k in range(1, n):
+        out += taps[k] * rows[:, k : w - n + 1 + k]
+    return out
 
 
 def ssim(a: np.ndarray, b: np.ndarray, *, border: int, data_range: float = 255.0) -> float:
