@@ -121,6 +121,9 @@ def _check_output(args: argparse.Namespace) -> str | None:
         return f"output {str(out)!r} is the input file; the input is never modified, choose another name"
     if out.exists() and not args.force:
         return f"output {str(out)!r} exists; pass --force to replace it"
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        return f"output folder {str(folder)!r} does not exist"
     if out.suffix.lower() != ".onnx":
         return f"output {str(out)!r} should end in .onnx"
     return None
