@@ -49,6 +49,7 @@ from torch import nn
 from subpixel.sr.protocol import (
     Score,
     Upscaler,
+    _upscale_checked,
     bicubic_upscaler,
     find_test_images,
     load_test_image,
@@ -279,13 +280,7 @@ def evaluate(
     for image in iterator:
         hr, lr = load_test_image(image, r)
         bicubic = bicubic_upscaler(lr, r)
-        sr = np.asarray(upscaler(lr, r))
-        plane_ok = sr.ndim == 2 or (sr.ndim == 3 and sr.shape[2] in (1, hr.shape[2]))
-        if sr.shape[:2] != hr.shape[:2] or not plane_ok:
-            raise ValueError(
-                f"{image.hr_path}: the upscaler returned shape {sr.shape}; expected {hr.shape} "
-                f"(or the Y plane {hr.shape[:2]}) from LR {lr.shape} at scale {r}"
-            )
+        sr = _upscale_checked(upscaler, lr, hr, r, image.name)
         results.append(
             ImageEvaluation(
                 name=image.name,

@@ -726,6 +726,9 @@ def read_image_exact(path: str | Path) -> np.ndarray:
     Returns:
         The samples, exactly as stored.
 
+    Shape:
+        ``(H, W, C)``, C = 1 (grayscale) or 3 (RGB).
+
     Raises:
         subpixel.imageio.ImageReadError: (a ``ValueError``) the file is missing, not an image, truncated...
     """
@@ -831,7 +834,10 @@ def load_test_image(image: TestImage, scale: int) -> tuple[np.ndarray, np.ndarra
         scale: the SR scale factor ``r``.
 
     Returns:
-        ``(hr, lr)``, each ``(H, W, C)`` with C = 1 or 3; ``lr`` is ``(H / r, W / r, C)``.
+        ``(hr, lr)`` as float64 arrays.
+
+    Shape:
+        ``hr``: ``(H, W, C)`` with H, W multiples of ``r`` and C = 1 or 3; ``lr``: ``(H / r, W / r, C)``.
 
     Raises:
         ValueError: an unreadable file, an LR file of the wrong size or colour layout, an image too small.
@@ -856,6 +862,7 @@ def load_test_image(image: TestImage, scale: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _upscale_checked(upscaler: Upscaler, lr: np.ndarray, hr: np.ndarray, scale: int, name: str) -> np.ndarray:
+    """Run ``upscaler`` and check that it returned ``hr``'s shape or its Y plane."""
     sr = np.asarray(upscaler(lr, scale))
     hr_channels = hr.shape[2]
     ok = sr.shape[:2] == hr.shape[:2] and (sr.ndim == 2 or (sr.ndim == 3 and sr.shape[2] in (1, hr_channels)))
