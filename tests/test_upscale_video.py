@@ -1,0 +1,123 @@
+"""`subpixel upscale clip.mp4`: frames, size, timestamps, audio copied, and frames equal to the image path."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+av = pytest.importorskip("av")
+
+from subpixel.cli import main  # noqa: E402
+from subpixel.sr.models import ESPCN, save  # noqa: E402
+from subpixel.upscale.image import upscale_pixels  # noqa: E402
+from subpixel.upscale.video import VideoReadError, upscale_video  # noqa: E402
+
+FPS = 12
+FRAMES = 7
+WIDTH, HEIGHT = 32, 24
+AUDIO_RATE = 8000
+
+
+def _make_clip(path: Path) -> None:
+    """A smooth moving pattern in H.264 (near lossless) and a sine in AAC, written with PyAV."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        video.options = {"crf": "12"}
+        audio = out.add_stream("aac", rate=AUDIO_RATE)
+        audio.layout = "mono"
+        yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+        for i in range(FRAMES):
+            planes = [0.5 + 0.35 * np.sin(0.2 * xx + 0.15 * yy + 0.4 * i + k) for k in range(3)]
+            image = (np.stack(planes, -1) * 255).round().astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        samples = (0.3 * np.sin(np.arange(AUDIO_RATE * FRAMES // FPS) * 0.07)).astype(np.float32)
+        for start in range(0, samples.size, 1024):
+            chunk = av.AudioFrame.from_ndarray(
+                samples[None, start : start + 1024].copy(), format="fltp", layout="mono"
+            )
+            chunk.sample_rate, chunk.pts = AUDIO_RATE, start
+            for packet in audio.encode(chunk):
+                out.mux(packet)
+        for packet in audio.encode(None):
+            out.mux(packet)
+
+
+def _decode(path: Path) -> tuple[list[np.ndarray], list[int], Fraction]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        return [f.to_ndarray(format="rgb24") for f in frames], [int(f.pts) for f in frames], stream.time_base
+
+
+def _audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(audio=0) if p.size]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    _make_clip(path)
+    return path
+
+
+def test_video_upscale_matches_image_path(clip: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ESPCN(2, widths=(8,), kernel_sizes=(5, 3)).eval()
+    weights = tmp_path / "w.safetensors"
+    save(model, weights)
+    target = tmp_path / "clip_x2.mp4"
+    assert (
+        main(["upscale", str(clip), "--scale", "2", "--weights", str(weights), "-o", str(target), "--quiet"])
+        == 0
+    )
+
+    frames_in, pts_in, tb_in = _decode(clip)
+    frames_out, pts_out, tb_out = _decode(target)
+    assert len(frames_out) == len(frames_in) == FRAMES
+    assert frames_out[0].shape == (2 * HEIGHT, 2 * WIDTH, 3)
+    # timestamps (in seconds) and frame rate kept
+    assert [p * tb_out for p in pts_out] == [p * tb_in for p in pts_in]
+    with av.open(str(target)) as container:
+        assert container.streams.video[0].average_rate == FPS
+        assert [s.type for s in container.streams] == ["video", "audio"]
+    # the audio stream is copied packet for packet, not re-encoded
+    assert _audio_packets(target) == _audio_packets(clip)
+    # every frame is the image path applied to the decoded input frame, up to the output codec's error
+    for got, lr in zip(frames_out, frames_in):
+        want = upscale_pixels(lr.astype(np.float32) / 255, model, bit_depth=8)
+        error = got.astype(np.float64) - want
+        psnr = 10 * np.log10(255**2 / np.mean(error**2))
+        assert psnr > 35, psnr
+    # and the comparison can fail: a different model's output is far off
+    other = upscale_pixels(
+        frames_in[0].astype(np.float32) / 255, ESPCN(2, widths=(8,), kernel_sizes=(5, 3)), bit_depth=8
+    )
+    assert 10 * np.log10(255**2 / np.mean((frames_out[0].astype(np.float64) - other) ** 2)) < 30
+
+
+def test_video_refuses_overwrite_and_reports_bad_input(clip: Path, tmp_path: Path) -> None:
+    from subpixel.upscale.image import Upscaler
+
+    net = ESPCN(2, widths=(4,), kernel_sizes=(3, 3)).eval()
+    upscaler = Upscaler(net)
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"keep")
+    with pytest.raises(FileExistsError):
+        upscale_video(clip, target, upscaler)
+    assert target.read_bytes() == b"keep"
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\0\0\0\x18ftypmp42" + b"x" * 100)
+    with pytest.raises(VideoReadError, match=r"broken\.mp4"):
+        upscale_video(broken, tmp_path / "b_x2.mp4", upscaler)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "out.mp4"]  # no leftovers
