@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from skimage.color import rgb2ycbcr, ycbcr2rgb
 from skimage.metrics import structural_similarity
 
@@ -235,6 +237,25 @@ def test_imresize_uint8_rounds_after_each_pass_in_matlab_order(scale: tuple[floa
     np.testing.assert_array_equal(ours, ref.astype(np.uint8))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    sh=st.floats(0.15, 3.5),
+    sw=st.floats(0.15, 3.5),
+    antialias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_imresize_matches_direct_loop_on_random_cases(
+    h: int, w: int, sh: float, sw: float, antialias: bool, seed: int
+) -> None:
+    img = np.random.default_rng(seed).random((h, w))
+    ours = imresize(img, (sh, sw), antialias=antialias)
+    out_shape = (math.ceil(sh * h), math.ceil(sw * w))
+    ref = _imresize_loop(img, out_shape, (sh, sw), antialias)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-11)
+
+
 def test_imresize_torch_matches_numpy() -> None:
     rng = np.random.default_rng(4)
     img = rng.random((11, 13, 3))
@@ -351,6 +372,9 @@ def test_score_pair_steps() -> None:
     mse_y = np.mean((y_hr[3:-3, 3:-3] - np.floor(y_sr[3:-3, 3:-3] + 0.5)) ** 2)
     assert score_pair(hr, y_plane, 3).psnr == pytest.approx(10 * np.log10(255**2 / mse_y), abs=1e-10)
     assert score_pair(hr, y_plane[..., None], 3) == score_pair(hr, y_plane, 3)
+    # an RGB output for a grayscale image is scored by its channel mean
+    gray = hr[..., :1]
+    assert score_pair(gray, sr, 3) == score_pair(gray, sr.mean(axis=2, keepdims=True), 3)
 
 
 def test_run_protocol_on_a_plain_folder(tmp_path: Path) -> None:

@@ -635,7 +635,8 @@ def score_pair(hr: np.ndarray, sr: np.ndarray, scale: int) -> Score:
     Args:
         hr: the ground truth, ``(H, W)`` or ``(H, W, C)`` (C = 1 or 3), float in [0, 1] or uint8 / uint16.
         sr: the super-resolved image of the same shape; or, for an RGB ``hr``, the ``(H, W)`` / ``(H, W, 1)``
-            output of a Y-channel model, holding ``Y / 255`` (for a grayscale ``hr`` the two readings agree).
+            output of a Y-channel model, holding ``Y / 255`` (for a grayscale ``hr`` the two readings agree); or,
+            for a grayscale ``hr``, an RGB image (an RGB model's output), scored by its mean over the channels.
         scale: the SR scale factor, which is also the border cropped.
 
     Returns:
@@ -657,10 +658,13 @@ def score_pair(hr: np.ndarray, sr: np.ndarray, scale: int) -> Score:
     sr = _check_image(sr, "sr")
     hr_channels = 1 if hr.ndim == 2 else hr.shape[2]
     sr_channels = 1 if sr.ndim == 2 else sr.shape[2]
-    if sr.shape[:2] != hr.shape[:2] or sr_channels not in (1, hr_channels):
+    if sr.shape[:2] != hr.shape[:2] or sr_channels not in (1, 3):
         raise ValueError(
             f"sr must have the shape of hr {hr.shape} (or be its Y plane of shape {hr.shape[:2]}), got {sr.shape}"
         )
+    if hr_channels == 1 and sr_channels == 3:  # an RGB model's output for a grayscale image: its channel mean
+        sr = _to_float01(sr).mean(axis=2)
+        sr_channels = 1
     sr8 = sr if sr.dtype == np.uint8 else quantize_uint8(_to_float01(sr))
     y_hr = to_y(hr)
     y_sr = sr8.reshape(sr8.shape[:2]).astype(np.float64) if sr_channels == 1 else to_y(sr8)
@@ -864,8 +868,7 @@ def load_test_image(image: TestImage, scale: int) -> tuple[np.ndarray, np.ndarra
 def _upscale_checked(upscaler: Upscaler, lr: np.ndarray, hr: np.ndarray, scale: int, name: str) -> np.ndarray:
     """Run ``upscaler`` and check that it returned ``hr``'s shape or its Y plane."""
     sr = np.asarray(upscaler(lr, scale))
-    hr_channels = hr.shape[2]
-    ok = sr.shape[:2] == hr.shape[:2] and (sr.ndim == 2 or (sr.ndim == 3 and sr.shape[2] in (1, hr_channels)))
+    ok = sr.shape[:2] == hr.shape[:2] and (sr.ndim == 2 or (sr.ndim == 3 and sr.shape[2] in (1, 3)))
     if not ok:
         raise ValueError(
             f"upscaler returned shape {sr.shape} for image {name!r}; expected {hr.shape} (or the Y plane "
