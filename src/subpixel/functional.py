@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from subpixel._validation import ChannelOrder, as_tuple, check_ndim, check_order
-from subpixel.shuffle import convert_channel_order, shuffle_crop
+from subpixel.shuffle import _memory_format, convert_channel_order, shuffle_crop
 
 __all__ = [
     "AxisGeometry",
@@ -372,6 +372,44 @@ def _pad_or_crop(x: Tensor, before: Sequence[int], after: Sequence[int]) -> Tens
     return F.pad(x, pads)
 
 
+def _lr_conv_core(
+    x: Tensor,
+    weight_lr: Tensor,
+    bias: Tensor | None,
+    geoms: Sequence[AxisGeometry],
+    strides: Sequence[int],
+    groups: int,
+    order: ChannelOrder,
+) -> Tensor:
+    """The computation of :func:`lr_conv_shuffle` on checked arguments (batched ``x``, geometry known).
+
+    Asymmetric LR padding is done by the convolution itself (padding ``max(before, after)``, then a view that
+    drops the extra leading outputs; the extra trailing ones are never read) rather than by a padded copy of the
+    input; negative padding is a view of the input.
+    """
+    bias_lr = None
+    if bias is not None:
+        r_total = math.prod(strides)
+        bias_lr = bias.repeat_interleave(r_total) if order == "crd" else bias.repeat(r_total)
+    spatial = x.shape[2:]
+    keep = [
+        slice(max(-g.pad_before, 0), size - max(-g.pad_after, 0))
+        for g, size in zip(geoms, spatial, strict=True)
+    ]
+    if any(k.start or k.stop != size for k, size in zip(keep, spatial, strict=True)):
+        x = x[(slice(None), slice(None), *keep)]
+    pads = tuple(max(g.pad_before, g.pad_after, 0) for g in geoms)
+    z = _CONV[len(geoms)](x, weight_lr, bias_lr, 1, pads, 1, groups)
+    skip = [p - max(g.pad_before, 0) for p, g in zip(pads, geoms, strict=True)]
+    memory_format = _memory_format(z)
+    if any(skip):
+        z = z[(slice(None), slice(None), *(slice(k, None) for k in skip))]
+    # one copy: shuffle and crop fused (falls back to shuffle-then-crop under export/tracing; see shuffle_crop)
+    return shuffle_crop(
+        z, strides, order, [g.crop for g in geoms], [g.out_size for g in geoms], memory_format=memory_format
+    )
+
+
 def conv_transpose(
     input: Tensor,
     weight: Tensor,
@@ -523,17 +561,7 @@ def lr_conv_shuffle(
             f"dilation={dilations} need {tuple(g.lr_kernel for g in geoms)}"
         )
     c_out = weight_lr.shape[0] // r_total
-    bias_lr = None
-    if bias is not None:
-        if bias.shape != (c_out,):
-            raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
-        bias_lr = bias.repeat_interleave(r_total) if order == "crd" else bias.repeat(r_total)
-    before = [g.pad_before for g in geoms]
-    after = [g.pad_after for g in geoms]
-    if before == after and min(before) >= 0:
-        z = _CONV[n](x, weight_lr, bias_lr, 1, tuple(before), 1, groups)
-    else:
-        z = _CONV[n](_pad_or_crop(x, before, after), weight_lr, bias_lr, 1, 0, 1, groups)
-    # one copy: shuffle and crop fused (falls back to shuffle-then-crop under export/tracing; see shuffle_crop)
-    y = shuffle_crop(z, strides, order, [g.crop for g in geoms], [g.out_size for g in geoms])
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
+    y = _lr_conv_core(x, weight_lr, bias, geoms, strides, groups, order)
     return y if batched else y.squeeze(0)

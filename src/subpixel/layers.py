@@ -18,9 +18,12 @@ from torch import Tensor, nn
 
 from subpixel._validation import ChannelOrder, as_tuple, check_order
 from subpixel.functional import (
+    AxisGeometry,
+    _lr_conv_core,
     conv_transpose_weight_to_lr,
     fractionally_strided_conv,
     lr_conv_shuffle,
+    lr_geometry,
     lr_kernel_size,
     output_padding_for_size,
 )
@@ -186,7 +189,18 @@ class SubPixelConvNd(nn.Module):
                 self.dilation,
             )
         weight, order = self._weight_for(input)
-        return lr_conv_shuffle(
+        n = self._ndim
+        if input.dim() == n + 2 and input.shape[1] == self.in_channels:
+            geoms = self._geometry(tuple(input.shape[2:]), tuple(output_padding))
+            r_total = math.prod(self.stride)
+            if (
+                tuple(weight.shape[2:]) == tuple(g.lr_kernel for g in geoms)
+                and weight.shape[0] == self.out_channels * r_total
+                and weight.shape[1] * self.groups == self.in_channels
+                and (self.bias is None or tuple(self.bias.shape) == (self.out_channels,))
+            ):  # the checks of lr_conv_shuffle, geometry cached per input size
+                return _lr_conv_core(input, weight, self.bias, geoms, self.stride, self.groups, order)
+        return lr_conv_shuffle(  # unbatched input, or arguments to report
             input,
             weight,
             self.bias,
@@ -198,6 +212,29 @@ class SubPixelConvNd(nn.Module):
             self.kernel_size,
             order=order,
         )
+
+    def _geometry(self, spatial: tuple[int, ...], output_padding: tuple[int, ...]) -> list[AxisGeometry]:
+        """:func:`lr_geometry` of every axis, cached per input size (a Python-overhead saving for small inputs)."""
+        key = (spatial, output_padding, self.kernel_size, self.stride, self.padding, self.dilation)
+        cache = self.__dict__.setdefault("_geometry_cache", {})
+        geoms = cache.get(key)
+        if geoms is None:
+            geoms = [
+                lr_geometry(length, k, s, p, a, d)
+                for length, k, s, p, a, d in zip(
+                    spatial,
+                    self.kernel_size,
+                    self.stride,
+                    self.padding,
+                    output_padding,
+                    self.dilation,
+                    strict=True,
+                )
+            ]
+            if len(cache) >= 64:
+                cache.clear()
+            cache[key] = geoms
+        return geoms
 
     def _weight_for(self, input: Tensor) -> tuple[Tensor, ChannelOrder]:
         """The LR weight in the channel order whose shuffle is a block copy for ``input``'s memory format.

@@ -259,6 +259,8 @@ def shuffle_crop(
     order: ChannelOrder,
     crops: Sequence[int],
     out_sizes: Sequence[int],
+    *,
+    memory_format: torch.memory_format | None = None,
 ) -> Tensor:
     """Periodic shuffling then a crop, in one copy: ``pixel_shuffle(input)[..., c_i : c_i + O_i, ..]``.
 
@@ -271,9 +273,10 @@ def shuffle_crop(
         order: channel order of ``input``.
         crops: HR samples dropped at the start of every axis.
         out_sizes: HR samples kept on every axis.
+        memory_format: of the output; by default that of ``input`` (channels-last or contiguous).
 
     Returns:
-        The HR tensor, contiguous in the memory format of ``input``.
+        The HR tensor, contiguous in ``memory_format``.
 
     Shape:
         - input: ``(N, C·R, D_1, .., D_n)``.
@@ -306,9 +309,9 @@ def shuffle_crop(
                 slice(None),
                 *(slice(c, c + o) for c, o in zip(crops, out_sizes, strict=True)),
             )
-            y = y[index].contiguous(memory_format=_memory_format(input))
-        return y
-    fmt = _memory_format(input)
+            y = y[index]
+        return y.contiguous(memory_format=_memory_format(input) if memory_format is None else memory_format)
+    fmt = _memory_format(input) if memory_format is None else memory_format
     needed = tuple(-(-(c + o) // r) for c, o, r in zip(crops, out_sizes, factors, strict=True))
     if needed != lr_sizes:  # LR samples beyond those the output needs: drop them (a view)
         input = input[(slice(None), slice(None), *(slice(0, m) for m in needed))]
