@@ -550,3 +550,19 @@ def test_every_config_is_covered_by_a_case() -> None:
     want |= {f"auto:{m}" for m in ("SAME_UPPER", "SAME_LOWER", "VALID")}
     assert want <= seen, want - seen
     assert len(CONFIGS) >= 28
+
+
+def test_float16_weights_are_converted_exactly() -> None:
+    # the weight transform only moves entries and inserts zeros: float16 gives the float64 result, rounded once
+    _, w, b = _weights(K3_OP1)
+    w16 = w.astype(np.float16)
+    new16, _ = conv_transpose_to_subpixel(ct_model(list(K3_OP1[0]), w16, b, K3_OP1[2], np.float16))
+    new64, _ = conv_transpose_to_subpixel(
+        ct_model(list(K3_OP1[0]), w16.astype(np.float64), b, K3_OP1[2], np.float64)
+    )
+    lr16, lr64 = (
+        numpy_helper.to_array(next(t for t in m.graph.initializer if "weight_lr" in t.name))
+        for m in (new16, new64)
+    )
+    assert lr16.dtype == np.float16
+    np.testing.assert_array_equal(lr16.astype(np.float64), lr64)
