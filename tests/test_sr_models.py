@@ -167,16 +167,8 @@ def test_pretrained_bundled_weights() -> None:
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_pretrained_beats_bicubic_on_set5(scale: int, shared_sr_data: Path) -> None:
-    """The bundled weights, scored by the protocol on Set5, are well above bicubic (by ≥ 1.5 dB)."""
-    from subpixel.sr.protocol import bicubic_upscaler, run_protocol, to_y
+    """The bundled weights, scored by the protocol (``subpixel evaluate``) on Set5, beat bicubic by ≥ 1.5 dB."""
+    from subpixel.sr.evaluate import evaluate
 
-    model = pretrained(scale)
-
-    def upscale(lr: np.ndarray, r: int) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.from_numpy(to_y(lr) / 255.0).float()[None, None]
-            return model(x)[0, 0].double().numpy()
-
-    ours = run_protocol(upscale, shared_sr_data / "Set5", scale).mean_psnr
-    bicubic = run_protocol(bicubic_upscaler, shared_sr_data / "Set5", scale).mean_psnr
-    assert ours > bicubic + 1.5
+    result = evaluate(pretrained(scale), shared_sr_data / "Set5", scale, progress=False)
+    assert result.mean_psnr > result.bicubic_mean_psnr + 1.5

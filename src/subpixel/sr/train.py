@@ -42,7 +42,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from subpixel.sr.data import PatchDataset, to_model_channels
+from subpixel.sr.data import PatchDataset
 from subpixel.sr.models import ESPCN, _atomic_write, save
 from subpixel.sr.protocol import find_test_images, load_test_image, score_pair
 
@@ -248,30 +248,26 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 # ------------------------------------------------------------------------------------------------ validation
 
 
-def _prepare_validation(folder: str, scale: int, channels: str) -> list[tuple[torch.Tensor, np.ndarray]]:
-    """(model input ``(1, C, h, w)``, HR ``(H, W, C)``) per test image of ``folder``, by the protocol.
+def _prepare_validation(folder: str, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(hr, lr)`` per test image of ``folder`` (:func:`~subpixel.sr.protocol.load_test_image`), read once.
 
-    The standard layout (``*_SRF_{r}_HR.png`` with MATLAB's ``_LR.png``) or a plain folder of HR images
-    (:func:`~subpixel.sr.protocol.find_test_images`).
+    The standard layout (``*_SRF_{r}_HR.png`` with MATLAB's ``_LR.png``) or a plain folder of HR images.
     """
-    out = []
-    for image in find_test_images(folder, scale):
-        hr, lr = load_test_image(image, scale)
-        out.append((torch.from_numpy(to_model_channels(lr, channels)).float()[None], hr))
-    return out
+    return [load_test_image(image, scale) for image in find_test_images(folder, scale)]
 
 
-@torch.no_grad()
-def validate(model: nn.Module, data: list[tuple[torch.Tensor, np.ndarray]], scale: int) -> float:
-    """Mean Y-PSNR (dB) by the protocol (:func:`~subpixel.sr.protocol.score_pair`: 8-bit rounding, border crop)."""
+def validate(model: nn.Module, data: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
+    """Mean Y-PSNR (dB) by the protocol, the model run as ``subpixel evaluate`` runs it.
+
+    (:func:`~subpixel.sr.evaluate.model_upscaler`, then :func:`~subpixel.sr.protocol.score_pair`: clamp, 8-bit
+    rounding, Y, border crop = scale.)
+    """
+    from subpixel.sr.evaluate import model_upscaler
+
     module = getattr(model, "module", model)
-    device = next(module.parameters()).device
     was_training = module.training
-    module.eval()
-    psnrs = []
-    for lr, hr in data:
-        sr = module(lr.to(device))[0].double().cpu().numpy().transpose(1, 2, 0)
-        psnrs.append(score_pair(hr, sr, scale).psnr)
+    upscale = model_upscaler(module)
+    psnrs = [score_pair(hr, upscale(lr, scale), scale).psnr for hr, lr in data]
     module.train(was_training)
     return float(np.mean(psnrs))
 
@@ -404,9 +400,7 @@ def train(config: TrainConfig) -> Path:
             length=config.steps * config.batch_size * world,
             progress=config.progress and main,
         )
-        val_data = (
-            _prepare_validation(config.val, config.scale, config.channels) if config.val and main else None
-        )
+        val_data = _prepare_validation(config.val, config.scale) if config.val and main else None
         loader = DataLoader(
             dataset,
             batch_sampler=_StepBatches(start, config.steps, config.batch_size, world, rank),
