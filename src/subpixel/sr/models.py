@@ -41,6 +41,7 @@ __all__ = [
     "load",
     "pretrained",
     "pretrained_scales",
+    "read_config",
     "save",
 ]
 
