@@ -84,7 +84,12 @@ def test_export_subpixel_layers(layer: nn.Module, shape: tuple, want: set, absen
     assert want <= set(ops(model)) and not absent & set(ops(model)), ops(model)
     assert "ConvTranspose" not in ops(model)
     with torch.no_grad():
-        close(run_onnx(model, x)[0], layer(x).numpy())
+        want = layer(x).numpy()
+    close(run_onnx(model, x)[0], want)
+    # and --reverse turns the exported layer into one ConvTranspose (all Slices absorbed)
+    back, report = subpixel_to_conv_transpose(model)
+    assert ops(back) == Counter({"ConvTranspose": 1}), str(report)
+    close(run_onnx(back, x)[0], want)
 
 
 def test_export_subpixel_layers_every_argument() -> None:

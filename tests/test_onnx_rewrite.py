@@ -511,7 +511,11 @@ def test_reverse_refuses_what_it_cannot_prove() -> None:
         assert ops(new) == ["Conv", "DepthToSpace"], name
 
 
-@pytest.mark.parametrize("cfg", [DCGAN, K3_OP1, ESPCN, DEPTHWISE, SAME_LOWER_2D, OUTPUT_SHAPE_2D], ids=_ids)
+@pytest.mark.parametrize(
+    "cfg",
+    [ONE_D, DCGAN, K3_OP1, ESPCN, UNEQUAL, DEPTHWISE, SAME_LOWER_2D, OUTPUT_SHAPE_2D, THREE_D],
+    ids=_ids,
+)
 def test_round_trip_restores_the_conv_transpose(cfg: tuple) -> None:
     x, w, b = _weights(cfg)
     model = ct_model(list(cfg[0]), w, b, cfg[2])
@@ -521,12 +525,26 @@ def test_round_trip_restores_the_conv_transpose(cfg: tuple) -> None:
     node = back.graph.node[0]
     weight = numpy_helper.to_array(next(t for t in back.graph.initializer if t.name == node.input[1]))
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if cfg[2].get("dilations", [1, 1]) == [1, 1]:
+    if all(d == 1 for d in cfg[2].get("dilations", [])):
         # same kernel, bit-identical weights (the smallest kernel that covers the LR taps)
         assert list(attrs["kernel_shape"]) == list(w.shape[2:])
         assert np.array_equal(weight, w.astype(np.float32))
     feeds = {"x": x.astype(np.float32)}
     np.testing.assert_allclose(ort_run(back, feeds)[0], ort_run(model, feeds)[0], atol=1e-4, rtol=0)
+
+
+def test_round_trip_with_dynamic_sizes() -> None:
+    rng = np.random.default_rng(5)
+    w1, w3 = rng.standard_normal((3, 2, 4)), rng.standard_normal((2, 2, 3, 3, 3))
+    one_d = ct_model(["N", 3, "L"], w1, None, {"strides": [2], "pads": [1, 2]})
+    back, report = subpixel_to_conv_transpose(conv_transpose_to_subpixel(one_d)[0])
+    assert ops(back) == ["ConvTranspose"], str(report)  # Reshape [0, C, s, -1]: a shuffle whatever L is
+    x = rng.standard_normal((2, 3, 9)).astype(np.float32)
+    np.testing.assert_allclose(ort_run(back, {"x": x})[0], ort_run(one_d, {"x": x})[0], atol=1e-4, rtol=0)
+    # 3-D with dynamic sizes computes its reshape targets in the graph (Shape of the Conv output): left as it is
+    three_d = ct_model(["N", 2, "D", "H", "W"], w3, None, {"strides": [2, 2, 2]})
+    back, report = subpixel_to_conv_transpose(conv_transpose_to_subpixel(three_d)[0])
+    assert not report.rewritten and "Conv" in ops(back) and "ConvTranspose" not in ops(back)
 
 
 def test_every_config_is_covered_by_a_case() -> None:
@@ -566,3 +584,45 @@ def test_float16_weights_are_converted_exactly() -> None:
     )
     assert lr16.dtype == np.float16
     np.testing.assert_array_equal(lr16.astype(np.float64), lr64)
+
+
+@pytest.mark.parametrize(
+    ("split", "perm", "merge"),
+    [
+        ([0, 2, 2, -1], [0, 2, 1, 3], [0, 2, -1]),  # a transpose that is not the shuffle's
+        ([0, 2, 6, 2], [0, 1, 3, 2], [0, 2, -1]),  # the right perm, but the split is (C, L, 2), not (C, s, L)
+        ([0, 1, 4, -1], [0, 1, 3, 2], [0, 1, -1]),  # factor 4 of 4 channels is a shuffle, but of 1 channel
+    ],
+)
+def test_reverse_refuses_reshape_chains_that_are_not_the_shuffle(
+    split: list, perm: list, merge: list
+) -> None:
+    f = TensorProto.FLOAT
+    rng = np.random.default_rng(6)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 2)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array(split, np.int64), "split"),
+        numpy_helper.from_array(np.array(merge, np.int64), "merge"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["z"], pads=[1, 0]),
+        helper.make_node("Reshape", ["z", "split"], ["a"]),
+        helper.make_node("Transpose", ["a"], ["t"], perm=perm),
+        helper.make_node("Reshape", ["t", "merge"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", f, [1, 3, 6])],
+        [helper.make_tensor_value_info("y", f, [None] * 3)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    new, report = subpixel_to_conv_transpose(model)
+    if split[2] == 4:  # 4 phases of 1 channel: a valid shuffle, so it is rewritten (and must stay equal)
+        assert ops(new) == ["ConvTranspose"], str(report)
+    else:
+        assert not report.rewritten and "not provably a periodic shuffle" in report.skipped[0][1]
+        assert ops(new) == ["Conv", "Reshape", "Transpose", "Reshape"]
+    x = rng.standard_normal((1, 3, 6)).astype(np.float32)
+    np.testing.assert_allclose(ort_run(new, {"x": x})[0], ort_run(model, {"x": x})[0], atol=1e-5, rtol=0)

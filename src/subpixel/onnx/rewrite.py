@@ -544,33 +544,109 @@ def _slice_params(
     return begin, end
 
 
+def _shuffle_perm(n: int, order: str) -> list[int]:
+    """Transpose perm of a periodic shuffle from ``(N, C, r_1..r_n, D_1..D_n)`` (CRD) or ``(N, r_1..r_n, C, D_1..D_n)``
+    (DCR) to ``(N, C, D_1, r_1, .., D_n, r_n)``."""
+    if order == "crd":
+        perm = [0, 1]
+        for i in range(n):
+            perm += [2 + n + i, 2 + i]
+    else:
+        perm = [0, n + 1]
+        for i in range(n):
+            perm += [n + 2 + i, 1 + i]
+    return perm
+
+
+def _reshape_is(
+    target: Sequence[int], expected: Sequence[int | None], source: Sequence[int | None], allowzero: bool
+) -> bool:
+    """Whether ``Reshape(x, target)`` of an ``x`` of shape ``source`` provably gives the shape ``expected``
+    (``None``: unknown size). ``0`` copies the source dim (unless ``allowzero``), one ``-1`` takes the rest."""
+    if len(target) != len(expected) or sum(t == -1 for t in target) > 1:
+        return False
+    for i, (t, e) in enumerate(zip(target, expected)):
+        if t == -1:
+            continue
+        if t == 0 and not allowzero:
+            t = source[i] if i < len(source) else None  # type: ignore[assignment]
+            if i == 0 and e is None and source and source[0] is None:
+                continue  # the batch dim copied through: equal, whatever its size
+        if t is None or e is None or t != e:
+            return False
+    return True
+
+
+def _match_shuffle(
+    idx: GraphIndex, z: str, n: int, channels: int, z_shape: list[int | None] | None
+) -> tuple[list[onnx.NodeProto], str, list[int], str]:
+    """The periodic shuffle reading ``z``: (nodes, output name, factors, order)."""
+    first = idx.only_consumer(z)
+    if first is not None and first.op_type == "DepthToSpace":
+        if n != 2:
+            raise _Skip("DepthToSpace after a Conv that is not 2-D")
+        attrs = {k: _decode(v) for k, v in _attrs(first).items()}
+        s = int(attrs["blocksize"])  # type: ignore[call-overload]
+        return [first], first.output[0], [s, s], "crd" if attrs.get("mode", "DCR") == "CRD" else "dcr"
+    t = idx.only_consumer(first.output[0]) if first is not None and first.op_type == "Reshape" else None
+    r2 = idx.only_consumer(t.output[0]) if t is not None and t.op_type == "Transpose" else None
+    if first is None or t is None or r2 is None or r2.op_type != "Reshape":
+        raise _Skip("not followed by DepthToSpace, or by Reshape → Transpose → Reshape, only")
+    s1, s2 = idx.constant(first.input[1]), idx.constant(r2.input[1])
+    perm = [int(p) for p in _attrs(t).get("perm", [])]  # type: ignore[attr-defined]
+    if s1 is None or s2 is None:
+        raise _Skip("the shuffle's Reshape shapes are not constants")
+    s1l, s2l = [int(v) for v in s1.ravel()], [int(v) for v in s2.ravel()]
+    zero1 = bool(_attrs(first).get("allowzero", 0))
+    zero2 = bool(_attrs(r2).get("allowzero", 0))
+    src = list(z_shape) if z_shape is not None else [None] * (n + 2)
+    batch, spatial = src[0], src[2:]
+    for order in ("crd", "dcr"):
+        if perm != _shuffle_perm(n, order) or len(s1l) != 2 * n + 2:
+            continue
+        c, factors = (s1l[1], s1l[2 : 2 + n]) if order == "crd" else (s1l[1 + n], s1l[1 : 1 + n])
+        if c < 1 or min(factors) < 1 or c * math.prod(factors) != channels:
+            continue
+        want1 = [batch, c, *factors, *spatial] if order == "crd" else [batch, *factors, c, *spatial]
+        mid = [batch, c]
+        for d, f in zip(spatial, factors):
+            mid += [d, f]
+        want2 = [batch, c, *[None if d is None else d * f for d, f in zip(spatial, factors)]]
+        if _reshape_is(s1l, want1, src, zero1) and _reshape_is(s2l, want2, mid, zero2):
+            return [first, t, r2], r2.output[0], factors, order
+    raise _Skip("Reshape → Transpose → Reshape is not provably a periodic shuffle of the Conv's output")
+
+
 def _reverse_one(
     idx: GraphIndex, conv: onnx.NodeProto, shapes: dict[str, list[int | None] | None], prefix: str
 ) -> tuple[list[onnx.NodeProto], onnx.NodeProto, list[onnx.TensorProto], str]:
-    d2s = idx.only_consumer(conv.output[0])
-    if d2s is None or d2s.op_type != "DepthToSpace":
-        raise _Skip("not followed by DepthToSpace only")
     attrs = _attrs(conv)
     w = idx.constant(conv.input[1])
-    if w is None or w.ndim != 4:
-        raise _Skip("weight is not a constant 2-D initializer")
+    if w is None or w.ndim not in (3, 4, 5):
+        raise _Skip("weight is not a constant 1-D, 2-D or 3-D initializer")
     if w.dtype.type not in _FLOAT_TYPES:
         raise _Skip(f"weight type {w.dtype} is not float16/float32/float64")
+    n = w.ndim - 2
     kernel = list(w.shape[2:])
-    if any(int(v) != 1 for v in attrs.get("strides", [1, 1])) or any(
-        int(v) != 1 for v in attrs.get("dilations", [1, 1])
-    ):  # type: ignore[attr-defined]
+    strides_attr = [int(v) for v in attrs.get("strides", [1] * n)]  # type: ignore[attr-defined]
+    dilations_attr = [int(v) for v in attrs.get("dilations", [1] * n)]  # type: ignore[attr-defined]
+    if any(v != 1 for v in strides_attr + dilations_attr):
         raise _Skip("Conv with stride or dilation > 1")
     group = int(attrs.get("group", 1))  # type: ignore[call-overload]
-    d_attrs = {k: _decode(v) for k, v in _attrs(d2s).items()}
-    s = int(d_attrs["blocksize"])  # type: ignore[call-overload]
-    mode = d_attrs.get("mode", "DCR")
-    order = "crd" if mode == "CRD" else "dcr"
-    r_total = s * s
+    pb, pe = _conv_pads(attrs, kernel)
+    x_shape = shapes.get(conv.input[0])
+    z_shape = None
+    if x_shape is not None and len(x_shape) == n + 2:
+        z_shape = [x_shape[0], w.shape[0]] + [
+            None if length is None else length + a + c - k + 1
+            for length, a, c, k in zip(x_shape[2:], pb, pe, kernel)
+        ]
+    shuffle, final, strides, order = _match_shuffle(idx, conv.output[0], n, w.shape[0], z_shape)
+    r_total = math.prod(strides)
     if w.shape[0] % (r_total * group):
-        raise _Skip(f"{w.shape[0]} output channels are not divisible by blocksize² · group")
+        raise _Skip(f"{w.shape[0]} output channels are not divisible by {r_total} phases · group {group}")
     if order == "dcr" and group != 1:
-        raise _Skip("DCR DepthToSpace after a grouped Conv has no ConvTranspose equivalent")
+        raise _Skip("a DCR shuffle after a grouped Conv has no ConvTranspose equivalent")
     c_out = w.shape[0] // r_total
     b = None
     if len(conv.input) > 2 and conv.input[2]:
@@ -583,43 +659,43 @@ def _reverse_one(
                 "the Conv bias differs between the phases of an output channel (not a ConvTranspose bias)"
             )
         b = phases[:, 0].copy()
-    pb, pe = _conv_pads(attrs, kernel)
-    x_shape = shapes.get(conv.input[0])
-    hr_spatial: list[int | None] = [None, None]
-    if x_shape is not None and len(x_shape) == 4:
-        hr_spatial = [
-            None if length is None else (length + a + c - k + 1) * s
-            for length, a, c, k in zip(x_shape[2:], pb, pe, kernel)
-        ]
-    removed = [conv, d2s]
-    final = d2s.output[0]
-    crop_begin, crop_end = [0, 0], [0, 0]
-    sl = idx.only_consumer(d2s.output[0])
-    if sl is not None and sl.op_type == "Slice":
+    hr_spatial: list[int | None] = [None] * n
+    if z_shape is not None:
+        hr_spatial = [None if d is None else d * s for d, s in zip(z_shape[2:], strides)]
+    removed = [conv, *shuffle]
+    crop_begin, crop_end = [0] * n, [0] * n
+    cropped: set[int] = set()
+    sl = idx.only_consumer(final)
+    while sl is not None and sl.op_type == "Slice":  # PyTorch's exporter emits one Slice per axis
         params = _slice_params(idx, sl, hr_spatial)
-        if params is not None:
-            crop_begin, crop_end = params
-            removed.append(sl)
-            final = sl.output[0]
+        if params is None:
+            break
+        axes = {i for i in range(n) if params[0][i] or params[1][i]}
+        if axes & cropped:
+            break
+        for i in axes:
+            crop_begin[i], crop_end[i] = params[0][i], params[1][i]
+        cropped |= axes
+        removed.append(sl)
+        final = sl.output[0]
+        sl = idx.only_consumer(final)
     wt = torch.from_numpy(np.array(w, copy=True))
-    weight = None
-    ks: list[int] = []
-    for i in range(2):  # the smallest kernel whose taps cover every non-zero LR entry of each axis
-        lo = (kernel[i] - 1) * s + 1
-        ks.append(kernel[i] * s)
-        for k in range(lo, kernel[i] * s + 1):
-            if lr_kernel_size(k, s) != kernel[i]:
+    ks = [kk * s for kk, s in zip(kernel, strides)]
+    for i in range(n):  # the smallest kernel whose taps cover every non-zero LR entry, axis by axis
+        for k in range((kernel[i] - 1) * strides[i] + 1, kernel[i] * strides[i]):
+            trial = [*ks[:i], k, *ks[i + 1 :]]
+            if lr_kernel_size(k, strides[i]) != kernel[i]:
                 continue
-            trial = [k if j == i else kernel[j] * s for j in range(2)]
             try:
-                lr_weight_to_conv_transpose(wt, trial, s, 1, group, order=order, check=True)
+                lr_weight_to_conv_transpose(wt, trial, strides, 1, group, order=order, check=True)
             except ValueError:
                 continue
             ks[i] = k
             break
-    weight = lr_weight_to_conv_transpose(wt, ks, s, 1, group, order=order, check=True).numpy()
+    weight = lr_weight_to_conv_transpose(wt, ks, strides, 1, group, order=order, check=True).numpy()
     pads_begin, pads_end, out_pad = [], [], []
-    for i in range(2):
+    for i in range(n):
+        s = strides[i]
         begin = (kernel[i] - 1 - pb[i]) * s + crop_begin[i]
         end = s * (kernel[i] - 1 - pe[i]) - crop_end[i] - (kernel[i] * s - ks[i])
         if begin < 0:
@@ -646,29 +722,44 @@ def _reverse_one(
         inputs,
         final,
         kernel_shape=ks,
-        strides=[s, s],
+        strides=strides,
         pads=pads_begin + pads_end,
-        dilations=[1, 1],
+        dilations=[1] * n,
         group=group,
         **extra,
     )
     what = (
         " + ".join(nd.op_type for nd in removed)
-        + f" -> ConvTranspose k={ks} s={[s, s]} pads={pads_begin + pads_end} output_padding={out_pad} group={group}"
+        + f" -> ConvTranspose k={ks} s={strides} pads={pads_begin + pads_end} output_padding={out_pad} group={group}"
     )
     return removed, em.nodes[0], em.inits, what
+
+
+def _reverse_candidate(idx: GraphIndex, conv: onnx.NodeProto) -> bool:
+    """A Conv whose only reader is a DepthToSpace or a Reshape → Transpose → Reshape chain."""
+    first = idx.only_consumer(conv.output[0])
+    if first is None:
+        return False
+    if first.op_type == "DepthToSpace":
+        return True
+    t = idx.only_consumer(first.output[0]) if first.op_type == "Reshape" else None
+    r2 = idx.only_consumer(t.output[0]) if t is not None and t.op_type == "Transpose" else None
+    return r2 is not None and r2.op_type == "Reshape"
 
 
 def subpixel_to_conv_transpose(
     model: onnx.ModelProto, *, check: bool = True
 ) -> tuple[onnx.ModelProto, RewriteReport]:
-    """Replace ``Conv`` → ``DepthToSpace`` [→ ``Slice``] chains by one ``ConvTranspose`` where provably equal.
+    """Replace ``Conv`` → shuffle [→ ``Slice``] chains by one ``ConvTranspose`` where provably equal.
 
-    A chain qualifies when the ``Conv`` has stride 1 and dilation 1, constant weights (and a bias equal across
-    the phases of each output channel), its output feeds only the ``DepthToSpace``, and the padding fits a
-    ``ConvTranspose`` (LR padding at most kernel − 1, or absorbed by the ``Slice``). The kernel chosen is the
-    smallest whose taps cover every non-zero LR weight, so a rewrite by :func:`conv_transpose_to_subpixel` is
-    undone exactly.
+    The shuffle is a ``DepthToSpace`` (CRD or DCR) after a 2-D ``Conv``, or, in 1-D, 2-D or 3-D, a
+    ``Reshape`` → ``Transpose`` → ``Reshape`` chain whose constant shapes and permutation are provably a periodic
+    shuffle in CRD or DCR order (as :func:`conv_transpose_to_subpixel` and PyTorch's exporter emit them). A chain
+    qualifies when the ``Conv`` has stride 1 and dilation 1, constant weights (and a bias equal across the phases
+    of each output channel), each intermediate result feeds only the next node, and the padding fits a
+    ``ConvTranspose`` (LR padding at most kernel − 1, or absorbed by a constant ``Slice`` on the spatial axes).
+    The kernel chosen is the smallest whose taps cover every non-zero LR weight, so a rewrite by
+    :func:`conv_transpose_to_subpixel` is undone exactly.
 
     Args:
         model: the model; it is not modified.
@@ -700,8 +791,7 @@ def subpixel_to_conv_transpose(
     for i, node in enumerate(model.graph.node):
         if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
             continue
-        consumer = idx.only_consumer(node.output[0])
-        if consumer is None or consumer.op_type != "DepthToSpace":
+        if not _reverse_candidate(idx, node):
             continue
         label = _node_label(node, i)
         try:
