@@ -148,3 +148,35 @@ def test_export_layer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert [i.name for i in model.graph.input] == ["input"]
     assert main([*argv, "--size", "6x5x4", "--force"]) == 2
     assert "--size must have 2 entries" in capsys.readouterr().err
+
+
+def test_graph_onnx_runtime_cannot_run_is_still_rewritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # ONNX Runtime has no float64 ConvTranspose kernel: the rewrite is written, verification says why it was skipped
+    model = dcgan_layer()
+    for t in model.graph.initializer:
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+    src, out = save(model, tmp_path / "in64.onnx"), tmp_path / "out64.onnx"
+    assert main(["onnx", "rewrite", str(src), "-o", str(out)]) == 0
+    assert "verification skipped, ONNX Runtime cannot run the graphs" in capsys.readouterr().err
+    assert [nd.op_type for nd in load_model(out).graph.node] == ["Conv", "DepthToSpace", "Slice"]
+
+
+def test_missing_external_data_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = dcgan_layer()
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.data",
+        size_threshold=0,
+    )
+    assert load_model(path).graph.initializer[0].HasField("raw_data")  # loads with its data
+    (tmp_path / "ext.data").unlink()
+    assert main(["onnx", "rewrite", str(path), "-o", str(tmp_path / "out.onnx")]) == 2
+    assert "cannot read its external data" in capsys.readouterr().err

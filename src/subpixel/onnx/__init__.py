@@ -16,6 +16,7 @@ from subpixel.onnx.rewrite import (
     RewriteReport,
     conv_transpose_to_subpixel,
     fuse_depth_to_space,
+    merge_slices,
     resolve_conv_transpose,
     subpixel_to_conv_transpose,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "export",
     "fuse_depth_to_space",
     "load_model",
+    "merge_slices",
     "resolve_conv_transpose",
     "run_onnx",
     "save_model_atomic",

@@ -64,13 +64,17 @@ def load_model(path: str | os.PathLike[str], *, min_opset: int = MIN_OPSET) -> o
     if not path.is_file():
         raise OnnxInputError(f"input model {str(path)!r} does not exist or is not a file")
     try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-free errors of several types
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
         raise OnnxInputError(
             f"input {str(path)!r} is not an ONNX model (cannot parse it as a ModelProto: {exc})"
         ) from exc
     if not model.graph.node and not model.graph.output:
         raise OnnxInputError(f"input {str(path)!r} is not an ONNX model (it parses to an empty ModelProto)")
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+        raise OnnxInputError(f"input {str(path)!r}: cannot read its external data ({exc})") from exc
     opset = default_opset(model)
     if opset < min_opset:
         raise OnnxInputError(
@@ -87,6 +91,11 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike[str]) -> P
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise OnnxInputError(f"output folder {str(folder)!r} does not exist")
+    if model.ByteSize() >= 2**31:
+        raise OnnxInputError(
+            f"the model is {model.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one file; save it "
+            "with onnx.save_model(..., save_as_external_data=True) instead"
+        )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

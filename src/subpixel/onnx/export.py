@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from subpixel.onnx._graph import check_model, save_model_atomic
-from subpixel.onnx.rewrite import fuse_depth_to_space
+from subpixel.onnx.rewrite import fuse_depth_to_space, merge_slices
 
 __all__ = ["MIN_EXPORT_OPSET", "export", "run_onnx"]
 
@@ -49,7 +49,8 @@ def export(
         path: where to write the model (atomically); ``None`` only returns it.
         opset: ONNX opset of the default domain, at least :data:`MIN_EXPORT_OPSET`.
         input_names, output_names: names of the graph's inputs and outputs.
-        fuse: fuse ``Reshape``/``Transpose``/``Reshape`` depth-to-space chains into ``DepthToSpace``.
+        fuse: fuse ``Reshape``/``Transpose``/``Reshape`` depth-to-space chains into ``DepthToSpace``, and the
+            exporter's per-axis ``Slice`` nodes into one.
 
     Returns:
         The model, checked with ``onnx.checker`` (full check).
@@ -65,7 +66,7 @@ def export(
         >>> layer = subpixel.SubPixelConv2d(4, 2, kernel_size=4, stride=2, padding=1)
         >>> model = export(layer, torch.randn(1, 4, 8, 8))
         >>> [n.op_type for n in model.graph.node]
-        ['Conv', 'DepthToSpace', 'Slice', 'Slice']
+        ['Conv', 'DepthToSpace', 'Slice']
     """
     if not isinstance(opset, int) or opset < MIN_EXPORT_OPSET:
         raise ValueError(f"opset must be an int >= {MIN_EXPORT_OPSET}, got {opset!r}")
@@ -90,6 +91,7 @@ def export(
     model = program.model_proto  # type: ignore[union-attr]
     if fuse:
         model, _ = fuse_depth_to_space(model)
+        model, _ = merge_slices(model)
     check_model(model, "the exported model")
     if path is not None:
         save_model_atomic(model, path)

@@ -50,6 +50,7 @@ __all__ = [
     "RewriteReport",
     "conv_transpose_to_subpixel",
     "fuse_depth_to_space",
+    "merge_slices",
     "resolve_conv_transpose",
     "subpixel_to_conv_transpose",
 ]
@@ -876,3 +877,90 @@ def fuse_depth_to_space(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
                 drop |= {position[id(r1)], position[id(t)]}
     nodes = [replace.get(i, nd) for i, nd in enumerate(model.graph.node) if i not in drop]
     return _finish(model, nodes, []), len(replace)
+
+
+def _const_slice(idx: GraphIndex, node: onnx.NodeProto, rank: int | None) -> tuple[list[int], ...] | None:
+    """(starts, ends, axes) of a ``Slice`` with constant inputs and unit steps (axes made non-negative)."""
+    vals = [idx.constant(name) if name else None for name in node.input[1:]]
+    if len(vals) < 2 or vals[0] is None or vals[1] is None:
+        return None
+    if len(node.input) > 3 and node.input[3] and vals[2] is None:
+        return None
+    if len(node.input) > 4 and node.input[4] and (vals[3] is None or np.any(vals[3] != 1)):
+        return None
+    starts, ends = [int(v) for v in vals[0].ravel()], [int(v) for v in vals[1].ravel()]
+    axes = (
+        [int(v) for v in vals[2].ravel()]
+        if len(vals) > 2 and vals[2] is not None
+        else list(range(len(starts)))
+    )
+    if any(a < 0 for a in axes):
+        if rank is None:
+            return None
+        axes = [a + rank if a < 0 else a for a in axes]
+    return starts, ends, axes
+
+
+def merge_slices(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Merge a ``Slice`` that feeds only another ``Slice`` on different axes into one (PyTorch's exporter emits one
+    per axis).
+
+    Args:
+        model: the model; it is not modified.
+
+    Returns:
+        The rewritten copy and the number of ``Slice`` nodes removed.
+
+    Examples:
+        >>> from onnx import helper, numpy_helper, TensorProto
+        >>> c = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)
+        >>> nodes = [helper.make_node("Slice", ["x", "s", "e", "a2"], ["t"]),
+        ...          helper.make_node("Slice", ["t", "s", "e", "a3"], ["y"])]
+        >>> graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        ...                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2])],
+        ...                           [c("s", [1]), c("e", [3]), c("a2", [2]), c("a3", [3])])
+        >>> out, removed = merge_slices(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+        >>> removed, [nd.op_type for nd in out.graph.node]
+        (1, ['Slice'])
+    """
+    model = _copy(model)
+    if default_opset(model) < 10:
+        return model, 0
+    shapes = _value_shapes(model)
+    removed = 0
+    changed = True
+    while changed:  # merge pairs until none is left (a chain of three merges in two passes)
+        changed = False
+        idx = GraphIndex(model.graph)
+        nodes = list(model.graph.node)
+        for first in nodes:
+            if first.op_type != "Slice" or first.domain not in ("", "ai.onnx"):
+                continue
+            second = idx.only_consumer(first.output[0])
+            if second is None or second.op_type != "Slice" or second.input[0] != first.output[0]:
+                continue
+            shape = shapes.get(first.input[0])
+            rank = None if shape is None else len(shape)
+            a, b = _const_slice(idx, first, rank), _const_slice(idx, second, rank)
+            if a is None or b is None or set(a[2]) & set(b[2]):
+                continue
+            em = _Emitter(idx, first.name or "slice")
+            merged = helper.make_node(
+                "Slice",
+                [
+                    first.input[0],
+                    em.ints("starts", a[0] + b[0]),
+                    em.ints("ends", a[1] + b[1]),
+                    em.ints("axes", a[2] + b[2]),
+                ],
+                [second.output[0]],
+                name=idx.fresh(f"{first.name or 'slice'}/merged"),
+            )
+            nodes = [merged if nd is second else nd for nd in nodes if nd is not first]
+            removed += 1
+            changed = True
+            del model.graph.node[:]
+            model.graph.node.extend(nodes)
+            model.graph.initializer.extend(em.inits)
+            break
+    return _finish(model, list(model.graph.node), []), removed
