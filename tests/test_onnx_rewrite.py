@@ -293,8 +293,9 @@ def test_rewrite_random_configs_float64(n, k, s, d, pb, pe, a, group, length, bi
         ),
         (["N", 3, "H", "W"], (3, 2, 3, 4), {"strides": [3, 2], "auto_pad": "SAME_LOWER"}),
         (["N", 2, "D", "H", "W"], (2, 2, 3, 3, 3), {"strides": [2, 1, 2], "pads": [1, 0, 2, 0, 1, 1]}),
+        (["N", 2, "L"], (2, 3, 5), {"strides": [2], "pads": [7, 10]}),
     ],
-    ids=["1d", "2d", "2d-unequal-same", "3d"],
+    ids=["1d", "2d", "2d-unequal-same", "3d", "1d-pads-beyond-kernel"],
 )
 def test_dynamic_spatial_sizes(x_shape: list, w_shape: tuple, attrs: dict) -> None:
     rng = np.random.default_rng(1)
@@ -302,7 +303,7 @@ def test_dynamic_spatial_sizes(x_shape: list, w_shape: tuple, attrs: dict) -> No
     model = ct_model(x_shape, w, b, attrs)
     new, report = conv_transpose_to_subpixel(model)
     assert len(report.rewritten) == 1, str(report)
-    for size in (3, 6):  # one graph, two input sizes
+    for size in (9, 12):  # one graph, two input sizes
         x = rng.standard_normal((2, w_shape[0], *[size + i for i in range(len(w_shape) - 2)]))
         (orig,) = ort_run(model, {"x": x.astype(np.float32)})
         (got,) = ort_run(new, {"x": x.astype(np.float32)})

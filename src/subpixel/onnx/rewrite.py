@@ -14,9 +14,15 @@ How the attributes of ``ConvTranspose`` are read (ONNX operator spec, opset 11 t
 ``output_shape`` the pads are ignored and ``total = s (L − 1) + a + d (k − 1) + 1 − output_shape`` is split with
 the larger half at the beginning (``SAME_UPPER``: at the end); ``SAME_UPPER`` / ``SAME_LOWER`` without
 ``output_shape`` target ``L·s``; ``VALID`` means no padding. A negative total (an output longer than the natural
-one) pads nothing at the beginning and extends the end, as ONNX Runtime and the reference evaluator do.
-Asymmetric pads map to the core's symmetric-padding geometry through
+one) with ``auto_pad=NOTSET`` pads nothing at the beginning and extends the end, as ONNX Runtime and the reference
+evaluator both do; with ``SAME_*`` they disagree (ONNX Runtime 1.32 clamps the total at 0, the reference evaluator
+splits it), so such nodes are left as they are. So are ``SAME_*`` nodes with a non-zero ``output_padding``, whose
+output size ONNX shape inference and ONNX Runtime disagree on. Asymmetric pads map to the core's geometry through
 ``padding = pad_begin, output_padding = a + pad_begin − pad_end``.
+
+:func:`subpixel_to_conv_transpose` matches the shuffle as ``DepthToSpace`` (2-D) or as a
+``Reshape``/``Transpose``/``Reshape`` chain proven to be a CRD or DCR shuffle (1-D to 3-D), and absorbs the
+``Slice`` crops that follow. :func:`merge_slices` merges the exporter's per-axis ``Slice`` nodes.
 """
 
 from __future__ import annotations
@@ -348,11 +354,9 @@ def _rewrite_conv_transpose(
     for i in range(n):
         length = in_spatial[i]
         # pads and crop do not depend on the input length; a stand-in length gives them when it is unknown
-        probe = (
-            length
-            if length is not None
-            else 4 * (sum(geo.kernel) * max(geo.dilations) + sum(geo.pads_begin) + 8)
-        )
+        probe = length
+        if probe is None:  # long enough for a non-empty output whatever the pads
+            probe = abs(geo.pads_begin[i]) + abs(geo.pads_end[i]) + geo.dilations[i] * geo.kernel[i] + 8
         try:
             g = lr_geometry(
                 probe,
@@ -446,6 +450,11 @@ def conv_transpose_to_subpixel(
     Returns:
         The rewritten copy and a :class:`RewriteReport` listing what was rewritten and what was left (weights
         that are not constants, sizes that cannot be resolved, ConvTranspose inside subgraphs).
+
+    Shape:
+        - every rewritten node keeps its input ``(N, C_in, *L_in)`` and output ``(N, C_out, *L_out)``; its weight
+          ``(C_in, C_out/group, *k)`` becomes the LR weight ``(C_out·∏s, C_in/group, *K)``,
+          ``K = ⌊d (k − 1) / s⌋ + 1``, and its bias ``(C_out,)`` becomes ``(C_out·∏s,)``.
 
     Examples:
         >>> from onnx import helper, numpy_helper, TensorProto
@@ -768,6 +777,10 @@ def subpixel_to_conv_transpose(
 
     Returns:
         The rewritten copy and a :class:`RewriteReport`.
+
+    Shape:
+        - the LR weight ``(C_out·∏s, C_in/group, *K)`` becomes the ConvTranspose weight ``(C_in, C_out/group, *k)``
+          with ``(K − 1)·s < k ≤ K·s``; the chain's input and output shapes are kept.
 
     Examples:
         >>> from onnx import helper, numpy_helper, TensorProto
