@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ from PIL import Image
 from subpixel.imageio import ImageReadError, load_image, quantize, write_image
 from subpixel.sr.models import ESPCN
 from subpixel.sr.protocol import imresize, rgb_to_ycbcr, ycbcr_to_rgb
-from subpixel.upscale.image import Upscaler, make_runner, upscale_file, upscale_pixels
+from subpixel.upscale.image import (
+    Upscaler,
+    bicubic_upscale,
+    inplace_activations,
+    make_runner,
+    upscale_file,
+    upscale_pixels,
+)
 
 RNG = np.random.default_rng(1)
 
@@ -105,6 +113,47 @@ def test_onnxruntime_and_bf16_runners_agree_with_torch() -> None:
         make_runner(model, backend="tensorrt")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fp32 only"):
         make_runner(model, backend="onnxruntime", precision="bf16")
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+@pytest.mark.parametrize("size", [(1, 1), (2, 5), (9, 4)])
+def test_bicubic_upscale_equals_protocol_imresize(scale: int, size: tuple[int, int]) -> None:
+    x = torch.rand(2, 3, *size, dtype=torch.float64)
+    reference = imresize(x.numpy().transpose(2, 3, 0, 1).reshape(*size, 6), scale)  # numpy path, (H, W, C)
+    ours = (
+        bicubic_upscale(x, scale).numpy().transpose(2, 3, 0, 1).reshape(size[0] * scale, size[1] * scale, 6)
+    )
+    np.testing.assert_allclose(ours, reference, atol=1e-12)
+
+
+def test_inplace_activations_only_after_convolutions_in_sequential() -> None:
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act = torch.nn.Tanh()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.act(x)  # in place here would be wrong
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh(), torch.nn.Tanh(), Residual())
+    x = torch.rand(1, 1, 6, 6)
+    with torch.no_grad():
+        before = net(x)
+        assert inplace_activations(net) == 1
+        assert torch.equal(net(x), before)
+    assert type(net[2]) is torch.nn.Tanh and type(net[3].act) is torch.nn.Tanh
+
+
+@pytest.mark.slow  # compiling takes ~10 s on 2 cores
+def test_compiled_runner_agrees_or_falls_back() -> None:
+    model = _tiny(2)
+    x = torch.rand(1, 1, 8, 9)
+    with torch.no_grad():
+        ref = model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = make_runner(model, compile=True)(x)
+    assert (out - ref).abs().max().item() < 1e-5
 
 
 def test_errors() -> None:

@@ -1,8 +1,8 @@
 """Upscale images with an SR model: Y model on Y (chroma and alpha bicubic) or RGB model on RGB, tiled.
 
 The colour handling is ESPCN's: a ``"y"`` model sees ``Y / 255`` of BT.601 studio-range YCbCr
-(:func:`subpixel.sr.protocol.rgb_to_ycbcr`); Cb and Cr are upscaled with MATLAB's bicubic
-(:func:`subpixel.sr.protocol.imresize`) and the result goes back to RGB (:func:`subpixel.sr.protocol.ycbcr_to_rgb`).
+(:func:`subpixel.sr.protocol.rgb_to_ycbcr`); Cb and Cr are upscaled with MATLAB's bicubic (:func:`bicubic_upscale`,
+equal to :func:`subpixel.sr.protocol.imresize` for integer factors, computed as a sub-pixel convolution) and the result goes back to RGB (:func:`subpixel.sr.protocol.ycbcr_to_rgb`).
 A grayscale image is RGB with equal channels (so its Y is ``16 + 219·gray`` on the 8-bit scale and its chroma
 is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ __all__ = [
     "BICUBIC_RADIUS",
     "UpscaleResult",
     "Upscaler",
+    "bicubic_phase_weights",
+    "bicubic_upscale",
+    "inplace_activations",
     "make_runner",
     "model_scale_and_channels",
     "sr_pipeline",
@@ -65,6 +69,66 @@ Runner = Callable[[Tensor], Tensor]
 BICUBIC_RADIUS = 2
 #: float32 HR channels of per-tile buffers in :func:`sr_pipeline` (YCbCr planes, RGB, alpha, the tile copy).
 _PIPELINE_HR_CHANNELS = 12
+
+
+def _keys_cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic kernel with a = -0.5 (MATLAB's bicubic)."""
+    ax = np.abs(x)
+    near = (1.5 * ax**3 - 2.5 * ax**2 + 1.0) * (ax <= 1)
+    far = (-0.5 * ax**3 + 2.5 * ax**2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2))
+    return near + far
+
+
+def bicubic_phase_weights(scale: int) -> np.ndarray:
+    """The ``(scale, 5)`` taps of MATLAB bicubic upscaling by an integer factor, one row per output phase.
+
+    Output pixel ``p·r + φ`` sits at LR coordinate ``p + (φ + 0.5) / r − 0.5``; it weighs LR pixels ``p − 2 ..
+    p + 2`` by Keys' cubic (a = −0.5) of their distance, normalised to sum 1.
+
+    Examples:
+        >>> bicubic_phase_weights(2).round(4)
+        array([[-0.0234,  0.2266,  0.8672, -0.0703,  0.    ],
+               [ 0.    , -0.0703,  0.8672,  0.2266, -0.0234]])
+    """
+    delta = (np.arange(scale) + 0.5) / scale - 0.5
+    weights = _keys_cubic(delta[:, None] - np.arange(-2, 3)[None, :])
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
+    """MATLAB ``imresize(x, scale, 'bicubic')`` for an integer ``scale``, as two sub-pixel convolutions.
+
+    Upscaling by an integer factor is a stride-1 convolution in LR space with one 5-tap kernel per output phase
+    followed by periodic shuffling (the identity this library is about): height then width, edges repeated.
+    Equal to :func:`subpixel.sr.protocol.imresize` for floating-point input, and linear in time.
+
+    Args:
+        x: float tensor ``(N, C, h, w)``.
+        scale: integer factor ``r >= 1``.
+
+    Returns:
+        ``(N, C, h·r, w·r)``, same dtype.
+
+    Shape:
+        ``(N, C, h, w) -> (N, C, h·r, w·r)``.
+
+    Examples:
+        >>> from subpixel.sr.protocol import imresize
+        >>> x = torch.rand(1, 2, 5, 7, dtype=torch.float64)
+        >>> bool(torch.allclose(bicubic_upscale(x, 3), imresize(x, 3), atol=1e-12))
+        True
+    """
+    if scale == 1:
+        return x
+    n, c, h, w = x.shape
+    taps = torch.as_tensor(bicubic_phase_weights(scale), dtype=x.dtype, device=x.device)
+    planes = x.reshape(n * c, 1, h, w)
+    planes = torch.nn.functional.pad(planes, (0, 0, 2, 2), mode="replicate")
+    planes = torch.nn.functional.conv2d(planes, taps.reshape(scale, 1, 5, 1))  # (nc, r, h, w)
+    planes = planes.permute(0, 2, 1, 3).reshape(n * c, 1, h * scale, w)
+    planes = torch.nn.functional.pad(planes, (2, 2, 0, 0), mode="replicate")
+    planes = torch.nn.functional.conv2d(planes, taps.reshape(scale, 1, 1, 5))  # (nc, r, h·r, w)
+    return planes.permute(0, 2, 3, 1).reshape(n, c, h * scale, w * scale)
 
 
 def model_scale_and_channels(model: nn.Module) -> tuple[int, str]:
@@ -104,12 +168,46 @@ def _export_dynamic_onnx(model: nn.Module, in_channels: int) -> bytes:
     return buffer.getvalue()
 
 
+class _TanhInPlace(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh_()
+
+
+def inplace_activations(net: nn.Module) -> int:
+    """Make activations that directly follow a convolution inside an ``nn.Sequential`` work in place.
+
+    Inside a ``Sequential`` a convolution's output goes only to the next module, so overwriting it is safe (in
+    inference); it saves a full-size allocation and a pass over memory per activation. Returns the count changed.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Conv2d(2, 2, 1), nn.ReLU())
+        >>> inplace_activations(net), net[3].inplace
+        (2, True)
+    """
+    changed = 0
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (_, before), (name, child) in itertools.pairwise(children):
+            if not isinstance(before, nn.Conv2d):
+                continue
+            if type(child) is nn.Tanh:
+                setattr(module, name, _TanhInPlace())
+                changed += 1
+            elif type(child) is nn.ReLU and not child.inplace:
+                child.inplace = True
+                changed += 1
+    return changed
+
+
 def make_runner(
     model: nn.Module,
     *,
     backend: Backend = "torch",
     precision: Precision = "fp32",
     channels_last: bool = True,
+    compile: bool = False,
     threads: int | None = None,
 ) -> Runner:
     """A function running ``model`` on ``(N, C, h, w)`` float32 tensors, set up for speed on CPU.
@@ -121,6 +219,9 @@ def make_runner(
         precision: ``"fp32"``, or ``"bf16"`` (torch backend: weights and activations in bfloat16, accumulation
             in float32 by oneDNN; fast on CPUs with AMX/AVX-512-BF16; the output is returned as float32).
         channels_last: torch backend: run convolutions in NHWC memory layout (faster with oneDNN).
+        compile: torch backend: :func:`torch.compile` with Inductor's freezing (convolutions with their
+            activation fused by oneDNN); each new input size compiles once (seconds), so it pays off for videos
+            and batches of same-size images. Falls back to eager, with a warning, when compilation fails.
         threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``).
 
     Returns:
@@ -165,10 +266,29 @@ def make_runner(
         net = net.to(dtype=dtype)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=layout)
+    inplace_activations(net)
+    forward: Callable[[Tensor], Tensor] = net
+    if compile:
+        import torch._inductor.config as inductor_config
+
+        compiled = torch.compile(net, dynamic=False)
+        state = {"ok": True}
+
+        def forward(x: Tensor) -> Tensor:
+            if state["ok"]:
+                try:
+                    with inductor_config.patch(freezing=True):
+                        return compiled(x)
+                except Exception as exc:  # no C++ compiler, or Inductor cannot handle the model
+                    state["ok"] = False
+                    warnings.warn(
+                        f"torch.compile failed ({type(exc).__name__}: {exc}); running eagerly", stacklevel=2
+                    )
+            return net(x)
 
     def run_torch(x: Tensor) -> Tensor:
         with torch.inference_mode():
-            y = net(x.to(dtype=dtype).contiguous(memory_format=layout))
+            y = forward(x.to(dtype=dtype).contiguous(memory_format=layout))
             return y.to(torch.float32).contiguous()
 
     return run_torch
@@ -196,10 +316,10 @@ def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor],
         >>> bool(torch.allclose(fn(gray), torch.full((1, 1, 8, 8), 0.25), atol=1e-5))
         True
     """
-    from subpixel.sr.protocol import imresize, rgb_to_ycbcr, ycbcr_to_rgb
+    from subpixel.sr.protocol import rgb_to_ycbcr, ycbcr_to_rgb
 
     def bicubic(planes: Tensor) -> Tensor:
-        return imresize(planes, output_shape=(planes.shape[-2] * scale, planes.shape[-1] * scale))
+        return bicubic_upscale(planes, scale)
 
     def fn(x: Tensor) -> Tensor:
         c = x.shape[1]
@@ -312,7 +432,7 @@ class Upscaler:
 
     Args:
         model: the SR network (``scale``, ``channels``, ``lr_receptive_radius``).
-        backend, precision: see :func:`make_runner`.
+        backend, precision, compile: see :func:`make_runner`.
         tile, max_memory: see :func:`upscale_pixels`.
         max_pixels: refuse inputs with more pixels (decompression-bomb guard, see
             :func:`subpixel.imageio.load_image`).
@@ -321,13 +441,16 @@ class Upscaler:
     model: nn.Module
     backend: Backend = "torch"
     precision: Precision = "fp32"
+    compile: bool = False
     tile: int | None = None
     max_memory: int | str | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         self.scale, self.channels = model_scale_and_channels(self.model)
-        self.runner = make_runner(self.model, backend=self.backend, precision=self.precision)
+        self.runner = make_runner(
+            self.model, backend=self.backend, precision=self.precision, compile=self.compile
+        )
 
     def __call__(
         self,
