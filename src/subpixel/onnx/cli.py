@@ -41,6 +41,26 @@ def _size(text: str) -> tuple[int, ...]:
     return size
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``rewrite`` and ``export`` sub-commands."""
     sub = parser.add_subparsers(dest="onnx_command", metavar="{rewrite,export}")
@@ -69,13 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shape for an input with dynamic dims, e.g. input=1x3x64x64 (repeatable); other dynamic dims "
         "are 1 (batch) or 32",
     )
-    rw.add_argument("--repeats", type=int, default=10, help="timed runs of each graph (default 10)")
+    rw.add_argument("--repeats", type=_positive, default=10, help="timed runs of each graph (default 10)")
     rw.add_argument(
-        "--threads", type=int, default=1, help="ONNX Runtime threads for verification (default 1)"
+        "--threads", type=_positive, default=1, help="ONNX Runtime threads for verification (default 1)"
     )
     rw.add_argument(
         "--tolerance",
-        type=float,
+        type=_non_negative,
         default=1e-4,
         help="fail (exit 1) if an output's max abs error exceeds this times max(1, max |output|) (default 1e-4)",
     )
@@ -95,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument(
         "--size", type=_size, default=None, help="spatial input size, e.g. 64x64 (default 32 per axis)"
     )
-    ex.add_argument("--batch", type=int, default=1, help="batch size of the exported graph (default 1)")
+    ex.add_argument("--batch", type=_positive, default=1, help="batch size of the exported graph (default 1)")
     ex.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 13, default 18)")
     for name, default in (("in-channels", 8), ("out-channels", 4), ("kernel-size", 4), ("stride", 2)):
         ex.add_argument(

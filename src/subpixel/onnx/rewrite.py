@@ -870,7 +870,7 @@ def fuse_depth_to_space(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         if r2 is None or r2.op_type != "Reshape" or x_shape is None or len(x_shape) != 4 or None in x_shape:
             continue
         s1, s2 = idx.constant(r1.input[1]), idx.constant(r2.input[1])
-        perm = [int(p) for p in helper.get_attribute_value(t.attribute[0])] if t.attribute else []
+        perm = [int(p) for p in _attrs(t).get("perm", [])]  # type: ignore[attr-defined]
         if s1 is None or s2 is None or s1.size != 6:
             continue
         nb, cr, h, w = x_shape  # type: ignore[misc]
