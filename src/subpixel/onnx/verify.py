@@ -90,6 +90,10 @@ class Comparison:
         max_abs_value: per output name, ``max |original|`` (the scale of the error).
         ms_original, ms_rewritten: median time of one run of each graph, milliseconds (same process, interleaved).
         input_shapes: the input shapes used.
+        iqr_original, iqr_rewritten: the 25th and 75th percentiles of the run times, milliseconds.
+        cpu_ms_original, cpu_ms_rewritten: with one thread, the median CPU time of the calling thread (ONNX Runtime
+            then computes in it), milliseconds; it is much less disturbed by other work on the machine than the
+            wall-clock time. ``None`` with more threads.
     """
 
     max_abs_error: dict[str, float]
@@ -97,6 +101,10 @@ class Comparison:
     ms_original: float
     ms_rewritten: float
     input_shapes: dict[str, tuple[int, ...]]
+    iqr_original: tuple[float, float] = (float("nan"), float("nan"))
+    iqr_rewritten: tuple[float, float] = (float("nan"), float("nan"))
+    cpu_ms_original: float | None = None
+    cpu_ms_rewritten: float | None = None
 
     def __str__(self) -> str:
         shapes = ", ".join(f"{k}={'x'.join(map(str, v))}" for k, v in self.input_shapes.items())
@@ -108,8 +116,15 @@ class Comparison:
         ratio = self.ms_original / self.ms_rewritten if self.ms_rewritten > 0 else float("nan")
         lines.append(
             f"  time per run (median): original {self.ms_original:.3f} ms, rewritten {self.ms_rewritten:.3f} ms "
-            f"(original / rewritten = {ratio:.2f}x)"
+            f"(original / rewritten = {ratio:.2f}x; interquartile ranges {self.iqr_original[0]:.3f}-"
+            f"{self.iqr_original[1]:.3f} and {self.iqr_rewritten[0]:.3f}-{self.iqr_rewritten[1]:.3f} ms)"
         )
+        if self.cpu_ms_original is not None and self.cpu_ms_rewritten:
+            lines.append(
+                f"  CPU time per run (median, 1 thread): original {self.cpu_ms_original:.3f} ms, rewritten "
+                f"{self.cpu_ms_rewritten:.3f} ms (original / rewritten = "
+                f"{self.cpu_ms_original / self.cpu_ms_rewritten:.2f}x)"
+            )
         return "\n".join(lines)
 
 
@@ -135,7 +150,7 @@ def compare_models(
     """Run both models in ONNX Runtime (CPU) on the same random inputs; compare outputs and time them.
 
     The two graphs are timed in the same process, alternating, after one warm-up run each; the median of
-    ``repeats`` runs is reported.
+    ``repeats`` runs is reported, in wall-clock time and (with one thread) in CPU time of the calling thread.
 
     Args:
         original, rewritten: models with the same inputs and outputs.
@@ -167,16 +182,26 @@ def compare_models(
         diff = np.abs(u.astype(np.float64) - v.astype(np.float64))
         errors[name] = float(diff.max()) if diff.size else 0.0
         scales[name] = float(np.abs(u.astype(np.float64)).max()) if u.size else 0.0
-    ta, tb = [], []
+    ta, tb, ca, cb = [], [], [], []
     for _ in range(max(1, repeats)):
-        for sess, acc in ((a, ta), (b, tb)):
-            start = time.perf_counter()
+        for sess, acc, cpu in ((a, ta, ca), (b, tb, cb)):
+            start, start_cpu = time.perf_counter(), time.thread_time()
             sess.run(None, feeds)
+            cpu.append(time.thread_time() - start_cpu)
             acc.append(time.perf_counter() - start)
+
+    def iqr(times: list[float]) -> tuple[float, float]:
+        q = np.percentile(np.asarray(times) * 1e3, [25, 75])
+        return float(q[0]), float(q[1])
+
     return Comparison(
         errors,
         scales,
         statistics.median(ta) * 1e3,
         statistics.median(tb) * 1e3,
         {k: v[0] for k, v in specs.items()},
+        iqr(ta),
+        iqr(tb),
+        statistics.median(ca) * 1e3 if threads == 1 else None,
+        statistics.median(cb) * 1e3 if threads == 1 else None,
     )
