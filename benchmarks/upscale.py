@@ -8,7 +8,8 @@ the weights are absent, which costs the same) is timed on one LR luma frame (108
 * ``subpixel fp32``: :func:`subpixel.upscale.image.make_runner` default (channels_last, fp32);
 * ``subpixel bf16``: the same in bfloat16 (oneDNN, AMX / AVX-512-BF16 where the CPU has them);
 * ``onnxruntime``: the model exported to ONNX (dynamic shapes), ONNX Runtime CPU provider;
-* ``torch.compile`` (with ``--compile``): channels_last fp32 through Inductor, when a C++ compiler works.
+* ``subpixel fp32/bf16 compiled`` (with ``--compile``): the same through ``torch.compile`` with Inductor's
+  freezing (oneDNN convolutions with the activation fused), when a C++ compiler works.
 
 All contenders are called in turn (interleaved) until the time budget is spent, so that load from other processes
 hits them alike; the median and the 25th-75th percentiles are reported, and every ratio is against ``eager`` from
@@ -162,14 +163,15 @@ def bench_scale(scale: int, budget_s: float, threads: int, use_compile: bool) ->
         "onnxruntime": make_runner(model, backend="onnxruntime", threads=threads),
     }
     if use_compile:
-        try:
-            compiled = torch.compile(copy.deepcopy(model).to(memory_format=torch.channels_last))
-            xc = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                compiled(xc)
-            runners["torch.compile"] = lambda t: compiled(t.contiguous(memory_format=torch.channels_last))
-        except Exception as exc:  # no compiler, or Inductor failed
-            print(f"  torch.compile unavailable: {type(exc).__name__}: {str(exc)[:200]}")
+        for precision in ("fp32", "bf16"):
+            runner = make_runner(model, precision=precision, compile=True)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")  # a failed compilation falls back with a warning: skip it
+                    runner(x)
+                runners[f"subpixel {precision} compiled"] = runner
+            except Exception as exc:  # no compiler, or Inductor failed
+                print(f"  torch.compile ({precision}) unavailable: {type(exc).__name__}: {str(exc)[:200]}")
     errors = {}
     with torch.inference_mode():
         for name, fn in runners.items():
@@ -255,10 +257,17 @@ def peak_memory(scale: int = 3, max_memory: str | None = None) -> dict[str, obje
         ]
         if max_memory:
             cmd += ["--max-memory", max_memory]
+        if scale not in pretrained_scales():  # same network shape, random weights: the same memory
+            from subpixel.sr.models import save
+
+            save(model_for(scale)[0], Path(folder) / "random.safetensors")
+            cmd += ["--weights", str(Path(folder) / "random.safetensors")]
         started = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+        if done.returncode != 0:
+            print(done.stderr[-2000:])
         peak = int(match.group(1)) * 1024 if match else None
         out_ok = (Path(folder) / "out.png").exists()
     return {
