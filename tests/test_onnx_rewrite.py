@@ -154,6 +154,7 @@ CONFIGS = [
     ((1, 3, 5), (3, 2, 5), {"strides": [2], "output_shape": [11], "output_padding": [1]}, True),
     ((1, 3, 5), (3, 2, 5), {"strides": [2], "output_shape": [14]}, True),  # longer than natural
     ((1, 3, 5), (3, 2, 5), {"strides": [2], "output_shape": [10], "pads": [1, 2]}, True),  # pads ignored
+    ((1, 3, 5), (3, 2, 5), {"strides": [2], "output_shape": [12], "auto_pad": "VALID"}, True),
     # 2-D
     DCGAN,  # DCGAN
     K3_OP1,
@@ -215,7 +216,7 @@ def test_rewrite_matches_loop_runtime_and_reference(cfg: tuple) -> None:
     assert got64.shape == expected.shape
     np.testing.assert_allclose(got64, expected, rtol=0, atol=1e-10)
     if attrs.get("group", 1) == 1 and not (
-        "output_shape" in attrs and attrs.get("auto_pad", "NOTSET") == "NOTSET"
+        "output_shape" in attrs and attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
     ):
         # the reference's ConvTranspose mishandles group > 1 and ignores output_shape's padding rule under NOTSET
         (ref64,) = ReferenceEvaluator(model64).run(None, {"x": x})
