@@ -180,3 +180,24 @@ def test_missing_external_data_is_reported(tmp_path: Path, capsys: pytest.Captur
     (tmp_path / "ext.data").unlink()
     assert main(["onnx", "rewrite", str(path), "-o", str(tmp_path / "out.onnx")]) == 2
     assert "cannot read its external data" in capsys.readouterr().err
+
+
+def test_export_espcn_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    models = pytest.importorskip("subpixel.sr.models")
+    import torch
+
+    model = models.ESPCN(3, widths=(8, 4))
+    weights = models.save(model, tmp_path / "espcn.safetensors")
+    out = tmp_path / "espcn.onnx"
+    assert main(["onnx", "export", "-o", str(out), "--weights", str(weights), "--size", "7x9"]) == 0
+    assert "max abs error" in capsys.readouterr().out
+    exported = load_model(out)
+    ops = [nd.op_type for nd in exported.graph.node]
+    # the ESPCN layer is an LR conv + DepthToSpace: no crop, no ConvTranspose, no Reshape/Transpose
+    assert ops.count("DepthToSpace") == 1 and "Slice" not in ops and "Transpose" not in ops, ops
+    x = np.random.default_rng(0).random((1, 1, 7, 9), dtype=np.float32)
+    from subpixel.onnx import run_onnx
+
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(run_onnx(exported, x)[0], want, rtol=0, atol=1e-5)

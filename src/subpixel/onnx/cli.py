@@ -195,7 +195,11 @@ def _rewrite(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 status = 1
-    save_model_atomic(rewritten, args.output)
+    try:
+        save_model_atomic(rewritten, args.output)
+    except OnnxInputError as exc:
+        print(f"subpixel onnx rewrite: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}")
     return status
 
@@ -232,7 +236,10 @@ def _export(args: argparse.Namespace) -> int:
         else:
             from subpixel.sr import models
 
-            module = models.pretrained(args.pretrained) if args.pretrained else models.load(args.weights)
+            if args.pretrained is not None:
+                module = models.pretrained(args.pretrained)
+            else:
+                module = models.load(args.weights)
             n, channels = 2, module.config.in_channels
         size = args.size or (32,) * n
         if len(size) != n:
@@ -250,7 +257,11 @@ def _export(args: argparse.Namespace) -> int:
         return 2
     from subpixel.onnx._graph import save_model_atomic
 
-    save_model_atomic(model, args.output)
+    try:
+        save_model_atomic(model, args.output)
+    except OnnxInputError as exc:
+        print(f"subpixel onnx export: {exc}", file=sys.stderr)
+        return 2
     ops: dict[str, int] = {}
     for node in model.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
