@@ -255,7 +255,15 @@ def run(args: argparse.Namespace) -> int:
                         f"{result.size_out[0]}×{result.size_out[1]} {result.format} {result.bit_depth}-bit"
                     )
             done += 1
-        except (ImageReadError, VideoReadError, FileExistsError, ValueError, OSError) as exc:
+        except (
+            ImageReadError,
+            VideoReadError,
+            FileExistsError,
+            ValueError,
+            OSError,
+            RuntimeError,
+            MemoryError,
+        ) as exc:
             failures.append((source, str(exc)))
             say(f"subpixel upscale: {exc}")
         bar.update(1)
