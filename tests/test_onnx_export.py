@@ -166,6 +166,26 @@ def test_export_shuffles_exactly() -> None:
         np.testing.assert_array_equal(got, want.numpy())  # a permutation: bit-exact
 
 
+def test_export_with_dynamic_sizes() -> None:
+    layers = [
+        subpixel.SubPixelConv1d(4, 2, 16, stride=8, padding=4),
+        subpixel.SubPixelConv2d(4, 3, 4, stride=2, padding=1),
+        subpixel.SubPixelConv3d(2, 2, 3, stride=2, padding=1, output_padding=1),
+    ]
+    module = Branches(layers).eval()
+    model = export(
+        module, [torch.randn(2, 4, 8), torch.randn(2, 4, 8, 8), torch.randn(2, 2, 4, 4, 4)], dynamic=True
+    )
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        assert all(d.HasField("dim_param") for i, d in enumerate(dims) if i != 1), value
+    for n in (3, 5):  # one graph, other batch and spatial sizes
+        xs = [torch.randn(1, 4, n + 2), torch.randn(3, 4, n, n + 1), torch.randn(1, 2, n, 2, n - 1)]
+        with torch.no_grad():
+            for got, want in zip(run_onnx(model, *xs), module(*xs)):
+                close(got, want.numpy())
+
+
 def test_export_rejects_old_opset() -> None:
     with pytest.raises(ValueError, match="opset must be an int >= 13, got 12"):
         export(subpixel.PixelShuffle2d(2), torch.randn(1, 4, 2, 2), opset=12)

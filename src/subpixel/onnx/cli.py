@@ -117,6 +117,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ex.add_argument("--batch", type=_positive, default=1, help="batch size of the exported graph (default 1)")
     ex.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 13, default 18)")
+    ex.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="dynamic batch and spatial sizes (shuffles then stay Reshape/Transpose instead of DepthToSpace)",
+    )
     for name, default in (("in-channels", 8), ("out-channels", 4), ("kernel-size", 4), ("stride", 2)):
         ex.add_argument(
             f"--{name}",
@@ -248,7 +253,15 @@ def _export(args: argparse.Namespace) -> int:
             )
         module = module.eval()
         x = torch.randn(args.batch, channels, *size)
-        model = export(module, x, None, opset=args.opset, input_names=["input"], output_names=["output"])
+        model = export(
+            module,
+            x,
+            None,
+            opset=args.opset,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic=args.dynamic,
+        )
         with torch.no_grad():
             expected = module(x).numpy()
         got = run_onnx(model, x)[0]

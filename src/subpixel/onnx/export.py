@@ -10,6 +10,7 @@ and can compare ONNX Runtime's output with PyTorch's. 1-D and 3-D shuffles stay 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import os
@@ -40,8 +41,9 @@ def export(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     fuse: bool = True,
+    dynamic: bool = False,
 ) -> onnx.ModelProto:
-    """Export ``module`` to ONNX with static shapes; 2-D periodic shuffles become ``DepthToSpace``.
+    """Export ``module`` to ONNX; 2-D periodic shuffles become ``DepthToSpace`` (with static shapes).
 
     Args:
         module: the module (put in eval mode by the caller if it has dropout or batch norm).
@@ -51,15 +53,18 @@ def export(
         input_names, output_names: names of the graph's inputs and outputs.
         fuse: fuse ``Reshape``/``Transpose``/``Reshape`` depth-to-space chains into ``DepthToSpace``, and the
             exporter's per-axis ``Slice`` nodes into one.
+        dynamic: make the batch and spatial sizes of every input dynamic (``torch.export.Dim.AUTO``). The
+            exporter then computes reshape targets in the graph, so 2-D shuffles stay ``Reshape``/``Transpose``.
 
     Returns:
         The model, checked with ``onnx.checker`` (full check).
 
     Raises:
-        ValueError: if ``opset`` is below :data:`MIN_EXPORT_OPSET`.
+        ValueError: if ``opset`` is below :data:`MIN_EXPORT_OPSET`, or if ``dynamic`` and the module fixed a size.
 
     Shape:
-        - example_inputs: whatever ``module`` takes; the exported graph has exactly these shapes.
+        - example_inputs: whatever ``module`` takes, ``(N, C, *spatial)`` each; the exported graph has exactly these
+          shapes, or (``dynamic``) any ``N`` and spatial sizes.
 
     Examples:
         >>> import subpixel
@@ -71,6 +76,15 @@ def export(
     if not isinstance(opset, int) or opset < MIN_EXPORT_OPSET:
         raise ValueError(f"opset must be an int >= {MIN_EXPORT_OPSET}, got {opset!r}")
     args = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
+    dynamic_shapes = None
+    if dynamic:
+        auto = torch.export.Dim.AUTO
+        specs = tuple({i: auto for i in range(x.dim()) if i != 1} for x in args)
+        params = list(inspect.signature(module.forward).parameters.values())
+        if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:  # forward(self, *inputs)
+            dynamic_shapes = (specs,)
+        else:
+            dynamic_shapes = specs
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -84,11 +98,27 @@ def export(
                 opset_version=opset,
                 input_names=list(input_names) if input_names else None,
                 output_names=list(output_names) if output_names else None,
+                dynamic_shapes=dynamic_shapes,
                 verbose=False,
             )
         finally:
             logger.setLevel(level)
     model = program.model_proto  # type: ignore[union-attr]
+    if dynamic:
+        fixed = {
+            value.name: [
+                i
+                for i, d in enumerate(value.type.tensor_type.shape.dim)
+                if i != 1 and d.HasField("dim_value")
+            ]
+            for value in model.graph.input
+        }
+        fixed = {name: axes for name, axes in fixed.items() if axes}
+        if fixed:
+            raise ValueError(
+                f"dynamic=True, but the exporter fixed these axes of the inputs to their example sizes: {fixed} "
+                "(the module's code depends on them); export with static shapes instead"
+            )
     if fuse:
         model, _ = fuse_depth_to_space(model)
         model, _ = merge_slices(model)
