@@ -379,12 +379,19 @@ def _rewrite_conv_transpose(
     inputs = [x_name]
     starts = [max(0, -g.pad_before) for g, _ in axes]
     ends = [g.pad_after if g.pad_after < 0 else INT64_MAX for g, _ in axes]
+    pads = [max(0, g.pad_before) for g, _ in axes] + [max(0, g.pad_after) for g, _ in axes]
     if any(starts) or any(e != INT64_MAX for e in ends):  # negative LR padding: drop input samples
-        inputs = [_slice_spatial(em, x_name, n, starts, ends, "in_crop")]
+        source = x_name
+        if any(pads):
+            # padding on one side, cropping on the other: pad first, so that a crop longer than a (short) input
+            # still leaves the right length (Slice would clamp, Conv would pad the empty result)
+            full = [0, 0, *pads[:n], 0, 0, *pads[n:]]
+            source = em.node("Pad", [x_name, em.ints("in_pads", full)], mode="constant")
+            pads = [0] * (2 * n)
+        inputs = [_slice_spatial(em, source, n, starts, ends, "in_crop")]
     inputs.append(em.const("weight_lr", w_lr))
     if b is not None:
         inputs.append(em.const("bias_lr", np.repeat(b, r_total)))
-    pads = [max(0, g.pad_before) for g, _ in axes] + [max(0, g.pad_after) for g, _ in axes]
     need_crop = any(g.crop or e < 0 for g, e in axes)
     final = node.output[0]
     conv_out = final if r_total == 1 and not need_crop else None
