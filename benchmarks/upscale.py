@@ -186,6 +186,9 @@ def bench_scale(scale: int, budget_s: float, threads: int, use_compile: bool) ->
         rgb, model, runner=default_runner, bit_depth=8
     )
     calls["pipeline bf16 (RGB frame)"] = lambda: upscale_pixels(rgb, model, runner=bf16_runner, bit_depth=8)
+    if "subpixel bf16 compiled" in runners:
+        fast = runners["subpixel bf16 compiled"]
+        calls["pipeline bf16 compiled (RGB)"] = lambda: upscale_pixels(rgb, model, runner=fast, bit_depth=8)
     times = interleaved(list(calls.values()), budget_s)
     rows = {name: summary(t) for name, t in zip(calls, times)}
     base = rows["eager"]["fps"]

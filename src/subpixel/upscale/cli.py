@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
-        help="torch backend: bf16 is faster on CPUs with AMX/AVX-512-BF16 (about 0.01 dB lower Y-PSNR)",
+        help="torch backend: bf16 is faster on CPUs with AMX/AVX-512-BF16 (its Y-PSNR loss is measured by "
+        "benchmarks/upscale.py)",
     )
     parser.add_argument(
         "--compile",

@@ -1,8 +1,10 @@
 """Upscale images with an SR model: Y model on Y (chroma and alpha bicubic) or RGB model on RGB, tiled.
 
 The colour handling is ESPCN's: a ``"y"`` model sees ``Y / 255`` of BT.601 studio-range YCbCr
-(:func:`subpixel.sr.protocol.rgb_to_ycbcr`); Cb and Cr are upscaled with MATLAB's bicubic (:func:`bicubic_upscale`,
-equal to :func:`subpixel.sr.protocol.imresize` for integer factors, computed as a sub-pixel convolution) and the result goes back to RGB (:func:`subpixel.sr.protocol.ycbcr_to_rgb`).
+(:func:`subpixel.sr.protocol.rgb_to_ycbcr`, applied as one 1×1 convolution read off that function); Cb and Cr
+are upscaled with MATLAB's bicubic (:func:`bicubic_upscale`, equal to :func:`subpixel.sr.protocol.imresize` for
+integer factors, computed as a sub-pixel convolution) and the result goes back to RGB
+(:func:`subpixel.sr.protocol.ycbcr_to_rgb`).
 A grayscale image is RGB with equal channels (so its Y is ``16 + 219·gray`` on the 8-bit scale and its chroma
 is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
 
@@ -25,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import itertools
 import warnings
@@ -121,14 +124,28 @@ def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
     if scale == 1:
         return x
     n, c, h, w = x.shape
-    taps = torch.as_tensor(bicubic_phase_weights(scale), dtype=x.dtype, device=x.device)
-    planes = x.reshape(n * c, 1, h, w)
-    planes = torch.nn.functional.pad(planes, (0, 0, 2, 2), mode="replicate")
-    planes = torch.nn.functional.conv2d(planes, taps.reshape(scale, 1, 5, 1))  # (nc, r, h, w)
-    planes = planes.permute(0, 2, 1, 3).reshape(n * c, 1, h * scale, w)
-    planes = torch.nn.functional.pad(planes, (2, 2, 0, 0), mode="replicate")
-    planes = torch.nn.functional.conv2d(planes, taps.reshape(scale, 1, 1, 5))  # (nc, r, h·r, w)
-    return planes.permute(0, 2, 3, 1).reshape(n, c, h * scale, w * scale)
+    taps = bicubic_phase_weights(scale).tolist()
+
+    def along(planes: Tensor, dim: int) -> Tensor:
+        # planes (..., L) along ``dim``: edge-pad 2, then per phase a 5-tap correlation; interleave the phases
+        length = planes.shape[dim]
+        padded = torch.cat(
+            [planes.narrow(dim, 0, 1)] * 2 + [planes] + [planes.narrow(dim, length - 1, 1)] * 2, dim=dim
+        )
+        shifted = [padded.narrow(dim, k, length) for k in range(5)]
+        phases = []
+        for row in taps:
+            acc = shifted[0] * row[0]
+            for k in range(1, 5):
+                if row[k] != 0.0:
+                    acc = acc.add_(shifted[k], alpha=row[k])
+            phases.append(acc)
+        stacked = torch.stack(phases, dim=dim + 1)  # (..., L, r, ...)
+        shape = list(planes.shape)
+        shape[dim] = length * scale
+        return stacked.reshape(shape)
+
+    return along(along(x, 2), 3).reshape(n, c, h * scale, w * scale)
 
 
 def model_scale_and_channels(model: nn.Module) -> tuple[int, str]:
@@ -294,6 +311,32 @@ def make_runner(
     return run_torch
 
 
+@functools.lru_cache(maxsize=2)
+def _colour_affine(direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, b)`` with ``convert(v) = M @ v + b`` for the protocol's ``rgb_to_ycbcr`` / ``ycbcr_to_rgb``.
+
+    Read off the protocol's own functions (one definition of the colour space), then applied to whole tiles
+    as a single 1×1 convolution.
+    """
+    from subpixel.sr.protocol import rgb_to_ycbcr, ycbcr_to_rgb
+
+    convert = rgb_to_ycbcr if direction == "to_ycbcr" else ycbcr_to_rgb
+    offset = np.asarray(convert(np.zeros((1, 3))), dtype=np.float64)[0]
+    columns = np.asarray(convert(np.eye(3)), dtype=np.float64) - offset
+    return columns.T.copy(), offset
+
+
+def _convert_colour(x: Tensor, direction: str) -> Tensor:
+    """Apply :func:`_colour_affine` to ``(N, 3, h, w)``."""
+    matrix, offset = _colour_affine(direction)
+    m = torch.as_tensor(matrix, dtype=x.dtype, device=x.device)
+    b = torch.as_tensor(offset, dtype=x.dtype, device=x.device)[:, None]
+    n, _, h, w = x.shape
+    flat = x.reshape(n, 3, h * w)
+    out = torch.stack([torch.addmm(b, m, flat[i]) for i in range(n)])  # one pass: (3×3) @ (3, h·w) + b
+    return out.reshape(n, 3, h, w)
+
+
 def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor], Tensor]:
     """The per-tile computation: LR image tensor -> upscaled image tensor, by the model and bicubic.
 
@@ -316,7 +359,6 @@ def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor],
         >>> bool(torch.allclose(fn(gray), torch.full((1, 1, 8, 8), 0.25), atol=1e-5))
         True
     """
-    from subpixel.sr.protocol import rgb_to_ycbcr, ycbcr_to_rgb
 
     def bicubic(planes: Tensor) -> Tensor:
         return bicubic_upscale(planes, scale)
@@ -329,17 +371,17 @@ def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor],
         colour = x[:, :colour_channels].to(torch.float32)
         rgb = colour.expand(-1, 3, -1, -1) if colour_channels == 1 else colour
         if channels == "y":
-            ycbcr = rgb_to_ycbcr(rgb, channel_axis=1)
+            ycbcr = _convert_colour(rgb, "to_ycbcr")
             y_sr = runner(ycbcr[:, :1] / 255.0) * 255.0
             if colour_channels == 1:  # constant chroma (128 up to rounding): no need to resize it
                 chroma = ycbcr[:, 1:, :1, :1].expand(-1, -1, y_sr.shape[-2], y_sr.shape[-1])
             else:
                 chroma = bicubic(ycbcr[:, 1:])
-            out = ycbcr_to_rgb(torch.cat([y_sr, chroma.to(y_sr.dtype)], dim=1), channel_axis=1)
+            out = _convert_colour(torch.cat([y_sr, chroma.to(y_sr.dtype)], dim=1), "to_rgb")
         else:
             out = runner(rgb)
         if colour_channels == 1:  # back to one plane: the gray whose Y this is
-            out = (rgb_to_ycbcr(out, channel_axis=1)[:, :1] - 16.0) / 219.0
+            out = (_convert_colour(out, "to_ycbcr")[:, :1] - 16.0) / 219.0
         out = out.to(torch.float32)
         if c in (2, 4):
             out = torch.cat([out, bicubic(x[:, c - 1 :].to(torch.float32))], dim=1)
