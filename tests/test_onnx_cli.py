@@ -201,3 +201,25 @@ def test_export_espcn_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_onnx(exported, x)[0], want, rtol=0, atol=1e-5)
+
+
+def test_initializers_listed_as_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # old exports (keep_initializers_as_inputs=True) list the weights as graph inputs: overridable, so left by
+    # default; --input-initializers-are-constant rewrites them
+    model = dcgan_layer()
+    for t in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    src = save(model, tmp_path / "old.onnx")
+    out = tmp_path / "out.onnx"
+    assert main(["onnx", "rewrite", str(src), "-o", str(out), "--no-verify"]) == 0
+    assert "can be fed at run time" in capsys.readouterr().out
+    assert [nd.op_type for nd in onnx.load(str(out)).graph.node] == ["ConvTranspose"]
+    argv = ["onnx", "rewrite", str(src), "-o", str(out), "--force", "--input-initializers-are-constant"]
+    assert main([*argv, "--repeats", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "rewrote 1 node(s)" in text and "output y: max abs error" in text
+    new = load_model(out)
+    assert [nd.op_type for nd in new.graph.node] == ["Conv", "DepthToSpace", "Slice"]
+    assert [i.name for i in new.graph.input] == ["x", "w", "b"]  # the interface is kept
+    cmp = compare_models(model, new, repeats=1)
+    assert cmp.max_abs_error["y"] < 1e-4

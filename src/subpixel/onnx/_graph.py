@@ -111,8 +111,9 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike[str]) -> P
 class GraphIndex:
     """Lookup tables over one graph: constants (initializers and ``Constant`` nodes), producers, consumers."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
+    def __init__(self, graph: onnx.GraphProto, *, input_initializers_are_constant: bool = False) -> None:
         self.graph = graph
+        self.input_initializers_are_constant = input_initializers_are_constant
         self.initializers = {t.name: t for t in graph.initializer}
         self.graph_inputs = {i.name for i in graph.input}
         self.graph_outputs = {o.name for o in graph.output}
@@ -145,9 +146,11 @@ class GraphIndex:
         """The value of ``name`` if it is a constant that cannot be overridden at run time, else ``None``.
 
         Initializers that are also graph inputs (old-style exports) can be fed at run time, so they are not
-        constants.
+        constants, unless the index was built with ``input_initializers_are_constant``.
         """
-        if name in self.initializers and name not in self.graph_inputs:
+        if name in self.initializers and (
+            self.input_initializers_are_constant or name not in self.graph_inputs
+        ):
             return numpy_helper.to_array(self.initializers[name])
         node = self.constant_nodes.get(name)
         if node is not None and len(node.attribute) == 1 and node.attribute[0].name == "value":

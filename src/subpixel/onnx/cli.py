@@ -81,6 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     rw.add_argument("--no-verify", action="store_true", help="skip running both graphs in ONNX Runtime")
     rw.add_argument(
+        "--input-initializers-are-constant",
+        action="store_true",
+        help="treat initializers that are also graph inputs (old exports) as constant weights; ONNX lets such "
+        "inputs be fed at run time, which would bypass the rewritten weights",
+    )
+    rw.add_argument(
         "--input-shape",
         type=_shape,
         action="append",
@@ -166,7 +172,7 @@ def _rewrite(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.input)
         fn = subpixel_to_conv_transpose if args.reverse else conv_transpose_to_subpixel
-        rewritten, report = fn(model)
+        rewritten, report = fn(model, input_initializers_are_constant=args.input_initializers_are_constant)
     except OnnxInputError as exc:
         print(f"subpixel onnx rewrite: {exc}", file=sys.stderr)
         return 2

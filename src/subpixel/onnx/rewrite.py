@@ -321,7 +321,8 @@ def _rewrite_conv_transpose(
     w = idx.constant(w_name)
     if w is None:
         raise _Skip(
-            f"weight {w_name!r} is not a constant initializer (computed, or a graph input that can be fed)"
+            f"weight {w_name!r} is not a constant initializer (computed by a node, or an initializer that is also a "
+            "graph input and can be fed at run time: see --input-initializers-are-constant)"
         )
     if w.dtype.type not in _FLOAT_TYPES:
         raise _Skip(f"weight type {w.dtype} is not float16/float32/float64")
@@ -446,13 +447,16 @@ def _finish(
 
 
 def conv_transpose_to_subpixel(
-    model: onnx.ModelProto, *, check: bool = True
+    model: onnx.ModelProto, *, check: bool = True, input_initializers_are_constant: bool = False
 ) -> tuple[onnx.ModelProto, RewriteReport]:
     """Replace every ``ConvTranspose`` of the main graph by ``Conv`` + shuffle + ``Slice`` (exact).
 
     Args:
         model: the model; it is not modified.
         check: run ``onnx.checker`` with full checking on the result.
+        input_initializers_are_constant: treat initializers that are also graph inputs (old exports, e.g.
+            ``keep_initializers_as_inputs=True``) as constants. ONNX lets such inputs be fed at run time, which
+            would bypass the rewritten weights, so by default those nodes are left as they are.
 
     Returns:
         The rewritten copy and a :class:`RewriteReport` listing what was rewritten and what was left (weights
@@ -474,7 +478,7 @@ def conv_transpose_to_subpixel(
         ['Conv', 'DepthToSpace', 'Slice']
     """
     model = _copy(model)
-    idx = GraphIndex(model.graph)
+    idx = GraphIndex(model.graph, input_initializers_are_constant=input_initializers_are_constant)
     shapes = _value_shapes(model)
     report = RewriteReport()
     nodes: list[onnx.NodeProto] = []
@@ -765,7 +769,7 @@ def _reverse_candidate(idx: GraphIndex, conv: onnx.NodeProto) -> bool:
 
 
 def subpixel_to_conv_transpose(
-    model: onnx.ModelProto, *, check: bool = True
+    model: onnx.ModelProto, *, check: bool = True, input_initializers_are_constant: bool = False
 ) -> tuple[onnx.ModelProto, RewriteReport]:
     """Replace ``Conv`` → shuffle [→ ``Slice``] chains by one ``ConvTranspose`` where provably equal.
 
@@ -781,6 +785,7 @@ def subpixel_to_conv_transpose(
     Args:
         model: the model; it is not modified.
         check: run ``onnx.checker`` with full checking on the result.
+        input_initializers_are_constant: as for :func:`conv_transpose_to_subpixel`.
 
     Returns:
         The rewritten copy and a :class:`RewriteReport`.
@@ -802,7 +807,7 @@ def subpixel_to_conv_transpose(
         ('ConvTranspose', [('kernel_shape', [6, 6]), ('pads', [2, 2, 2, 2])])
     """
     model = _copy(model)
-    idx = GraphIndex(model.graph)
+    idx = GraphIndex(model.graph, input_initializers_are_constant=input_initializers_are_constant)
     shapes = _value_shapes(model)
     report = RewriteReport()
     replace: dict[int, onnx.NodeProto] = {}
