@@ -638,3 +638,98 @@ def test_reverse_refuses_reshape_chains_that_are_not_the_shuffle(
         assert ops(new) == ["Conv", "Reshape", "Transpose", "Reshape"]
     x = rng.standard_normal((1, 3, 6)).astype(np.float32)
     np.testing.assert_allclose(ort_run(new, {"x": x})[0], ort_run(model, {"x": x})[0], atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------- quantized (QDQ)
+def qdq_model(
+    q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, attrs: dict, x_shape: list, bias=None
+):
+    """x -> ConvTranspose(x, DequantizeLinear(q, scale, zp, axis), [DequantizeLinear(bias int32)])."""
+    f = TensorProto.FLOAT
+    inits = [numpy_helper.from_array(q, "wq"), numpy_helper.from_array(scale.astype(np.float32), "ws")]
+    dq_in = ["wq", "ws"]
+    if zp is not None:
+        inits.append(numpy_helper.from_array(zp.astype(q.dtype), "wz"))
+        dq_in.append("wz")
+    nodes = [helper.make_node("DequantizeLinear", dq_in, ["w"], axis=axis)]
+    ct_in = ["x", "w"]
+    if bias is not None:
+        bq, bs = bias
+        inits += [numpy_helper.from_array(bq, "bq"), numpy_helper.from_array(bs.astype(np.float32), "bs")]
+        nodes.append(helper.make_node("DequantizeLinear", ["bq", "bs"], ["b"], axis=0))
+        ct_in.append("b")
+    nodes.append(helper.make_node("ConvTranspose", ct_in, ["y"], name="up", **attrs))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", f, x_shape)],
+        [helper.make_tensor_value_info("y", f, [None] * len(x_shape))],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "per_channel", "group", "bias", "attrs", "x_shape"),
+    [
+        (np.uint8, False, 1, False, {"strides": [2, 2], "pads": [1, 1, 1, 1]}, [1, 4, 5, 6]),
+        (
+            np.int8,
+            True,
+            1,
+            True,
+            {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 0]},
+            [1, 4, 5, 6],
+        ),
+        (np.int8, True, 2, True, {"strides": [3], "pads": [2, 1], "group": 2}, [1, 4, 7]),
+        (np.uint8, True, 1, False, {"strides": [2, 1, 2], "dilations": [1, 2, 1]}, [1, 4, 3, 3, 2]),
+    ],
+    ids=["u8-per-tensor-2d", "s8-per-channel-2d-bias", "s8-per-channel-1d-groups", "u8-per-channel-3d"],
+)
+def test_quantized_weights_stay_quantized(
+    dtype, per_channel: bool, group: int, bias: bool, attrs: dict, x_shape: list
+) -> None:
+    rng = np.random.default_rng(7)
+    n = len(x_shape) - 2
+    k = [3, 4, 3][:n] if n > 1 else [5]
+    c_in, c_out_g = x_shape[1], 3
+    info = np.iinfo(dtype)
+    q = rng.integers(info.min, info.max + 1, (c_in, c_out_g, *k)).astype(dtype)
+    scale = rng.uniform(0.01, 0.1, c_out_g if per_channel else ())
+    zp = rng.integers(info.min // 2, info.max // 2 + 1, c_out_g if per_channel else ()).astype(dtype)
+    b = None
+    if bias:
+        b = (
+            rng.integers(-1000, 1000, c_out_g * group).astype(np.int32),
+            rng.uniform(1e-4, 1e-3, c_out_g * group),
+        )
+    model = qdq_model(q, np.asarray(scale), np.asarray(zp), 1, attrs, x_shape, b)
+    new, report = conv_transpose_to_subpixel(model)
+    assert len(report.rewritten) == 1, str(report)
+    assert "ConvTranspose" not in ops(new)
+    conv = next(nd for nd in new.graph.node if nd.op_type == "Conv")
+    producer = {o: nd for nd in new.graph.node for o in nd.output}
+    assert producer[conv.input[1]].op_type == "DequantizeLinear"  # the LR weight is still int8/uint8 + scale
+    lr_q = numpy_helper.to_array(
+        next(t for t in new.graph.initializer if t.name == producer[conv.input[1]].input[0])
+    )
+    assert lr_q.dtype == dtype
+    # independent reference: the loop on the dequantized float weight
+    shape_b = (1, -1, *[1] * n) if per_channel else ()
+    w = (q.astype(np.float64) - np.reshape(zp, shape_b)) * np.reshape(scale.astype(np.float32), shape_b)
+    bf = None if b is None else b[0] * b[1].astype(np.float32).astype(np.float64)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    expected = conv_transpose_loop(x.astype(np.float64), w, bf, attrs)
+    (orig,) = ort_run(model, {"x": x})
+    (got,) = ort_run(new, {"x": x})
+    tol = 1e-5 * max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(orig, expected, rtol=0, atol=tol)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tol)
+
+
+def test_quantized_weights_per_input_channel_are_left() -> None:
+    q = np.ones((4, 3, 4, 4), np.int8)
+    model = qdq_model(q, np.full(4, 0.1), np.zeros(4, np.int8), 0, {"strides": [2, 2]}, [1, 4, 5, 5])
+    new, report = conv_transpose_to_subpixel(model)
+    assert not report.rewritten and "axis 0" in report.skipped[0][1]
+    assert ops(new) == ["DequantizeLinear", "ConvTranspose"]

@@ -165,18 +165,20 @@ class GraphIndex:
         return None
 
 
+def used_names(nodes: Iterable[onnx.NodeProto]) -> set[str]:
+    """Every value name the nodes read, including names read inside their subgraphs (If / Loop / Scan bodies)."""
+    used: set[str] = set()
+    for node in nodes:
+        used.update(node.input)
+        for attr in node.attribute:
+            for sub in _subgraphs(attr):
+                used |= used_names(sub.node) | {o.name for o in sub.output}
+    return used
+
+
 def remove_unused(graph: onnx.GraphProto) -> None:
     """Drop initializers and ``Constant`` nodes that nothing reads any more (subgraphs included)."""
-    used: set[str] = {o.name for o in graph.output}
-
-    def collect(g: onnx.GraphProto) -> None:
-        for node in g.node:
-            used.update(node.input)
-            for attr in node.attribute:
-                for sub in _subgraphs(attr):
-                    collect(sub)
-
-    collect(graph)
+    used = used_names(graph.node) | {o.name for o in graph.output}
     graph_inputs = {i.name for i in graph.input}
     keep = [t for t in graph.initializer if t.name in used or t.name in graph_inputs]
     if len(keep) != len(graph.initializer):

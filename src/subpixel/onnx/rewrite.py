@@ -49,6 +49,7 @@ from subpixel.onnx._graph import (
     default_opset,
     remove_unused,
     static_shape,
+    used_names,
 )
 
 __all__ = [
@@ -311,6 +312,80 @@ def _shuffle(
     return em.node("Reshape", [t, hr], out)
 
 
+@dataclass
+class _Quantized:
+    """A weight or bias computed as ``DequantizeLinear(q, scale, zero_point, axis)`` from constants."""
+
+    q: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray | None
+    axis: int
+    node: onnx.NodeProto
+
+
+def _quantized(idx: GraphIndex, name: str) -> _Quantized | None:
+    dq = idx.producer.get(name)
+    if dq is None or dq.op_type != "DequantizeLinear" or dq.domain not in ("", "ai.onnx"):
+        return None
+    q, scale = idx.constant(dq.input[0]), idx.constant(dq.input[1])
+    has_zp = len(dq.input) > 2 and bool(dq.input[2])
+    zp = idx.constant(dq.input[2]) if has_zp else None
+    attrs = _attrs(dq)
+    if q is None or scale is None or (has_zp and zp is None) or int(attrs.get("block_size", 0)):  # type: ignore[call-overload]
+        return None
+    if q.dtype.kind not in "iu" or q.ndim == 0:
+        return None
+    return _Quantized(q, scale, zp, int(attrs.get("axis", 1)) % max(q.ndim, 1), dq)  # type: ignore[call-overload]
+
+
+def _lr_quantized_weight(
+    em: _Emitter, qw: _Quantized, strides: Sequence[int], dilations: Sequence[int], group: int
+) -> str:
+    """``DequantizeLinear`` of the LR weight: the integer weight moved like the float one, zeros made zero points."""
+    q, n = qw.q, qw.q.ndim - 2
+    c_out_g = q.shape[1]
+    r_total = math.prod(strides)
+    per_axis = qw.scale.ndim == 1
+    if per_axis and (qw.axis != 1 or qw.scale.shape != (c_out_g,)):
+        raise _Skip(
+            f"per-channel quantized weight along axis {qw.axis} (scale shape {list(qw.scale.shape)}); only "
+            "per-tensor or per-output-channel (axis 1) quantization is rewritten"
+        )
+    zp = qw.zero_point if qw.zero_point is not None else np.zeros(qw.scale.shape, q.dtype)
+    zp_b = zp.reshape(1, -1, *[1] * n) if per_axis else zp
+    centered = q.astype(np.int64) - zp_b.astype(np.int64)  # zeros of the transform are zero points
+    lr = conv_transpose_weight_to_lr(torch.from_numpy(centered), strides, dilations, group).numpy()
+    if per_axis:  # LR channel j = (g·C_out/g + o)·R + φ carries the scale of output channel o
+        o = (np.arange(lr.shape[0]) // r_total) % c_out_g
+        scale, zp = qw.scale[o], zp[o]
+        lr = lr + zp.astype(np.int64).reshape(-1, *[1] * (n + 1))
+    else:
+        scale = qw.scale
+        lr = lr + zp.astype(np.int64)
+    inputs = [em.const("weight_lr_q", lr.astype(q.dtype)), em.const("weight_lr_scale", scale)]
+    if qw.zero_point is not None:
+        inputs.append(em.const("weight_lr_zero_point", zp.astype(q.dtype)))
+    return em.node("DequantizeLinear", inputs, axis=0)
+
+
+def _lr_quantized_bias(em: _Emitter, qb: _Quantized, c_out: int, r_total: int) -> str:
+    """``DequantizeLinear`` of the bias repeated once per phase (CRD)."""
+    if qb.q.shape != (c_out,) or qb.scale.size not in (1, c_out):
+        raise _Skip(
+            f"quantized bias shape {list(qb.q.shape)} / scale shape {list(qb.scale.shape)} do not fit"
+        )
+    per_axis = qb.scale.ndim == 1 and qb.scale.size == c_out
+    inputs = [
+        em.const("bias_lr_q", np.repeat(qb.q, r_total)),
+        em.const("bias_lr_scale", np.repeat(qb.scale, r_total) if per_axis else qb.scale),
+    ]
+    if qb.zero_point is not None:
+        inputs.append(
+            em.const("bias_lr_zero_point", np.repeat(qb.zero_point, r_total) if per_axis else qb.zero_point)
+        )
+    return em.node("DequantizeLinear", inputs, axis=0)
+
+
 def _rewrite_conv_transpose(
     idx: GraphIndex, node: onnx.NodeProto, shapes: dict[str, list[int | None] | None], prefix: str
 ) -> tuple[_Emitter, str]:
@@ -319,34 +394,37 @@ def _rewrite_conv_transpose(
     x_name, w_name = node.input[0], node.input[1]
     b_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
     w = idx.constant(w_name)
-    if w is None:
+    qw = _quantized(idx, w_name) if w is None else None
+    if w is None and qw is None:
         raise _Skip(
             f"weight {w_name!r} is not a constant initializer (computed by a node, or an initializer that is also a "
             "graph input and can be fed at run time: see --input-initializers-are-constant)"
         )
-    if w.dtype.type not in _FLOAT_TYPES:
+    if w is not None and w.dtype.type not in _FLOAT_TYPES:
         raise _Skip(f"weight type {w.dtype} is not float16/float32/float64")
-    b = None
+    w_shape = w.shape if w is not None else qw.q.shape  # type: ignore[union-attr]
+    b, qb = None, None
     if b_name is not None:
         b = idx.constant(b_name)
-        if b is None:
+        qb = _quantized(idx, b_name) if b is None else None
+        if b is None and qb is None:
             raise _Skip(f"bias {b_name!r} is not a constant initializer")
-    n = w.ndim - 2
+    n = len(w_shape) - 2
     if n not in (1, 2, 3):
         raise _Skip(
-            f"{n}-D ConvTranspose (weight shape {list(w.shape)}); only 1-D, 2-D and 3-D are rewritten"
+            f"{n}-D ConvTranspose (weight shape {list(w_shape)}); only 1-D, 2-D and 3-D are rewritten"
         )
     x_shape = shapes.get(x_name)
     in_spatial: list[int | None] = [None] * n
     if x_shape is not None:
         if len(x_shape) != n + 2:
-            raise _Skip(f"input rank {len(x_shape)} does not fit the weight shape {list(w.shape)}")
+            raise _Skip(f"input rank {len(x_shape)} does not fit the weight shape {list(w_shape)}")
         in_spatial = list(x_shape[2:])
     try:
-        geo = resolve_conv_transpose(node, w.shape, in_spatial)
+        geo = resolve_conv_transpose(node, w_shape, in_spatial)
     except ValueError as exc:
         raise _Skip(str(exc)) from None
-    c_in, c_out = w.shape[0], w.shape[1] * geo.group
+    c_in, c_out = w_shape[0], w_shape[1] * geo.group
     if c_in % geo.group:
         raise _Skip(f"weight.shape[0]={c_in} is not divisible by group={geo.group}")
     if b is not None and b.shape != (c_out,):
@@ -373,8 +451,6 @@ def _rewrite_conv_transpose(
         end_offset = g.crop + g.out_size - n_lr * geo.strides[i]  # in (-s, 0]
         axes.append((g, end_offset))
 
-    wt = torch.from_numpy(np.array(w, copy=True))
-    w_lr = conv_transpose_weight_to_lr(wt, geo.strides, geo.dilations, geo.group).numpy()
     r_total = math.prod(geo.strides)
     em = _Emitter(idx, prefix)
     inputs = [x_name]
@@ -390,9 +466,17 @@ def _rewrite_conv_transpose(
             source = em.node("Pad", [x_name, em.ints("in_pads", full)], mode="constant")
             pads = [0] * (2 * n)
         inputs = [_slice_spatial(em, source, n, starts, ends, "in_crop")]
-    inputs.append(em.const("weight_lr", w_lr))
+    if w is not None:
+        w_lr = conv_transpose_weight_to_lr(
+            torch.from_numpy(np.array(w, copy=True)), geo.strides, geo.dilations, geo.group
+        )
+        inputs.append(em.const("weight_lr", w_lr.numpy()))
+    else:
+        inputs.append(_lr_quantized_weight(em, qw, geo.strides, geo.dilations, geo.group))  # type: ignore[arg-type]
     if b is not None:
         inputs.append(em.const("bias_lr", np.repeat(b, r_total)))
+    elif qb is not None:
+        inputs.append(_lr_quantized_bias(em, qb, c_out, r_total))
     need_crop = any(g.crop or e < 0 for g, e in axes)
     final = node.output[0]
     conv_out = final if r_total == 1 and not need_crop else None
@@ -483,6 +567,7 @@ def conv_transpose_to_subpixel(
     report = RewriteReport()
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
+    replaced_inputs: set[str] = set()
     for i, node in enumerate(model.graph.node):
         if node.op_type != "ConvTranspose" or node.domain not in ("", "ai.onnx"):
             nodes.append(node)
@@ -496,7 +581,19 @@ def conv_transpose_to_subpixel(
             continue
         nodes.extend(em.nodes)
         inits.extend(em.inits)
+        replaced_inputs.update(node.input[1:])
         report.rewritten.append((label, what))
+    if replaced_inputs:  # DequantizeLinear nodes that fed only rewritten weights and biases are dead now
+        used = used_names(nodes) | {o.name for o in model.graph.output}
+        nodes = [
+            nd
+            for nd in nodes
+            if not (
+                nd.op_type == "DequantizeLinear"
+                and nd.output[0] in replaced_inputs
+                and nd.output[0] not in used
+            )
+        ]
     inside = count_in_subgraphs(model.graph, "ConvTranspose")
     if inside:
         report.skipped.append(
