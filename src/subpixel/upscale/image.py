@@ -294,7 +294,11 @@ def make_runner(
         def forward(x: Tensor) -> Tensor:
             if state["ok"]:
                 try:
-                    with inductor_config.patch(freezing=True):
+                    # a fresh inference tensor, so that every call presents the same dispatch keys (no
+                    # recompilation between callers inside and outside inference mode); a budget of
+                    # recompilations for the few tile sizes of each model
+                    x = x.clone()
+                    with inductor_config.patch(freezing=True), torch._dynamo.config.patch(recompile_limit=64):
                         return compiled(x)
                 except Exception as exc:  # no C++ compiler, or Inductor cannot handle the model
                     state["ok"] = False
