@@ -9,17 +9,11 @@ The command line is ``subpixel onnx rewrite`` / ``subpixel onnx export`` (:mod:`
 Needs the ``onnx`` extra: ``pip install 'subpixel[onnx]'``.
 """
 
-from subpixel.onnx._graph import MIN_OPSET, OnnxInputError, load_model, save_model_atomic
+from subpixel.onnx._graph import MIN_OPSET, OnnxInputError, RewriteReport, load_model, save_model_atomic
 from subpixel.onnx.export import MIN_EXPORT_OPSET, export, run_onnx
-from subpixel.onnx.rewrite import (
-    ConvTransposeGeometry,
-    RewriteReport,
-    conv_transpose_to_subpixel,
-    fuse_depth_to_space,
-    merge_slices,
-    resolve_conv_transpose,
-    subpixel_to_conv_transpose,
-)
+from subpixel.onnx.reverse import subpixel_to_conv_transpose
+from subpixel.onnx.rewrite import ConvTransposeGeometry, conv_transpose_to_subpixel, resolve_conv_transpose
+from subpixel.onnx.tidy import fuse_depth_to_space, merge_slices
 from subpixel.onnx.verify import Comparison, compare_models
 
 __all__ = [

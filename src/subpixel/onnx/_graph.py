@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 __all__ = [
     "MIN_OPSET",
     "GraphIndex",
     "OnnxInputError",
+    "RewriteReport",
     "check_model",
     "default_opset",
     "load_model",
@@ -219,3 +221,101 @@ def static_shape(value_info: onnx.ValueInfoProto | None) -> list[int | None] | N
     if not tt.HasField("shape"):
         return None
     return [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+
+
+# --------------------------------------------------------------------------- shared by the rewrite passes
+INT64_MAX = np.iinfo(np.int64).max
+
+_FLOAT_TYPES = (np.float16, np.float32, np.float64)
+
+
+class _Skip(Exception):
+    """A node the rewrite leaves as it is; the message says why."""
+
+
+@dataclass
+class RewriteReport:
+    """What a rewrite did.
+
+    Attributes:
+        rewritten: ``(node name, description)`` of every node replaced.
+        skipped: ``(node name, reason)`` of every candidate left as it is.
+    """
+
+    rewritten: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"rewrote {len(self.rewritten)} node(s), left {len(self.skipped)} as they were"]
+        lines += [f"  rewrote {name}: {what}" for name, what in self.rewritten]
+        lines += [f"  left    {name}: {why}" for name, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _decode(value: object) -> object:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _value_shapes(model: onnx.ModelProto) -> dict[str, list[int | None] | None]:
+    """Shapes of every value of the main graph, from ONNX shape inference with data propagation."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # shape inference is best effort here; the checker already ran
+        inferred = model
+    g = inferred.graph
+    infos = [*g.input, *g.value_info, *g.output]
+    return {v.name: static_shape(v) for v in infos}
+
+
+class _Emitter:
+    """Collects new nodes and initializers with fresh names."""
+
+    def __init__(self, idx: GraphIndex, prefix: str) -> None:
+        self.idx = idx
+        self.prefix = prefix
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+
+    def const(self, suffix: str, array: np.ndarray) -> str:
+        name = self.idx.fresh(f"{self.prefix}_{suffix}")
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def ints(self, suffix: str, values: Sequence[int]) -> str:
+        return self.const(suffix, np.asarray(values, dtype=np.int64))
+
+    def node(self, op: str, inputs: Sequence[str], output: str | None = None, **attrs: object) -> str:
+        out = output or self.idx.fresh(f"{self.prefix}_{op.lower()}")
+        name = self.idx.fresh(f"{self.prefix}/{op}")
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=name, **attrs))
+        return out
+
+
+def _node_label(node: onnx.NodeProto, i: int) -> str:
+    return node.name or f"#{i} {node.op_type} -> {node.output[0] if node.output else '?'}"
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def _finish(
+    model: onnx.ModelProto, graph_nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]
+) -> onnx.ModelProto:
+    """Install the new node list and initializers; drop what nothing reads and stale value_info entries."""
+    graph = model.graph
+    del graph.node[:]
+    graph.node.extend(graph_nodes)
+    graph.initializer.extend(inits)
+    remove_unused(graph)
+    produced = {o for nd in graph.node for o in nd.output}
+    keep = [v for v in graph.value_info if v.name in produced]  # drop stale entries of removed values
+    del graph.value_info[:]
+    graph.value_info.extend(keep)
+    return model

@@ -162,7 +162,8 @@ def _check_output(args: argparse.Namespace) -> str | None:
 
 def _rewrite(args: argparse.Namespace) -> int:
     from subpixel.onnx._graph import OnnxInputError, load_model, save_model_atomic
-    from subpixel.onnx.rewrite import conv_transpose_to_subpixel, subpixel_to_conv_transpose
+    from subpixel.onnx.reverse import subpixel_to_conv_transpose
+    from subpixel.onnx.rewrite import conv_transpose_to_subpixel
     from subpixel.onnx.verify import compare_models
 
     problem = _check_output(args)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from subpixel.onnx._graph import check_model, save_model_atomic
-from subpixel.onnx.rewrite import fuse_depth_to_space, merge_slices
+from subpixel.onnx.tidy import fuse_depth_to_space, merge_slices
 
 __all__ = ["MIN_EXPORT_OPSET", "export", "run_onnx"]
 
