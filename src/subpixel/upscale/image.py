@@ -101,8 +101,9 @@ def bicubic_phase_weights(scale: int) -> np.ndarray:
 def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
     """MATLAB ``imresize(x, scale, 'bicubic')`` for an integer ``scale``, as two sub-pixel convolutions.
 
-    Upscaling by an integer factor is a stride-1 convolution in LR space with one 5-tap kernel per output phase
-    followed by periodic shuffling (the identity this library is about): height then width, edges repeated.
+    Upscaling by an integer factor is a stride-1 convolution in LR space with one 5×5 kernel per output phase
+    (the outer product of the two 1-D phase kernels) followed by periodic shuffling, the identity this library
+    is about; edges are repeated.
     Equal to :func:`subpixel.sr.protocol.imresize` for floating-point input, and linear in time.
 
     Args:
@@ -124,28 +125,12 @@ def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
     if scale == 1:
         return x
     n, c, h, w = x.shape
-    taps = bicubic_phase_weights(scale).tolist()
-
-    def along(planes: Tensor, dim: int) -> Tensor:
-        # planes (..., L) along ``dim``: edge-pad 2, then per phase a 5-tap correlation; interleave the phases
-        length = planes.shape[dim]
-        padded = torch.cat(
-            [planes.narrow(dim, 0, 1)] * 2 + [planes] + [planes.narrow(dim, length - 1, 1)] * 2, dim=dim
-        )
-        shifted = [padded.narrow(dim, k, length) for k in range(5)]
-        phases = []
-        for row in taps:
-            acc = shifted[0] * row[0]
-            for k in range(1, 5):
-                if row[k] != 0.0:
-                    acc = acc.add_(shifted[k], alpha=row[k])
-            phases.append(acc)
-        stacked = torch.stack(phases, dim=dim + 1)  # (..., L, r, ...)
-        shape = list(planes.shape)
-        shape[dim] = length * scale
-        return stacked.reshape(shape)
-
-    return along(along(x, 2), 3).reshape(n, c, h * scale, w * scale)
+    taps = torch.as_tensor(bicubic_phase_weights(scale), dtype=x.dtype, device=x.device)
+    # phase (i, j) of the r×r block is output channel i·r + j (CRD order): its 5×5 kernel is the outer product
+    kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
+    planes = torch.nn.functional.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
+    phases = torch.nn.functional.conv2d(planes, kernel)  # (n·c, r², h, w): the LR-space convolution
+    return torch.nn.functional.pixel_shuffle(phases, scale).reshape(n, c, h * scale, w * scale)
 
 
 def model_scale_and_channels(model: nn.Module) -> tuple[int, str]:
@@ -444,10 +429,13 @@ def upscale_pixels(
     top = 255.0 if bit_depth == 8 else 65535.0
 
     def sink(piece: Tensor, region: tuple[int, int, int, int]) -> None:
-        values = piece[0].permute(1, 2, 0)
-        if bit_depth is not None:  # quantize as imageio.quantize does: clamp, round half up
-            values = torch.floor(values.double().nan_to_num(0.0).clamp(0.0, 1.0) * top + 0.5)
-        out[region[0] : region[1], region[2] : region[3]] = values.numpy()
+        values = piece[0]  # (C, h, w) float32
+        if (
+            bit_depth is not None
+        ):  # as imageio.quantize: NaN -> 0, clamp, round half up (in float64), then ints
+            values = torch.nan_to_num(values, nan=0.0).clamp_(0.0, 1.0).double()
+            values = values.mul_(top).add_(0.5).floor_().to(torch.uint8 if bit_depth == 8 else torch.int32)
+        out[region[0] : region[1], region[2] : region[3]] = values.permute(1, 2, 0).numpy()
 
     with torch.inference_mode():
         tiled_map(fn, lr, scale, radius=radius, tile=tile, sink=sink, progress=progress)
