@@ -121,3 +121,40 @@ def test_video_refuses_overwrite_and_reports_bad_input(clip: Path, tmp_path: Pat
     with pytest.raises(VideoReadError, match=r"broken\.mp4"):
         upscale_video(broken, tmp_path / "b_x2.mp4", upscaler)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "out.mp4"]  # no leftovers
+
+
+def test_subtitle_stream_is_copied(tmp_path: Path) -> None:
+    """A Matroska clip with an ASS subtitle stream: the subtitle packets come out unchanged."""
+    from subpixel.upscale.image import Upscaler
+
+    source = tmp_path / "subs.mkv"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        subs = out.add_stream("ass")
+        subs.codec_context.extradata = (
+            b"[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize\n"
+            b"Style: Default,Arial,20\n\n[Events]\nFormat: Layer, Start, End, Style, Text\n"
+        )
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((HEIGHT, WIDTH, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        for k, text in enumerate((b"0,0,Default,,0,0,0,,hello", b"1,0,Default,,0,0,0,,world")):
+            packet = av.Packet(text)
+            packet.stream, packet.pts, packet.dts, packet.duration = subs, 100 * k, 100 * k, 100
+            packet.time_base = subs.time_base
+            out.mux(packet)
+    target = tmp_path / "subs_x2.mkv"
+    result = upscale_video(source, target, Upscaler(ESPCN(2, widths=(4,), kernel_sizes=(3, 3)).eval()))
+    assert result.copied_streams == ("subtitle",) and result.frames == 3
+
+    def subtitle_packets(path: Path) -> list[tuple[bytes, int | None]]:
+        with av.open(str(path)) as container:
+            return [(bytes(p), p.pts) for p in container.demux(subtitles=0) if p.size]
+
+    assert subtitle_packets(target) == subtitle_packets(source)
+    assert len(subtitle_packets(source)) == 2
