@@ -301,6 +301,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -543,6 +544,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
         os.close(fd)
         try:
             fig.savefig(tmp, dpi=110)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, out / fname)
         finally:
             Path(tmp).unlink(missing_ok=True)
