@@ -7,7 +7,7 @@
 
 Examples:
     >>> import torch, subpixel.sr
-    >>> model = subpixel.sr.ESPCN(3)
+    >>> model = subpixel.sr.pretrained(3)
     >>> model(torch.rand(1, 1, 8, 8)).shape
     torch.Size([1, 1, 24, 24])
 """

@@ -399,8 +399,8 @@ def pretrained_scales() -> tuple[int, ...]:
     """The scales with bundled weights.
 
     Examples:
-        >>> set(pretrained_scales()) <= {2, 3, 4}
-        True
+        >>> pretrained_scales()
+        (2, 3, 4)
     """
     scales = []
     for file in _WEIGHTS_DIR.glob("espcn_x*.safetensors"):
@@ -426,8 +426,8 @@ def pretrained(scale: int, *, device: torch.device | str | None = None) -> ESPCN
         ValueError: no weights for ``scale``.
 
     Examples:
-        >>> model = pretrained(3)  # doctest: +SKIP
-        >>> model.scale, model.channels  # doctest: +SKIP
+        >>> model = pretrained(3)
+        >>> model.scale, model.channels
         (3, 'y')
     """
     supported = pretrained_scales()

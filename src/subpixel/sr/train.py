@@ -76,6 +76,8 @@ class TrainConfig:
         workers: DataLoader worker processes.
         threads: torch intra-op threads (``None``: leave torch's default).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+        init: weights (``.safetensors`` with its ``.json``) to start from instead of a fresh initialisation
+            (fine-tuning or a second schedule); the architecture must match. Ignored when resuming.
         resume: continue from ``out/checkpoint.safetensors``.
         force: start over even if ``out`` holds a checkpoint or finished weights.
         progress: show progress bars.
@@ -103,6 +105,7 @@ class TrainConfig:
     workers: int = 0
     threads: int | None = None
     device: str = "auto"
+    init: str | None = None
     resume: bool = False
     force: bool = False
     progress: bool = True
@@ -295,6 +298,18 @@ def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     return 0, 1, torch.device(device_name)
 
 
+def _init_from(model: ESPCN, config: TrainConfig) -> None:
+    """Copy the weights of ``config.init`` into ``model`` (same architecture required)."""
+    from subpixel.sr.models import load
+
+    source = load(config.init)  # type: ignore[arg-type]
+    if source.config != model.config:
+        raise ValueError(
+            f"init weights {config.init!r} have config {source.config}, the run asks for {model.config}"
+        )
+    model.load_state_dict(source.state_dict())
+
+
 def _digest(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, value in sorted(getattr(model, "module", model).state_dict().items()):
@@ -368,6 +383,8 @@ def train(config: TrainConfig) -> Path:
             )
         torch.manual_seed(config.seed)
         model = config.model().to(device)
+        if config.init is not None:
+            _init_from(model, config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         start, elapsed_before = 0, 0.0
         if config.resume and ckpt_path.exists() and not config.force:
@@ -538,6 +555,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--init", metavar="WEIGHTS", help="start from these weights (.safetensors + .json)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.safetensors")
     parser.add_argument("--force", action="store_true", help="start over, overwriting RUN_DIR's weights")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -569,6 +587,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             threads=args.threads,
             device=args.device,
+            init=args.init,
             resume=args.resume,
             force=args.force,
             progress=not args.no_progress,
