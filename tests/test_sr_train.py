@@ -245,3 +245,15 @@ def test_ddp_two_cpu_processes_train_the_same_model(
     a, b = load(out / "model.safetensors").state_dict(), load(single).state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_init_from_weights(hr_folder: Path, tmp_path: Path, one_thread: None) -> None:
+    first = train(tiny_config(hr_folder, tmp_path / "a", steps=10))
+    # a run with a vanishing learning rate keeps the weights it started from
+    second = train(tiny_config(hr_folder, tmp_path / "b", steps=3, init=str(first), lr=1e-20, lr_min=0.0))
+    a, b = load(first).state_dict(), load(second).state_dict()
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-12) for k in a)
+    fresh = load(train(tiny_config(hr_folder, tmp_path / "c", steps=3, lr=1e-20, lr_min=0.0, seed=9)))
+    assert not all(torch.equal(a[k], fresh.state_dict()[k]) for k in a)
+    with pytest.raises(ValueError, match="init weights"):
+        train(tiny_config(hr_folder, tmp_path / "d", steps=3, init=str(first), widths=(8, 8)))
