@@ -215,6 +215,13 @@ class SubPixelConvNd(nn.Module):
 
     def _geometry(self, spatial: tuple[int, ...], output_padding: tuple[int, ...]) -> list[AxisGeometry]:
         """:func:`lr_geometry` of every axis, cached per input size (a Python-overhead saving for small inputs)."""
+        if not all(type(v) is int for v in (*spatial, *output_padding)):  # symbolic sizes (torch.export)
+            return [
+                lr_geometry(length, k, s, p, a, d)
+                for length, k, s, p, a, d in zip(
+                    spatial, self.kernel_size, self.stride, self.padding, output_padding, self.dilation
+                )
+            ]
         key = (spatial, output_padding, self.kernel_size, self.stride, self.padding, self.dilation)
         cache = self.__dict__.setdefault("_geometry_cache", {})
         geoms = cache.get(key)

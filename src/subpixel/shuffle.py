@@ -372,6 +372,8 @@ def pixel_shuffle(
         out_sizes = tuple(d * f for d, f in zip(spatial, factors, strict=True))
         spec = _ShuffleSpec(factors, order, (0,) * n, out_sizes, spatial, _memory_format(z))
         return _apply(_ShuffleFn, z, spec).reshape(*lead, c_out, *out_sizes)
+    if order == "crd" and n == 2 and len(lead) == 1 and factors[0] == factors[1]:
+        return F.pixel_shuffle(input, factors[0])  # exporters emit DepthToSpace(CRD)
     if order == "crd":
         x = input.reshape(*lead, c_out, *factors, *spatial)
         perm = _interleave(len(lead), n)
