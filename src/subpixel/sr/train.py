@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import hashlib
 import json
 import math
@@ -515,6 +516,9 @@ def train(config: TrainConfig) -> Path:
                 _plot(out / "curves.png", log, f"ESPCN x{config.scale}")
         if world > 1:
             dist.barrier()
+            # release DDP (its reducer holds the process group) before the group is destroyed below
+            del model, optimizer, loader
+            gc.collect()
         return weights
     finally:
         if world > 1 and dist.is_initialized():
