@@ -4,6 +4,8 @@
   :func:`pretrained` (the bundled ×2, ×3, ×4 weights, no network).
 * :mod:`subpixel.sr.data`: random aligned LR/HR patches from folders of HR images.
 * :mod:`subpixel.sr.train`: ``subpixel train`` and :func:`subpixel.sr.train.train`.
+* :mod:`subpixel.sr.protocol`: the standard evaluation protocol (MATLAB bicubic ``imresize``, BT.601 Y, PSNR, SSIM).
+* :mod:`subpixel.sr.evaluate`: ``subpixel evaluate`` and :func:`evaluate`.
 
 Examples:
     >>> import torch, subpixel.sr
@@ -12,6 +14,21 @@ Examples:
     torch.Size([1, 1, 24, 24])
 """
 
+from subpixel.sr.evaluate import evaluate
 from subpixel.sr.models import ESPCN, ESPCNConfig, load, pretrained, pretrained_scales, save
+from subpixel.sr.protocol import imresize, psnr, run_protocol, score_pair, ssim
 
-__all__ = ["ESPCN", "ESPCNConfig", "load", "pretrained", "pretrained_scales", "save"]
+__all__ = [
+    "ESPCN",
+    "ESPCNConfig",
+    "evaluate",
+    "imresize",
+    "load",
+    "pretrained",
+    "pretrained_scales",
+    "psnr",
+    "run_protocol",
+    "save",
+    "score_pair",
+    "ssim",
+]
