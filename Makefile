@@ -21,7 +21,7 @@ demo: venv  ## the main job: upscale a sample image with the bundled weights
 test: venv  ## the default test run (slow tests excluded)
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: venv  ## every test, slow ones included
+test-all: venv  ## every test, slow ones included (CI runs these too)
 	$(PY) -m pytest -q
 
 lint: venv
