@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import subpixel
+from _common import geomean, machine_info
 from subpixel.shuffle import pixel_shuffle, pixel_unshuffle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,46 +224,6 @@ def bench_shuffle(ndim: int, shape: tuple[int, ...], r: int, op: str, order: str
     return res
 
 
-def geomean(xs: list[float]) -> float:
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
-
-
-def machine_info(threads: int) -> dict[str, object]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src", "benchmarks/layers.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "machine": platform.node(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "threads": threads,
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
-
-
 def markdown_table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| layer | batch | mode | format | torch ms | subpixel ms | ratio |",
@@ -371,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     budget = args.budget if args.budget is not None else (0.15 if args.quick else 1.0)
-    info = machine_info(torch.get_num_threads())
+    info = machine_info(torch.get_num_threads(), "benchmarks/layers.py")
     print(f"torch {info['torch']}, threads {info['threads']}, {info['cpu']}, commit {info['commit']}")
     jobs = []
     for case in PANEL:

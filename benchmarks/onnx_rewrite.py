@@ -11,9 +11,6 @@ interquartile range of 50 alternating runs of each graph after 3 warm-up runs.
 import io
 import itertools
 import json
-import os
-import platform
-import subprocess
 import tempfile
 import time
 import warnings
@@ -25,6 +22,7 @@ import onnxruntime
 import torch
 from torch import nn
 
+from _common import machine_info
 from subpixel.onnx import compare_models, conv_transpose_to_subpixel
 
 warnings.filterwarnings("ignore")
@@ -181,25 +179,8 @@ for name, model, xs in jobs:
         f"| {row['max_abs_error']:.2g} (of {row['max_abs_value']:.2g}) |",
         flush=True,
     )
-try:
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-except (OSError, subprocess.CalledProcessError):
-    commit = "unknown"
-meta = dict(
-    threads=1,
-    load_average=os.getloadavg(),
-    cpu_count=os.cpu_count(),
-    onnxruntime=onnxruntime.__version__,
-    onnx=onnx.__version__,
-    torch=torch.__version__,
-    machine=platform.machine(),
-    python=platform.python_version(),
-    commit=commit,
-    repeats=REPEATS,
-    rows=rows,
-)
+meta = machine_info(1, "benchmarks/onnx_rewrite.py", onnxruntime=onnxruntime.__version__, onnx=onnx.__version__)
+meta.update(repeats=REPEATS, rows=rows)
 out = Path(__file__).resolve().parent / "results" / "onnx_rewrite.json"
 out.parent.mkdir(exist_ok=True)
 tmp = out.with_suffix(".json.tmp")

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -52,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from _common import machine_info
 from subpixel.imageio import write_image
 from subpixel.sr.models import ESPCN, pretrained, pretrained_scales
 from subpixel.sr.protocol import make_lr, modcrop, score_pair
@@ -59,45 +58,6 @@ from subpixel.upscale.image import make_runner, upscale_pixels
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_W, OUT_H = 1920, 1080
-
-
-def machine_info(threads: int) -> dict[str, object]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src", "benchmarks/upscale.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-
-    return {
-        "machine": platform.node(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "threads": threads,
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-    }
 
 
 def model_for(scale: int) -> tuple[nn.Module, str]:
@@ -319,7 +279,9 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
-    info = machine_info(args.threads)
+    import onnxruntime
+
+    info = machine_info(args.threads, "benchmarks/upscale.py", onnxruntime=onnxruntime.__version__)
     scales = [3] if args.quick else [2, 3, 4]
     budget = 4.0 if args.quick else args.budget
     print(f"torch {info['torch']}, onnxruntime {info['onnxruntime']}, {args.threads} threads, {info['cpu']}")
