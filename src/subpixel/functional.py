@@ -565,3 +565,157 @@ def lr_conv_shuffle(
         raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
     y = _lr_conv_core(x, weight_lr, bias, geoms, strides, groups, order)
     return y if batched else y.squeeze(0)
+
+
+@dataclass(frozen=True)
+class _AxisPhase:
+    """One phase of one axis in the per-phase form (see :func:`_phase_plan`)."""
+
+    phase: int  # φ: LR weight rows of this phase
+    tap_lo: int  # first LR tap holding a real tap of this phase
+    taps: int  # K_φ: LR taps from tap_lo through the last real one (0: no tap lands on this phase)
+    start: int  # m0: first HR output of this phase (after the crop)
+    count: int  # n_φ: HR outputs of this phase
+    pad_before: int  # LR padding before the input for the K_φ-tap stride-1 conv (negative: samples dropped)
+    pad_after: int  # LR padding after the input (negative: samples dropped)
+
+
+def _axis_phases(in_size: int, k: int, s: int, d: int, g: AxisGeometry) -> list[_AxisPhase]:
+    """Per-phase convolutions of one axis: phase ``φ`` uses LR taps ``K-1-⌊t d/s⌋`` for ``t d ≡ φ (mod s)``.
+
+    HR output ``m`` (after the crop) is LR position ``u = (m + crop - φ) / s`` of phase ``φ``; the outputs of
+    phase ``φ`` are ``m0, m0 + s, ...`` with ``m0 = (φ - crop) mod s``.
+    """
+    k_lr = g.lr_kernel
+    phases = []
+    for phi in range(s):
+        js = [k_lr - 1 - (t * d) // s for t in range(k) if (t * d) % s == phi]
+        m0 = (phi - g.crop) % s
+        count = max(0, -(-(g.out_size - m0) // s))
+        if not js:
+            phases.append(_AxisPhase(phi, 0, 0, m0, count, 0, 0))
+            continue
+        lo, taps = min(js), max(js) - min(js) + 1
+        shift = (m0 + g.crop - phi) // s  # LR position of the phase's first output
+        before = g.pad_before - shift - lo
+        after = count - in_size - before + taps - 1
+        phases.append(_AxisPhase(phi, lo, taps, m0, count, before, after))
+    return phases
+
+
+def _phase_plan(
+    spatial: Sequence[int],
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    geoms: Sequence[AxisGeometry],
+) -> tuple[list[list[_AxisPhase]], float]:
+    """Per-axis phases and the fraction of the LR form's multiply-adds the per-phase convolutions need."""
+    axes = [
+        _axis_phases(n, k, s, d, g)
+        for n, k, s, d, g in zip(spatial, kernel_size, strides, dilations, geoms, strict=True)
+    ]
+    fraction = 1.0
+    for phases, s, g in zip(axes, strides, geoms, strict=True):
+        n_lr = -(-(g.crop + g.out_size) // s)
+        fraction *= sum(p.taps * p.count for p in phases) / (s * g.lr_kernel * n_lr)
+    return axes, fraction
+
+
+def _phase_mask(axes: Sequence[Sequence[_AxisPhase]], k_lr: Sequence[int], device: torch.device) -> Tensor:
+    """Boolean ``(R, *K)``: the LR weight entries inside each phase's trimmed tap range (row-major phases)."""
+    per_axis = []
+    for phases, kk in zip(axes, k_lr, strict=True):
+        m = torch.zeros(len(phases), kk, dtype=torch.bool, device=device)
+        for p in phases:
+            m[p.phase, p.tap_lo : p.tap_lo + p.taps] = True
+        per_axis.append(m)
+    mask = per_axis[0]
+    for m in per_axis[1:]:  # outer product over axes, phases row-major
+        r, kk = mask.shape[0], mask.shape[1:]
+        mask = (mask.reshape(r, 1, *kk, *([1] * (m.dim() - 1))) & m.reshape(1, m.shape[0], *([1] * len(kk)), -1))
+        mask = mask.reshape(r * m.shape[0], *kk, m.shape[1])
+    return mask
+
+
+def _phase_weight_valid(weight_lr: Tensor, axes: Sequence[Sequence[_AxisPhase]], order: ChannelOrder) -> bool:
+    """Whether the LR weight is zero outside each phase's trimmed tap range (true for converted ConvTranspose
+    weights, not necessarily for freely trained LR weights): the condition of :func:`_phase_conv_core`."""
+    r_total = math.prod(len(p) for p in axes)
+    k_lr = weight_lr.shape[2:]
+    mask = _phase_mask(axes, k_lr, weight_lr.device)
+    with torch.no_grad():
+        w = weight_lr.detach()
+        if order == "crd":
+            w = w.reshape(-1, r_total, *w.shape[1:]).transpose(0, 1)
+        else:
+            w = w.reshape(r_total, -1, *w.shape[1:])
+        outside = ~mask  # (R, *K)
+        w = w.reshape(r_total, -1, *k_lr)
+        return not bool(w.masked_select(outside.unsqueeze(1).expand_as(w)).any())
+
+
+def _phase_conv_core(
+    x: Tensor,
+    weight_lr: Tensor,
+    bias: Tensor | None,
+    axes: Sequence[Sequence[_AxisPhase]],
+    groups: int,
+    order: ChannelOrder,
+) -> Tensor:
+    """The computation of :func:`lr_conv_shuffle` as one stride-1 conv per phase combination, each with only the
+    LR taps where real taps land, written into the output's phase slices (valid only when
+    :func:`_phase_weight_valid`; no LR output is computed that the crop throws away).
+
+    Shape:
+        - x: ``(N, C_in, *L_in)`` (batched, checked); weight_lr: ``(C_out·R, C_in/groups, *K)``.
+        - output: ``(N, C_out, *L_out)``.
+    """
+    n = len(axes)
+    r_total = math.prod(len(p) for p in axes)
+    c_out = weight_lr.shape[0] // r_total
+    if order == "crd":
+        w_all = weight_lr.reshape(c_out, r_total, *weight_lr.shape[1:])
+    else:
+        w_all = weight_lr.reshape(r_total, c_out, *weight_lr.shape[1:]).transpose(0, 1)
+    out_sizes = [sum(p.count for p in phases) for phases in axes]
+    shape = (x.shape[0], c_out, *out_sizes)
+    out: Tensor | None = None  # allocated in the memory format of the convolutions' output (as torch's layer)
+    spatial = x.shape[2:]
+    bias_only = []
+    for phase, combo in enumerate(_product(axes)):
+        if any(p.count == 0 for p in combo):
+            continue
+        index = (slice(None), slice(None), *(slice(p.start, None, len(a)) for p, a in zip(combo, axes, strict=True)))
+        if any(p.taps == 0 for p in combo):  # no tap lands on this phase: bias only
+            bias_only.append(index)
+            continue
+        w = w_all[(slice(None), phase, slice(None), *(slice(p.tap_lo, p.tap_lo + p.taps) for p in combo))]
+        keep = [slice(max(-p.pad_before, 0), size - max(-p.pad_after, 0)) for p, size in zip(combo, spatial, strict=True)]
+        xi = x
+        if any(k.start or k.stop != size for k, size in zip(keep, spatial, strict=True)):
+            xi = x[(slice(None), slice(None), *keep)]
+        pads = tuple(max(p.pad_before, p.pad_after, 0) for p in combo)
+        y = _CONV[n](xi, w, bias, 1, pads, 1, groups)
+        if out is None:
+            out = torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=_memory_format(y))
+        skip = [q - max(p.pad_before, 0) for q, p in zip(pads, combo, strict=True)]
+        y = y[(slice(None), slice(None), *(slice(k, k + p.count) for k, p in zip(skip, combo, strict=True)))]
+        out[index].copy_(y)
+    if out is None:
+        out = x.new_empty(shape)
+    for index in bias_only:
+        target = out[index]
+        if bias is None:
+            target.zero_()
+        else:
+            target.copy_(bias.reshape(c_out, *([1] * n)).expand_as(target))
+    return out
+
+
+def _product(axes: Sequence[Sequence[_AxisPhase]]) -> list[tuple[_AxisPhase, ...]]:
+    """Row-major product of the per-axis phases (the flat phase index of CRD/DCR channel order)."""
+    combos: list[tuple[_AxisPhase, ...]] = [()]
+    for phases in axes:
+        combos = [(*c, p) for c in combos for p in phases]
+    return combos
