@@ -12,9 +12,11 @@ from subpixel.study import BicubicUpsample2d, count_macs
 
 
 def _flops(model: nn.Module, shape: tuple[int, ...]) -> int:
+    # with autograd recording, as in training: SubPixelConvNd then runs its LR form, which count_macs counts
+    # (without autograd it may take the cheaper per-phase-group path)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.randn(shape))
+    with counter:
+        model(torch.randn(shape, requires_grad=True))
     return counter.get_total_flops()
 
 

@@ -8,7 +8,9 @@ One MAC is one multiplication followed by one addition; FLOPs in the convention 
   through the whole kernel, as PyTorch computes it, including the taps that land in the cropped padding).
 * :class:`subpixel.SubPixelConvNd`: the LR convolution it runs, ``N · C_out·∏s · ∏L_lr · (C_in/groups) · ∏K``,
   where ``L_lr = ⌈(crop + L_out)/s⌉`` is the number of LR outputs it computes (see
-  :func:`subpixel.functional.lr_geometry`); the shuffle and crop are free.
+  :func:`subpixel.functional.lr_geometry`); the shuffle and crop are free. This is the LR form's cost, which
+  training always pays; in inference without autograd, a layer whose kernel is not a multiple of its stride may
+  take the per-phase-group path, which multiplies only the real taps and costs less than counted here.
 * pixel (un)shuffles, padding, cropping, pointwise activations: 0.
 * ``nn.Upsample``: ``nearest`` 0; ``linear``/``bilinear``/``trilinear``/``bicubic``: one MAC per tap of the
   direct (not separated) interpolation kernel per output element: 2, 4, 8 and 16 taps.
