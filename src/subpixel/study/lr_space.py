@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from subpixel.layers import SubPixelConv2d
 from subpixel.shuffle import PixelShuffle2d
+from subpixel.study.macs import POINTWISE_ACTIVATIONS
 
 __all__ = [
     "BicubicUpsample2d",
@@ -50,24 +51,7 @@ __all__ = [
     "to_lr_space",
 ]
 
-_POINTWISE = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Hardswish,
-    nn.Softplus,
-    nn.Identity,
-)
+_POINTWISE = (*POINTWISE_ACTIVATIONS, nn.Identity)
 
 
 def cubic(x: Tensor, a: float = -0.5) -> Tensor:

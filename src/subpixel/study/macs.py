@@ -38,6 +38,25 @@ from subpixel.layers import SubPixelConvNd
 
 __all__ = ["LayerCount", "MacReport", "count_macs"]
 
+#: Pointwise activations without parameters (they commute with periodic shuffling).
+POINTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Softplus,
+)
+
 _ZERO_COST = (
     nn.PixelShuffle,
     nn.PixelUnshuffle,
@@ -58,22 +77,8 @@ _ZERO_COST = (
     nn.ReflectionPad2d,
     nn.ReflectionPad3d,
     # pointwise activations (their cost is not multiply-adds)
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
+    *POINTWISE_ACTIVATIONS,
     nn.PReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Hardswish,
-    nn.Softplus,
 )
 
 _INTERP_TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4}
