@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from subpixel.cli import positive_int
 from subpixel.sr.protocol import (
     Score,
     Upscaler,
@@ -391,16 +392,6 @@ def save_figure(
 # ------------------------------------------------------------------------------------------------ command line
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``subpixel evaluate``."""
     source = parser.add_mutually_exclusive_group(required=True)
@@ -416,16 +407,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="test sets: img_NNN_SRF_{r}_HR.png/_LR.png folders (Set5, Set14) or folders of HR images",
     )
-    parser.add_argument("--scale", type=_positive_int, help="SR scale (default: the weights' scale)")
+    parser.add_argument("--scale", type=positive_int, help="SR scale (default: the weights' scale)")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write the results as JSON")
     parser.add_argument(
         "--figure", type=Path, metavar="OUT.png", help="write side-by-side crops (HR, bicubic, model)"
     )
     parser.add_argument(
-        "--crop", type=_positive_int, default=96, help="figure crop size in HR pixels (default 96)"
+        "--crop", type=positive_int, default=96, help="figure crop size in HR pixels (default 96)"
     )
     parser.add_argument(
-        "--figure-rows", type=_positive_int, default=8, help="images in the figure (default 8)"
+        "--figure-rows", type=positive_int, default=8, help="images in the figure (default 8)"
     )
     parser.add_argument("--device", default="cpu", help="torch device to run the model on (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

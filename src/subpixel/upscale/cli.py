@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from subpixel.cli import positive_int
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, ImageReadError
 from subpixel.upscale.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
@@ -35,16 +36,6 @@ def _memory(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output image format (default: the input's)",
     )
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
-    parser.add_argument("--tile", type=_positive, help="tile side in LR pixels (default: from --max-memory)")
+    parser.add_argument("--tile", type=positive_int, help="tile side in LR pixels (default: from --max-memory)")
     parser.add_argument(
         "--max-memory",
         type=_memory,
@@ -79,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-pixels",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse larger input images (decompression-bomb guard; default PIL's {DEFAULT_MAX_PIXELS})",
     )
@@ -99,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch backend: torch.compile with fused convolution + activation (seconds to compile per input "
         "size; pays off for videos)",
     )
-    parser.add_argument("--threads", type=_positive, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: PyTorch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
