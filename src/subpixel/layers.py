@@ -237,7 +237,9 @@ class SubPixelConvNd(nn.Module):
         if _use_plain_path(input) or self.weight.shape[0] != self.out_channels * math.prod(self.stride):
             return None
         if torch.is_grad_enabled() and (
-            input.requires_grad or self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
+            input.requires_grad
+            or self.weight.requires_grad
+            or (self.bias is not None and self.bias.requires_grad)
         ):
             return None
         spatial = tuple(input.shape[2:])
@@ -264,16 +266,10 @@ class SubPixelConvNd(nn.Module):
 
     def _geometry(self, spatial: tuple[int, ...], output_padding: tuple[int, ...]) -> list[AxisGeometry]:
         """:func:`lr_geometry` of every axis, cached per input size (a Python-overhead saving for small inputs)."""
-        if not all(type(v) is int for v in (*spatial, *output_padding)):  # symbolic sizes (torch.export)
-            return [
-                lr_geometry(length, k, s, p, a, d)
-                for length, k, s, p, a, d in zip(
-                    spatial, self.kernel_size, self.stride, self.padding, output_padding, self.dilation
-                )
-            ]
+        cacheable = all(type(v) is int for v in (*spatial, *output_padding))  # not symbolic (torch.export)
         key = (spatial, output_padding, self.kernel_size, self.stride, self.padding, self.dilation)
         cache = self.__dict__.setdefault("_geometry_cache", {})
-        geoms = cache.get(key)
+        geoms = cache.get(key) if cacheable else None
         if geoms is None:
             geoms = [
                 lr_geometry(length, k, s, p, a, d)
@@ -287,9 +283,10 @@ class SubPixelConvNd(nn.Module):
                     strict=True,
                 )
             ]
-            if len(cache) >= 64:
-                cache.clear()
-            cache[key] = geoms
+            if cacheable:
+                if len(cache) >= 64:
+                    cache.clear()
+                cache[key] = geoms
         return geoms
 
     def _weight_for(self, input: Tensor) -> tuple[Tensor, ChannelOrder]:
