@@ -4,6 +4,11 @@ The default (``subpixel study --scale 3 --budget ESPCN``) trains 9 networks (3 f
 MACs per HR pixel, a quarter of it, four times it) for 6000 steps each on T91 + BSDS200 and evaluates them on
 Set5 and Set14; ``--quick`` checks the pipeline in about a minute (tiny budgets, 30 steps, 8 training images, a
 small timed frame): its numbers mean nothing.
+
+Every trained network is saved to ``OUT/models/<network>-seed<seed>.safetensors``. ``--resume`` goes on with an
+interrupted run in ``OUT`` (same options; only the networks without a record and loadable weights are trained), or
+adds seeds to a finished one: ``subpixel study --seeds 0 1 2 --resume`` after ``subpixel study --seeds 0`` trains
+seeds 1 and 2 only, then redoes timing, table and figures over all three.
 """
 
 from __future__ import annotations
@@ -74,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="pipeline check in about a minute; numbers mean nothing"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the trained networks of an earlier (interrupted or finished) run in --out and train only the "
+        "missing (network, seed) runs; the training options must be the same, --seeds may add seeds",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -114,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             if args.max_train_images is not None
             else (8 if quick else None),
             progress=not args.no_progress,
+            resume=args.resume,
             command=["subpixel", "study", *sys.argv[2:]]
             if len(sys.argv) > 1 and sys.argv[1] == "study"
             else [],

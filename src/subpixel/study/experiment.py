@@ -16,6 +16,15 @@
 5. times a forward pass on a 1080p frame (LR ``1080/r × 1920/r`` → 1080×1920) for every network, interleaved
    (each round times every network once), median over rounds;
 6. writes ``results.json``, ``results.md`` and two figures, ``psnr_vs_macs.png`` and ``psnr_vs_time.png``.
+
+After every (network, seed) run the trained weights go to ``<out>/models/<network>-seed<seed>.safetensors``
+(:func:`save_weights`: safetensors, with the run's identity and training configuration as metadata), then the
+run's record to ``results.json``; both are written atomically. With ``resume=True`` (``subpixel study
+--resume``) a run that was killed, or a finished one given more seeds, goes on where it stopped: the configuration
+recorded in ``results.json`` must match the current one on every key of :data:`RUN_KEYS` (:func:`config_mismatches`;
+otherwise :class:`ValueError`), every (network, seed) of the current plan with a record and loadable weights is
+reused (its record kept, its weights loaded), and only the others are trained. Timing, table and figures are always
+redone over all runs of the current plan.
 """
 
 from __future__ import annotations
@@ -48,7 +57,34 @@ from subpixel.study.families import (
 from subpixel.study.lr_space import to_lr_space
 from subpixel.study.macs import count_macs
 
-__all__ = ["StudyConfig", "identity_rows", "plan", "run_study", "time_frames", "train_model"]
+__all__ = [
+    "RUN_KEYS",
+    "StudyConfig",
+    "config_mismatches",
+    "identity_rows",
+    "load_weights",
+    "plan",
+    "run_study",
+    "save_weights",
+    "time_frames",
+    "train_model",
+]
+
+#: the :class:`StudyConfig` fields that define a training run and its scores: ``--resume`` requires them unchanged
+RUN_KEYS: tuple[str, ...] = (
+    "scale",
+    "budget",
+    "multiples",
+    "families",
+    "steps",
+    "batch_size",
+    "patch_size",
+    "lr",
+    "lr_min",
+    "max_train_images",
+    "train",
+    "test",
+)
 
 
 @dataclass
@@ -71,6 +107,8 @@ class StudyConfig:
         threads: torch intra-op threads for training and timing.
         max_train_images: use only the first N training images (``None``: all).
         progress: show progress bars.
+        resume: reuse the trained networks of an earlier run in ``out`` (see the module docstring).
+        command: the command line, recorded in ``results.json``.
     """
 
     train: list[str]
@@ -91,6 +129,7 @@ class StudyConfig:
     threads: int = 2
     max_train_images: int | None = None
     progress: bool = True
+    resume: bool = False
     command: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -308,6 +347,138 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _run_values(config: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`RUN_KEYS` of a config (``asdict(StudyConfig)`` or as recorded in JSON), in one normal form."""
+    values: dict[str, Any] = {}
+    for key in RUN_KEYS:
+        value = config.get(key, "<missing>")
+        if key == "budget":
+            value = value.upper() if isinstance(value, str) else float(value)
+        elif key in ("multiples",) and isinstance(value, list | tuple):
+            value = [float(v) for v in value]
+        elif key in ("train", "test") and isinstance(value, list | tuple):
+            value = [os.path.normpath(str(v)) for v in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        values[key] = value
+    return values
+
+
+def config_mismatches(recorded: dict[str, Any], config: StudyConfig) -> list[str]:
+    """The :data:`RUN_KEYS` on which a recorded configuration (``results.json``'s ``config``) differs from ``config``.
+
+    Seeds, timing rounds, threads, progress, output folder and command line may differ: they do not change a
+    trained network or its scores.
+
+    Returns:
+        One ``"key: recorded X, now Y"`` per differing key (empty when the runs are interchangeable).
+
+    Examples:
+        >>> now = StudyConfig(train=["T91"], test=["Set5"], steps=10)
+        >>> config_mismatches(asdict(now) | {"steps": 20, "seeds": [0, 1], "threads": 8}, now)
+        ['steps: recorded 20, now 10']
+    """
+    old, new = _run_values(recorded), _run_values(asdict(config))
+    return [f"{key}: recorded {old[key]!r}, now {new[key]!r}" for key in RUN_KEYS if old[key] != new[key]]
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write ``model``'s ``state_dict`` (parameters and buffers) to ``path`` as safetensors, atomically.
+
+    Args:
+        model: any module.
+        path: the ``.safetensors`` file (written to a temporary name in the same folder, then renamed).
+        metadata: strings stored in the file's header (read back by :func:`load_weights`).
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "net.safetensors"
+        >>> save_weights(nn.Conv2d(1, 2, 3), path, {"network": "conv"})
+        >>> net = nn.Conv2d(1, 2, 3)
+        >>> load_weights(net, path)["network"]
+        'conv'
+    """
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    _atomic_write(Path(path), save(tensors, metadata=metadata))
+
+
+def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
+    """Load a :func:`save_weights` file into ``model`` (every key and shape must match).
+
+    Returns:
+        The file's metadata.
+
+    Raises:
+        ValueError: the file is missing, not a readable safetensors file, or does not fit ``model`` (the message
+            names the file).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"weights file {str(path)!r} does not fit the network: {exc}") from exc
+    return metadata
+
+
+def _earlier_runs(
+    path: Path, config: StudyConfig, log: Callable[[str], None]
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The run records of an earlier ``results.json`` with the same :data:`RUN_KEYS`, by (budget, network, seed)."""
+    if not path.exists():
+        log(f"resume: no {path} yet; starting afresh")
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+        recorded = earlier["config"]
+        runs = {(r["budget"], r["network"], int(r["seed"])): r for r in earlier["runs"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"cannot resume: {str(path)!r} is not a readable study results.json ({exc!r})"
+        ) from exc
+    if not isinstance(recorded, dict):
+        raise ValueError(f"cannot resume: {str(path)!r} has no recorded config")
+    diffs = config_mismatches(recorded, config)
+    if diffs:
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: its configuration differs in "
+            + "; ".join(diffs)
+            + " (these define the trained networks; run without --resume to start afresh, or use another --out)"
+        )
+    return runs
+
+
+def _reuse(
+    weights: Path, spec: FamilySpec, seed: int, run_config: str, log: Callable[[str], None]
+) -> nn.Module | None:
+    """The network of an earlier run with its trained weights, or ``None`` (with a warning) when they are unusable."""
+    what = f"retraining {spec.name} seed {seed}"
+    if not weights.is_file():
+        log(f"warning: weights file {weights} is missing; {what}")
+        return None
+    model = build(spec)
+    try:
+        metadata = load_weights(model, weights)
+    except ValueError as exc:
+        log(f"warning: {exc}; {what}")
+        return None
+    expected = {"network": spec.name, "seed": str(seed), "run_config": run_config}
+    wrong = [key for key, value in expected.items() if metadata.get(key) != value]
+    if wrong:
+        log(f"warning: weights file {weights} comes from another run (its {', '.join(wrong)} differ); {what}")
+        return None
+    model.eval()
+    return model
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(
@@ -330,6 +501,14 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     torch.set_num_threads(config.threads)
     out = Path(config.out)
     rows = plan(config)
+    earlier: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if config.resume:
+        earlier = _earlier_runs(out / "results.json", config, log)
+    elif (out / "results.json").exists():
+        log(
+            f"an earlier run's results.json exists in {out}: starting afresh and overwriting it "
+            "(pass --resume to reuse its trained networks)"
+        )
     log(
         f"scale ×{config.scale}; reference budget {config.budget}: {config.reference_macs():.1f} MACs per HR pixel"
     )
@@ -379,17 +558,35 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     log("bicubic: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results["baseline"].items()))
 
     trained: dict[str, nn.Module] = {}
+    run_config = json.dumps(_run_values(asdict(config)), sort_keys=True)
+    results["reused"] = []
     for seed in config.seeds:
-        dataset = PatchDataset(
-            [str(f) for f in files],
-            config.scale,
-            patch_size=config.patch_size,
-            seed=seed,
-            length=config.steps * config.batch_size,
-            progress=config.progress,
-        )
+        dataset = None
         for row in rows:
             spec: FamilySpec = row["spec"]
+            weights = out / "models" / f"{spec.name}-seed{seed}.safetensors"
+            record = earlier.get((row["budget"], spec.name, seed))
+            reused = None if record is None else _reuse(weights, spec, seed, run_config, log)
+            if record is not None and reused is not None:
+                results["runs"].append(record)
+                results["reused"].append(f"{spec.name} seed {seed}")
+                trained[f"{spec.name}/{seed}"] = reused
+                log(
+                    f"{spec.name:<16} seed {seed}: reused {weights.name}: "
+                    + ", ".join(
+                        f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in record["scores"].items()
+                    )
+                )
+                continue
+            if dataset is None:
+                dataset = PatchDataset(
+                    [str(f) for f in files],
+                    config.scale,
+                    patch_size=config.patch_size,
+                    seed=seed,
+                    length=config.steps * config.batch_size,
+                    progress=config.progress,
+                )
             torch.manual_seed(seed)
             model = build(spec)
             stats = train_model(
@@ -402,6 +599,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
                 progress=config.progress,
                 desc=f"{spec.name} seed {seed}",
             )
+            save_weights(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
             scores = {}
             for folder in config.test:
                 res = run_protocol(y_upscaler(model), folder, config.scale)
@@ -416,6 +614,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
                 "macs_per_pixel": row["macs_per_pixel"],
                 "deviation": row["deviation"],
                 "seed": seed,
+                "weights": f"models/{weights.name}",
                 "train_seconds": stats["seconds"],
                 "final_loss": stats["final_loss"],
                 "loss_curve": stats["loss"],
@@ -429,6 +628,8 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
             )
             trained[f"{spec.name}/{seed}"] = model
             _atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+    if results["reused"]:
+        log(f"reused {len(results['reused'])} of {len(results['runs'])} runs from the earlier results.json")
 
     lr_shape = (1, 1, config.frame[0] // config.scale, config.frame[1] // config.scale)
     timed = {row["spec"].name: trained[f"{row['spec'].name}/{config.seeds[0]}"] for row in rows}
