@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -173,14 +174,13 @@ def test_resume_with_another_config_names_the_keys(study: Study, tmp_path: Path)
     out = study.copy(tmp_path / "out")
     with pytest.raises(ValueError, match=r"steps: recorded 4, now 5.*lr: recorded 0\.001, now 0\.002"):
         run_study(study.config(out, steps=5, lr=2e-3, resume=True), log=lambda _: None)
-    # seeds, threads, timing rounds and the output folder may change: no error
-    assert (
-        experiment.config_mismatches(
-            json.loads((out / "results.json").read_text())["config"],
-            study.config(tmp_path / "elsewhere", seeds=(3,), threads=2, timing_rounds=9),
-        )
-        == []
-    )
+    recorded = json.loads((out / "results.json").read_text())["config"]
+    # seeds, threads, timing rounds and the output folder may change, a folder may be given relative: no error
+    same = study.config(tmp_path / "elsewhere", seeds=(3,), threads=2, timing_rounds=9)
+    same.train = [os.path.relpath(study.data / "train")]
+    assert experiment.config_mismatches(recorded, same) == []
+    other = study.config(out, test=[str(study.data / "train")], families=("lr", "hr", "deconv"))
+    assert [m.split(":")[0] for m in experiment.config_mismatches(recorded, other)] == ["families", "test"]
 
 
 def test_cli_resume_mismatch_exits_non_zero(

@@ -357,7 +357,7 @@ def _run_values(config: dict[str, Any]) -> dict[str, Any]:
         elif key in ("multiples",) and isinstance(value, list | tuple):
             value = [float(v) for v in value]
         elif key in ("train", "test") and isinstance(value, list | tuple):
-            value = [os.path.normpath(str(v)) for v in value]
+            value = [str(Path(v).resolve()) for v in value]  # relative to the working directory
         elif isinstance(value, tuple):
             value = list(value)
         values[key] = value
@@ -368,7 +368,8 @@ def config_mismatches(recorded: dict[str, Any], config: StudyConfig) -> list[str
     """The :data:`RUN_KEYS` on which a recorded configuration (``results.json``'s ``config``) differs from ``config``.
 
     Seeds, timing rounds, threads, progress, output folder and command line may differ: they do not change a
-    trained network or its scores.
+    trained network or its scores. Train and test folders are compared as absolute paths (relative ones resolved
+    against the current working directory), so ``../data/T91`` and ``/work/data/T91`` can be the same folder.
 
     Returns:
         One ``"key: recorded X, now Y"`` per differing key (empty when the runs are interchangeable).
@@ -390,12 +391,15 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
         path: the ``.safetensors`` file (written to a temporary name in the same folder, then renamed).
         metadata: strings stored in the file's header (read back by :func:`load_weights`).
 
+    Shape:
+        - every tensor of the ``state_dict`` is stored with its shape (float32 stays float32).
+
     Examples:
         >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "net.safetensors"
-        >>> save_weights(nn.Conv2d(1, 2, 3), path, {"network": "conv"})
-        >>> net = nn.Conv2d(1, 2, 3)
-        >>> load_weights(net, path)["network"]
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "net.safetensors"
+        ...     save_weights(nn.Conv2d(1, 2, 3), path, {"network": "conv"})
+        ...     load_weights(nn.Conv2d(1, 2, 3), path)["network"]
         'conv'
     """
     from safetensors.torch import save
@@ -409,6 +413,9 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
 
     Returns:
         The file's metadata.
+
+    Shape:
+        - the file's tensors must have the names and shapes of ``model.state_dict()``.
 
     Raises:
         ValueError: the file is missing, not a readable safetensors file, or does not fit ``model`` (the message
