@@ -114,6 +114,7 @@ def test_pipeline_on_synthetic_images(tmp_path: Path) -> None:
         timing_rounds=1,
         threads=1,
         progress=False,
+        seeds=(0,),
     )
     results = run_study(config, log=lambda _: None)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())

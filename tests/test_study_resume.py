@@ -56,6 +56,7 @@ class Study:
             "timing_rounds": 1,
             "threads": 1,
             "progress": False,
+            "seeds": (0,),
         }
         return StudyConfig(**(kwargs | changes))
 

@@ -66,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lr", type=float, default=1e-3, help="Adam learning rate, cosine-annealed (default 1e-3)"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)"
+    )
     parser.add_argument(
         "--threads", type=int, default=2, help="torch threads for training and timing (default 2)"
     )
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             patch_size=args.patch_size,
             lr=args.lr,
-            seeds=tuple(args.seeds),
+            seeds=tuple(args.seeds or ((0,) if quick else (0, 1, 2))),
             frame=(216, 384) if quick else (1080, 1920),
             timing_rounds=args.timing_rounds or (2 if quick else 5),
             threads=args.threads,

@@ -123,7 +123,7 @@ class StudyConfig:
     patch_size: int = 17
     lr: float = 1e-3
     lr_min: float = 1e-5
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)
     frame: tuple[int, int] = FRAME_HR
     timing_rounds: int = 5
     threads: int = 2
