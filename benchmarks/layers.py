@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import subpixel
-from _common import geomean, machine_info
+from _common import geomean, keep_freed_memory, machine_info
 from subpixel.shuffle import pixel_shuffle, pixel_unshuffle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,7 +298,8 @@ def plot(rows: list[dict[str, object]], shuffles: list[dict[str, object]], path:
     ax.set_title("Shuffles")
     ax.legend(fontsize=7)
     fig.suptitle(
-        f"torch {info['torch']}, {info['threads']} threads, {info['cpu']}, commit {info['commit']}",
+        f"torch {info['torch']}, {info['threads']} threads, {info['cpu']}, commit {info['commit']}"
+        + (", glibc keeps freed memory" if info["allocator"]["keep_freed_memory"] else ""),  # type: ignore[index]
         fontsize=9,
     )
     fig.tight_layout()
@@ -316,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run only layers whose label contains this text")
     parser.add_argument("--no-shuffles", action="store_true", help="skip the shuffle cases")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="output folder")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc mallopt: keep freed memory instead of returning it to the kernel (both sides; see _common.py)",
+    )
     args = parser.parse_args(argv)
     try:
         return run(args)
@@ -329,8 +335,16 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     budget = args.budget if args.budget is not None else (0.15 if args.quick else 1.0)
+    if args.keep_freed_memory and not keep_freed_memory():
+        print(
+            "--keep-freed-memory: glibc's mallopt not available; running with the default allocator",
+            file=sys.stderr,
+        )
     info = machine_info(torch.get_num_threads(), "benchmarks/layers.py")
-    print(f"torch {info['torch']}, threads {info['threads']}, {info['cpu']}, commit {info['commit']}")
+    print(
+        f"torch {info['torch']}, threads {info['threads']}, {info['cpu']}, commit {info['commit']}, "
+        f"allocator {info['allocator']}"
+    )
     jobs = []
     for case in PANEL:
         if args.only and args.only not in case.label:
@@ -376,7 +390,10 @@ def run(args: argparse.Namespace) -> int:
             f"\nshuffles: worst {100 * min(s['fraction_of_clone'] for s in shuffles):.0f}% of clone bandwidth"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("layers-quick.json" if args.quick else "layers.json")
+    name = "layers-quick" if args.quick else "layers"
+    if info["allocator"]["keep_freed_memory"]:  # type: ignore[index]
+        name += "-keep-freed-memory"
+    path = args.out / f"{name}.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1, default=str))
     os.replace(tmp, path)

@@ -179,7 +179,9 @@ for name, model, xs in jobs:
         f"| {row['max_abs_error']:.2g} (of {row['max_abs_value']:.2g}) |",
         flush=True,
     )
-meta = machine_info(1, "benchmarks/onnx_rewrite.py", onnxruntime=onnxruntime.__version__, onnx=onnx.__version__)
+meta = machine_info(
+    1, "benchmarks/onnx_rewrite.py", onnxruntime=onnxruntime.__version__, onnx=onnx.__version__
+)
 meta.update(repeats=REPEATS, rows=rows)
 out = Path(__file__).resolve().parent / "results" / "onnx_rewrite.json"
 out.parent.mkdir(exist_ok=True)
