@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
-        help="glibc mallopt: keep freed memory instead of returning it to the kernel (both sides; see _common.py)",
+        help="glibc mallopt: keep freed memory instead of returning it to the kernel (both sides; subpixel.allocator)",
     )
     args = parser.parse_args(argv)
     try:
