@@ -138,7 +138,9 @@ def test_gradcheck() -> None:
     w = m.weight.detach().clone().requires_grad_(True)
     b = m.bias.detach().clone().requires_grad_(True)
     axes = _axes(m, x)
-    assert torch.autograd.gradcheck(lambda x_, w_, b_: _phase_conv_core(x_, w_, b_, axes, 1, "crd"), (x, w, b))
+    assert torch.autograd.gradcheck(
+        lambda x_, w_, b_: _phase_conv_core(x_, w_, b_, axes, 1, "crd"), (x, w, b)
+    )
 
 
 @pytest.mark.parametrize("order", ["crd", "dcr"])
@@ -149,8 +151,11 @@ def test_unreachable_weight_entries_fall_back(order: str) -> None:
     if order == "dcr":
         m = subpixel.SubPixelConv2d(2, 3, 3, 2, 1, 1, order="dcr", dtype=torch.float64)
         with torch.no_grad():
-            m.weight.copy_(subpixel.convert_channel_order(
-                subpixel.functional.conv_transpose_weight_to_lr(ct.weight, 2), 2, "crd", "dcr", dim=0))
+            m.weight.copy_(
+                subpixel.convert_channel_order(
+                    subpixel.functional.conv_transpose_weight_to_lr(ct.weight, 2), 2, "crd", "dcr", dim=0
+                )
+            )
             m.bias.copy_(ct.bias)
     x = torch.randn(2, 2, 5, 4, dtype=torch.float64)
     assert _takes_phase_path(m, x)

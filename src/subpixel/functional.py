@@ -633,7 +633,9 @@ def _phase_mask(axes: Sequence[Sequence[_AxisPhase]], k_lr: Sequence[int], devic
     mask = per_axis[0]
     for m in per_axis[1:]:  # outer product over axes, phases row-major
         r, kk = mask.shape[0], mask.shape[1:]
-        mask = (mask.reshape(r, 1, *kk, *([1] * (m.dim() - 1))) & m.reshape(1, m.shape[0], *([1] * len(kk)), -1))
+        mask = mask.reshape(r, 1, *kk, *([1] * (m.dim() - 1))) & m.reshape(
+            1, m.shape[0], *([1] * len(kk)), -1
+        )
         mask = mask.reshape(r * m.shape[0], *kk, m.shape[1])
     return mask
 
@@ -686,12 +688,19 @@ def _phase_conv_core(
     for phase, combo in enumerate(_product(axes)):
         if any(p.count == 0 for p in combo):
             continue
-        index = (slice(None), slice(None), *(slice(p.start, None, len(a)) for p, a in zip(combo, axes, strict=True)))
+        index = (
+            slice(None),
+            slice(None),
+            *(slice(p.start, None, len(a)) for p, a in zip(combo, axes, strict=True)),
+        )
         if any(p.taps == 0 for p in combo):  # no tap lands on this phase: bias only
             bias_only.append(index)
             continue
         w = w_all[(slice(None), phase, slice(None), *(slice(p.tap_lo, p.tap_lo + p.taps) for p in combo))]
-        keep = [slice(max(-p.pad_before, 0), size - max(-p.pad_after, 0)) for p, size in zip(combo, spatial, strict=True)]
+        keep = [
+            slice(max(-p.pad_before, 0), size - max(-p.pad_after, 0))
+            for p, size in zip(combo, spatial, strict=True)
+        ]
         xi = x
         if any(k.start or k.stop != size for k, size in zip(keep, spatial, strict=True)):
             xi = x[(slice(None), slice(None), *keep)]

@@ -28,6 +28,7 @@ from subpixel.functional import (
     lr_conv_shuffle,
     lr_geometry,
     lr_kernel_size,
+    lr_weight_to_conv_transpose,
     output_padding_for_size,
 )
 from subpixel.shuffle import _use_plain_path, convert_channel_order
@@ -202,6 +203,8 @@ class SubPixelConvNd(nn.Module):
                 and weight.shape[1] * self.groups == self.in_channels
                 and (self.bias is None or tuple(self.bias.shape) == (self.out_channels,))
             ):  # the checks of lr_conv_shuffle, geometry cached per input size
+                if self._fused_shuffle_ok(input, output_padding):
+                    return self._fused_shuffle_forward(input)
                 axes = self._phase_axes(input, geoms)
                 if axes is not None:
                     return _phase_conv_core(input, self.weight, self.bias, axes, self.groups, self.order)
@@ -218,6 +221,58 @@ class SubPixelConvNd(nn.Module):
             self.kernel_size,
             order=order,
         )
+
+    def _fused_shuffle_ok(self, input: Tensor, output_padding: Sequence[int]) -> bool:
+        """Whether to run the layer as one GEMM that writes the shuffled output directly (see
+        :meth:`_fused_shuffle_forward`): non-overlapping kernels (``k == s``, no padding, no output padding,
+        dilation 1; the LR kernel is one tap, so the LR conv is a plain GEMM), a channels-last input, autograd not
+        recording, on the CPU (where it was measured), and not under tracing, scripting, compiling or export (which
+        keep the conv + shuffle form)."""
+        return (
+            self._ndim >= 2
+            and input.device.type == "cpu"
+            and self.kernel_size == self.stride
+            and not any(self.padding)
+            and not any(output_padding)
+            and all(d == 1 for d in self.dilation)
+            and _channels_last(input)
+            and not _use_plain_path(input)
+            and not (
+                torch.is_grad_enabled()
+                and (
+                    input.requires_grad
+                    or self.weight.requires_grad
+                    or (self.bias is not None and self.bias.requires_grad)
+                )
+            )
+        )
+
+    def _fused_shuffle_forward(self, input: Tensor) -> Tensor:
+        """The LR GEMM with the shuffle fused into its output writes, by oneDNN's deconvolution primitive.
+
+        With ``k == s`` and no padding, a transposed convolution has no overlapping taps and no zero insertion: it
+        *is* the sub-pixel layer, the GEMM ``(N·∏L, C_in) × (C_in, C_out·∏s)`` of the 1-tap LR convolution, and
+        oneDNN's primitive writes each product straight to its shuffled position. In channels-last formats that
+        saves the LR tensor and one copy of the output (docs/performance.md has the measurements). The weight is
+        the exact re-indexing :func:`~subpixel.functional.lr_weight_to_conv_transpose`, cached until it changes.
+
+        Shape:
+            - input: ``(N, C_in, *L_in)`` channels-last; output: ``(N, C_out, *(L_in·s))``, channels-last.
+        """
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape), self.order)
+        cache = self.__dict__.get("_fused_weight_cache")
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                weight_ct = lr_weight_to_conv_transpose(
+                    w.detach(), self.kernel_size, self.stride, 1, self.groups, order=self.order
+                ).contiguous()
+            cache = (key, weight_ct)
+            self.__dict__["_fused_weight_cache"] = cache
+        conv = (
+            torch.nn.functional.conv_transpose2d if self._ndim == 2 else torch.nn.functional.conv_transpose3d
+        )
+        return conv(input, cache[1], self.bias, self.stride, 0, 0, self.groups, 1)
 
     # the per-phase form is taken when it needs at most this fraction of the LR form's multiply-adds (measured,
     # 2 threads: 3D U-Net k3 s2 (0.42) gains 1.1-1.5x; DCGAN k4 s2 p1 at 8² (0.79) loses 0.6-0.9x: many small

@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output image format (default: the input's)",
     )
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
-    parser.add_argument("--tile", type=positive_int, help="tile side in LR pixels (default: from --max-memory)")
+    parser.add_argument(
+        "--tile", type=positive_int, help="tile side in LR pixels (default: from --max-memory)"
+    )
     parser.add_argument(
         "--max-memory",
         type=_memory,
