@@ -6,9 +6,8 @@ twice that threshold is free. A computation that allocates a large temporary and
 (an LR convolution's output, then the shuffled image) can then fault in fresh, zero-filled pages each time; on
 small virtual machines that costs as much as the arithmetic. Caching allocators (jemalloc, tcmalloc, which
 PyTorch's CPU performance guide suggests preloading) avoid it; so do two ``mallopt`` settings, which
-:func:`keep_freed_memory` applies. They are process-wide, so the library never calls it on import: the
-``subpixel upscale`` command does (it is a whole program), and ``benchmarks/layers.py`` does with
-``--keep-freed-memory`` (for both sides of its comparison).
+:func:`keep_freed_memory` applies. They are process-wide, so the library never calls it by itself: a program
+opts in (``benchmarks/layers.py --keep-freed-memory`` does, for both sides of its comparison).
 
 The same settings from the shell, for any program: ``MALLOC_MMAP_THRESHOLD_=1073741824
 MALLOC_TRIM_THRESHOLD_=2147483648``.
