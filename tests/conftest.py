@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,3 +25,21 @@ def shared_sr_data() -> Path:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+def _write_synthetic_images(folder: Path, n: int, size: tuple[int, int], seed: int) -> None:
+    from subpixel.imageio import write_image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        yy, xx = np.mgrid[0 : size[0], 0 : size[1]] / 7.0
+        img = 0.5 + 0.25 * np.sin(xx + i)[..., None] * np.cos(yy)[..., None] + 0.05 * rng.random((*size, 3))
+        write_image(folder / f"img{i}.png", np.clip(img, 0, 1))
+
+
+@pytest.fixture(scope="session")
+def write_synthetic_images() -> Callable[[Path, int, tuple[int, int], int], None]:
+    """``write(folder, n, (height, width), seed)``: ``n`` smooth RGB PNGs with a little noise (a tiny stand-in
+    for a training or test set)."""
+    return _write_synthetic_images

@@ -87,21 +87,12 @@ def test_errors() -> None:
         StudyConfig(train=["."], test=["."], frame=(100, 100))
 
 
-def _write_images(folder: Path, n: int, size: tuple[int, int], seed: int) -> None:
-    from subpixel.imageio import write_image
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        yy, xx = np.mgrid[0 : size[0], 0 : size[1]] / 7.0
-        img = 0.5 + 0.25 * np.sin(xx + i)[..., None] * np.cos(yy)[..., None] + 0.05 * rng.random((*size, 3))
-        write_image(folder / f"img{i}.png", np.clip(img, 0, 1))
 
 
-def test_pipeline_on_synthetic_images(tmp_path: Path) -> None:
+def test_pipeline_on_synthetic_images(tmp_path: Path, write_synthetic_images) -> None:
     torch.set_num_threads(1)
-    _write_images(tmp_path / "train", 2, (60, 63), 0)
-    _write_images(tmp_path / "test", 2, (30, 36), 1)
+    write_synthetic_images(tmp_path / "train", 2, (60, 63), 0)
+    write_synthetic_images(tmp_path / "test", 2, (30, 36), 1)
     config = StudyConfig(
         train=[str(tmp_path / "train")],
         test=[str(tmp_path / "test")],

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -24,17 +23,6 @@ from subpixel.study import experiment
 from subpixel.study.cli import add_arguments, run
 from subpixel.study.experiment import StudyConfig, load_weights, plan, run_study, y_upscaler
 from subpixel.study.families import build
-
-
-def _write_images(folder: Path, n: int, size: tuple[int, int], seed: int) -> None:
-    from subpixel.imageio import write_image
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        yy, xx = np.mgrid[0 : size[0], 0 : size[1]] / 7.0
-        img = 0.5 + 0.25 * np.sin(xx + i)[..., None] * np.cos(yy)[..., None] + 0.05 * rng.random((*size, 3))
-        write_image(folder / f"img{i}.png", np.clip(img, 0, 1))
 
 
 @dataclass
@@ -66,11 +54,11 @@ class Study:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+def study(tmp_path_factory: pytest.TempPathFactory, write_synthetic_images) -> Study:
     torch.set_num_threads(1)
     data = tmp_path_factory.mktemp("study-data")
-    _write_images(data / "train", 2, (60, 63), 0)
-    _write_images(data / "test", 2, (30, 36), 1)
+    write_synthetic_images(data / "train", 2, (60, 63), 0)
+    write_synthetic_images(data / "test", 2, (30, 36), 1)
     s = Study(data, data / "finished", {})
     s.results = run_study(s.config(s.out), log=lambda _: None)
     return s
