@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 from typing import Any
 
@@ -118,6 +119,7 @@ def _hr_split(y: Tensor, spec: _ShuffleSpec) -> Tensor:
     return y.view(y.shape[0], y.shape[1], *split)
 
 
+@lru_cache(maxsize=256)
 def _segments(spec: _ShuffleSpec) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
     """Index pairs ``(hr_index, lr_index)`` into the split views; together they cover the HR tensor once.
 
@@ -155,9 +157,8 @@ def _shuffle_copy(z: Tensor, spec: _ShuffleSpec) -> Tensor:
         # innermost factor 2 in a contiguous output: write HR sample pairs as complex numbers, so that the copy
         # loops over the long LR rows instead of over the pair (2-4x faster; exact: no arithmetic happens)
         pairs = torch.view_as_complex(dst)
-        for hr, lr in _segments(_drop_last_axis(spec)):
-            real, imag = (src[(*lr, *_phase(spec, psi))] for psi in (0, 1))
-            torch.complex(real, imag, out=pairs[hr])
+        for hr, real, imag in _pair_segments(spec):
+            torch.complex(src[real], src[imag], out=pairs[hr])
         return y
     for hr, lr in _segments(spec):
         dst[hr].copy_(src[lr])
@@ -187,6 +188,16 @@ def _pairs_ok(y: Tensor, spec: _ShuffleSpec) -> bool:
         and y.is_contiguous()
         and y.numel() > 0
     )
+
+
+@lru_cache(maxsize=256)
+def _pair_segments(spec: _ShuffleSpec) -> list[tuple[tuple[slice, ...], tuple, tuple]]:
+    """``(hr, real, imag)`` indices of the pairs path: HR pair slots and the LR phases of their two samples
+    (cached per geometry: building them is most of the Python time of a small layer)."""
+    return [
+        (hr, (*lr, *_phase(spec, 0)), (*lr, *_phase(spec, 1)))
+        for hr, lr in _segments(_drop_last_axis(spec))
+    ]
 
 
 def _drop_last_axis(spec: _ShuffleSpec) -> _ShuffleSpec:
