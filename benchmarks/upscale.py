@@ -275,6 +275,11 @@ def main() -> int:
     parser.add_argument(
         "--memory", action="store_true", help="also measure peak memory of a 7680×4320 output"
     )
+    parser.add_argument(
+        "--accuracy-only",
+        action="store_true",
+        help="only the bf16 accuracy check (after new weights), to upscale-accuracy.json",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -284,6 +289,18 @@ def main() -> int:
     info = machine_info(args.threads, "benchmarks/upscale.py", onnxruntime=onnxruntime.__version__)
     scales = [3] if args.quick else [2, 3, 4]
     budget = 4.0 if args.quick else args.budget
+    if args.accuracy_only:
+        accuracy = bf16_accuracy(scales)
+        for row in accuracy:
+            print(
+                f"×{row['scale']} on {', '.join(row['images'])}: fp32 {row['psnr_fp32']:.3f} dB, "
+                f"bf16 {row['psnr_bf16']:.3f} dB, loss {row['loss_db']:+.3f} dB ({row['weights']})"
+            )
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / "upscale-accuracy.json"
+        path.write_text(json.dumps({"info": info, "bf16_accuracy": accuracy}, indent=2) + "\n")
+        print(f"wrote {path}")
+        return 0
     print(f"torch {info['torch']}, onnxruntime {info['onnxruntime']}, {args.threads} threads, {info['cpu']}")
     print(f"commit {info['commit']}, load average {info['load_average']}")
     results = []
