@@ -237,14 +237,15 @@ class SubPixelConvNd(nn.Module):
             and all(d == 1 for d in self.dilation)
             and _channels_last(input)
             and not _use_plain_path(input)
-            and not (
-                torch.is_grad_enabled()
-                and (
-                    input.requires_grad
-                    or self.weight.requires_grad
-                    or (self.bias is not None and self.bias.requires_grad)
-                )
-            )
+            and not self._records_grad(input)
+        )
+
+    def _records_grad(self, input: Tensor) -> bool:
+        """Whether autograd records this call (then the conv + shuffle form runs: its backward is the fast one)."""
+        return torch.is_grad_enabled() and (
+            input.requires_grad
+            or self.weight.requires_grad
+            or (self.bias is not None and self.bias.requires_grad)
         )
 
     def _fused_shuffle_forward(self, input: Tensor) -> Tensor:
@@ -291,11 +292,7 @@ class SubPixelConvNd(nn.Module):
         """
         if _use_plain_path(input) or self.weight.shape[0] != self.out_channels * math.prod(self.stride):
             return None
-        if torch.is_grad_enabled() and (
-            input.requires_grad
-            or self.weight.requires_grad
-            or (self.bias is not None and self.bias.requires_grad)
-        ):
+        if self._records_grad(input):
             return None
         spatial = tuple(input.shape[2:])
         if not all(type(v) is int for v in spatial):

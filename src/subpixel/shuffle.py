@@ -195,8 +195,7 @@ def _pair_segments(spec: _ShuffleSpec) -> list[tuple[tuple[slice, ...], tuple, t
     """``(hr, real, imag)`` indices of the pairs path: HR pair slots and the LR phases of their two samples
     (cached per geometry: building them is most of the Python time of a small layer)."""
     return [
-        (hr, (*lr, *_phase(spec, 0)), (*lr, *_phase(spec, 1)))
-        for hr, lr in _segments(_drop_last_axis(spec))
+        (hr, (*lr, *_phase(spec, 0)), (*lr, *_phase(spec, 1))) for hr, lr in _segments(_drop_last_axis(spec))
     ]
 
 
