@@ -195,6 +195,16 @@ def bf16_accuracy(scales: list[int]) -> list[dict[str, object]]:
     return results
 
 
+def print_accuracy(rows: list[dict[str, object]]) -> None:
+    """Print the rows of :func:`bf16_accuracy`."""
+    print("\nbf16 accuracy (mean Y-PSNR by the protocol):")
+    for row in rows:
+        print(
+            f"  ×{row['scale']} on {', '.join(row['images'])}: fp32 {row['psnr_fp32']:.3f} dB, "  # type: ignore[arg-type]
+            f"bf16 {row['psnr_bf16']:.3f} dB, loss {row['loss_db']:+.3f} dB ({row['weights']})"
+        )
+
+
 def peak_memory(scale: int = 3, max_memory: str | None = None) -> dict[str, object]:
     """Peak RSS of ``subpixel upscale`` making a 7680×4320 PNG, by /usr/bin/time -v."""
     lr_w, lr_h = 7680 // scale, 4320 // scale
@@ -291,11 +301,7 @@ def main() -> int:
     budget = 4.0 if args.quick else args.budget
     if args.accuracy_only:
         accuracy = bf16_accuracy(scales)
-        for row in accuracy:
-            print(
-                f"×{row['scale']} on {', '.join(row['images'])}: fp32 {row['psnr_fp32']:.3f} dB, "
-                f"bf16 {row['psnr_bf16']:.3f} dB, loss {row['loss_db']:+.3f} dB ({row['weights']})"
-            )
+        print_accuracy(accuracy)
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / "upscale-accuracy.json"
         path.write_text(json.dumps({"info": info, "bf16_accuracy": accuracy}, indent=2) + "\n")
@@ -324,12 +330,7 @@ def main() -> int:
     if not args.quick:
         accuracy = bf16_accuracy(scales)
         report["bf16_accuracy"] = accuracy
-        print("\nbf16 accuracy (mean Y-PSNR by the protocol):")
-        for row in accuracy:
-            print(
-                f"  ×{row['scale']} on {', '.join(row['images'])}: fp32 {row['psnr_fp32']:.3f} dB, "
-                f"bf16 {row['psnr_bf16']:.3f} dB, loss {row['loss_db']:+.3f} dB ({row['weights']})"
-            )
+        print_accuracy(accuracy)
     if args.memory:
         memory = peak_memory()
         report["peak_memory"] = memory

@@ -87,8 +87,6 @@ def test_errors() -> None:
         StudyConfig(train=["."], test=["."], frame=(100, 100))
 
 
-
-
 def test_pipeline_on_synthetic_images(tmp_path: Path, write_synthetic_images) -> None:
     torch.set_num_threads(1)
     write_synthetic_images(tmp_path / "train", 2, (60, 63), 0)

@@ -261,7 +261,7 @@ class SubPixelConvNd(nn.Module):
             - input: ``(N, C_in, *L_in)`` channels-last; output: ``(N, C_out, *(L_in·s))``, channels-last.
         """
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape), self.order)
+        key = (*_weight_version(w), self.order)
         cache = self.__dict__.get("_fused_weight_cache")
         if cache is None or cache[0] != key:
             with torch.no_grad():
@@ -309,7 +309,7 @@ class SubPixelConvNd(nn.Module):
         if fraction > self._PHASE_WORK_LIMIT:
             return None
         w = self.weight
-        wkey = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape), self.order, key)
+        wkey = (*_weight_version(w), self.order, key)
         valid = self.__dict__.get("_phase_valid_cache")
         if valid is None or valid[0] != wkey:
             valid = (wkey, _phase_weight_valid(w, axes, self.order))
@@ -353,7 +353,7 @@ class SubPixelConvNd(nn.Module):
         if torch.is_grad_enabled() and self.weight.requires_grad:
             return convert_channel_order(self.weight, self.stride, "crd", "dcr", dim=0), "dcr"
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
+        key = _weight_version(w)
         cache = self.__dict__.get("_dcr_cache")
         if cache is None or cache[0] != key:
             with torch.no_grad():
@@ -377,6 +377,12 @@ class SubPixelConvNd(nn.Module):
         if self.bias is None:
             s += ", bias=False"
         return s + f", lr_kernel_size={self.lr_kernel_size}, order={self.order!r}"
+
+
+def _weight_version(w: Tensor) -> tuple:
+    """Identifies a weight's storage and contents: caches derived from it are stale when this changes (in-place
+    updates bump ``_version``; a new tensor has another ``data_ptr``)."""
+    return (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
 
 
 def _channels_last(x: Tensor) -> bool:
