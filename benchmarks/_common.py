@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from subpixel import native
 from subpixel.allocator import allocator_info, keep_freed_memory
 
 __all__ = ["ROOT", "allocator_info", "geomean", "keep_freed_memory", "machine_info"]
@@ -63,6 +64,7 @@ def machine_info(threads: int, script: str, **extra: object) -> dict[str, object
         "torch": torch.__version__,
         **extra,
         "allocator": allocator_info(),
+        "native_copy_kernel": native.info(),
         "threads": threads,
         "commit": commit,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

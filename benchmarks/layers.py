@@ -39,6 +39,7 @@ from torch import nn
 
 import subpixel
 from _common import geomean, keep_freed_memory, machine_info
+from subpixel import native
 from subpixel.shuffle import pixel_shuffle, pixel_unshuffle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,9 +323,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="glibc mallopt: keep freed memory instead of returning it to the kernel (both sides; subpixel.allocator)",
     )
+    parser.add_argument(
+        "--no-native",
+        action="store_true",
+        help="switch off the compiled copy kernel (subpixel.native): time the pure-PyTorch fallback",
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        with native.enabled(not args.no_native):
+            return run(args)
     except Exception as exc:  # a benchmark reports, it does not fail the build
         print(f"benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 0
@@ -343,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
     info = machine_info(torch.get_num_threads(), "benchmarks/layers.py")
     print(
         f"torch {info['torch']}, threads {info['threads']}, {info['cpu']}, commit {info['commit']}, "
-        f"allocator {info['allocator']}"
+        f"allocator {info['allocator']}, native copy kernel {info['native_copy_kernel']}"
     )
     jobs = []
     for case in PANEL:
@@ -393,6 +400,8 @@ def run(args: argparse.Namespace) -> int:
     name = "layers-quick" if args.quick else "layers"
     if info["allocator"]["keep_freed_memory"]:  # type: ignore[index]
         name += "-keep-freed-memory"
+    if not info["native_copy_kernel"]["available"]:  # type: ignore[index]
+        name += "-no-native"
     path = args.out / f"{name}.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1, default=str))

@@ -43,3 +43,18 @@ def write_synthetic_images() -> Callable[[Path, int, tuple[int, int], int], None
     """``write(folder, n, (height, width), seed)``: ``n`` smooth RGB PNGs with a little noise (a tiny stand-in
     for a training or test set)."""
     return _write_synthetic_images
+
+
+@pytest.fixture(params=["native", "fallback"])
+def copy_kernel(request: pytest.FixtureRequest):
+    """Run a test with the compiled copy kernel (:mod:`subpixel.native`) and with its ``copy_`` fallback.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("copy_kernel")``. The native run skips, with the
+    reason, where the kernel cannot be built (no C compiler).
+    """
+    from subpixel import native
+
+    if request.param == "native" and not native.available():
+        pytest.skip(f"compiled copy kernel unavailable: {native.info()['error']}")
+    with native.enabled(request.param == "native"):
+        yield request.param

@@ -12,6 +12,9 @@ import torch.nn.functional as F
 import subpixel
 from subpixel import convert_channel_order, pixel_shuffle, pixel_unshuffle
 
+# every test runs with the compiled copy kernel and with its copy_ fallback (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("copy_kernel")
+
 
 def loop_pixel_shuffle(x: torch.Tensor, factors: tuple[int, ...], order: str) -> torch.Tensor:
     """Slow reference straight from the index formulas: out[c, D_i·r_i + φ_i] = in[channel(c, φ), D]."""

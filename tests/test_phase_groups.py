@@ -15,6 +15,9 @@ from torch import nn
 import subpixel
 from subpixel.functional import _lr_conv_core, _phase_conv_core, _phase_plan, _phase_weight_valid
 
+# every test runs with the compiled copy kernel and with its copy_ fallback (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("copy_kernel")
+
 CT = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 

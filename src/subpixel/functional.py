@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from subpixel import native
 from subpixel._validation import ChannelOrder, as_tuple, check_ndim, check_order
 from subpixel.shuffle import _memory_format, convert_channel_order, shuffle_crop
 
@@ -710,7 +711,7 @@ def _phase_conv_core(
             out = torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=_memory_format(y))
         skip = [q - max(p.pad_before, 0) for q, p in zip(pads, combo, strict=True)]
         y = y[(slice(None), slice(None), *(slice(k, k + p.count) for k, p in zip(skip, combo, strict=True)))]
-        out[index].copy_(y)
+        native.copy_into(out[index], y)
     if out is None:
         out = x.new_empty(shape)
     for index in bias_only:

@@ -1,0 +1,148 @@
+"""The optional compiled copy kernel: bitwise equal to ``Tensor.copy_`` on every layout, and a clean fallback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from subpixel import native
+
+needs_kernel = pytest.mark.skipif(
+    not native.available(), reason=f"compiled copy kernel unavailable: {native.info()['error']}"
+)
+
+DTYPES = [torch.uint8, torch.bool, torch.float16, torch.float32, torch.float64, torch.complex128]
+
+
+def _random_views(seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A source and a destination with the same shape and unrelated strided layouts: permuted, sliced, offset."""
+    g = torch.Generator().manual_seed(seed)
+    ndim = int(torch.randint(1, 7, (1,), generator=g))
+    shape = [int(v) for v in torch.randint(1, 7, (ndim,), generator=g)]
+
+    def layout() -> torch.Tensor:
+        perm = torch.randperm(ndim, generator=g).tolist()
+        pad = [int(v) for v in torch.randint(0, 2, (ndim,), generator=g)]
+        base_shape = [shape[p] + pad[i] for i, p in enumerate(perm)]
+        base = torch.zeros(base_shape, dtype=torch.float64).to(dtype)
+        view = base[tuple(slice(pad[i], None) for i in range(ndim))]  # an offset start and gaps
+        return view.permute(torch.argsort(torch.tensor(perm)).tolist())
+
+    src, dst = layout(), layout()
+    values = torch.randn(shape, generator=g, dtype=torch.float64) * 50
+    src.copy_(values.to(dtype) if dtype != torch.complex128 else torch.complex(values, -values))
+    return src, dst
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(40))
+def test_random_layouts_equal_copy(seed, dtype):
+    src, dst = _random_views(seed, dtype)
+    expected = dst.clone()
+    expected.copy_(src)
+    before = dst._base.clone() if dst._base is not None else None
+    assert native.strided_copy(dst, src)
+    assert torch.equal(dst, expected)
+    if before is not None:  # nothing outside the view was written
+        outside = torch.ones_like(before, dtype=torch.bool)
+        outside.as_strided(dst.shape, dst.stride(), dst.storage_offset()).fill_(False)
+        assert torch.equal(dst._base[outside], before[outside])
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("shape", "factor", "memory_format"),
+    [
+        ((2, 64, 17, 19), 2, torch.channels_last),  # table gather (a channels-last pixel)
+        ((2, 48, 33, 31), 4, torch.contiguous_format),  # unrolled interleave
+        ((1, 27, 40, 40), 3, torch.channels_last),
+        ((3, 8, 300, 301), 2, torch.contiguous_format),  # large enough for several threads
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_shuffles_through_every_kernel_mode_and_thread_count(shape, factor, memory_format, threads):
+    x = torch.randn(shape).contiguous(memory_format=memory_format)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        c = shape[1] // factor**2
+        split = x.view(shape[0], c, factor, factor, *shape[2:]).permute(0, 1, 4, 2, 5, 3)
+        out = torch.empty(shape[0], c, shape[2] * factor, shape[3] * factor).contiguous(
+            memory_format=memory_format
+        )
+        assert native.strided_copy(out.view(shape[0], c, shape[2], factor, shape[3], factor), split)
+        assert torch.equal(out, torch.nn.functional.pixel_shuffle(x, factor))
+        back = torch.empty_like(x)
+        split_back = back.view(shape[0], c, factor, factor, *shape[2:]).permute(0, 1, 4, 2, 5, 3)
+        assert native.strided_copy(split_back, out.view(shape[0], c, shape[2], factor, shape[3], factor))
+        assert torch.equal(back, x)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_declines_what_it_does_not_handle():
+    a = torch.randn(3, 4)
+    assert not native.strided_copy(torch.empty(3, 4, dtype=torch.float64), a)  # dtypes differ
+    assert not native.strided_copy(torch.empty(4, 3), a)  # shapes differ
+    assert not native.strided_copy(torch.empty(1, 4).expand(3, 4), a)  # dst elements alias each other
+    b = torch.empty(3, 4)
+    assert native.strided_copy(b, a[:1].expand(3, 4)) == native.available()  # a broadcast source is fine
+    leaf = torch.randn(3, 4, requires_grad=True)
+    assert not native.strided_copy(torch.empty(3, 4), leaf)  # autograd has to record this copy
+    with torch.no_grad():
+        assert native.strided_copy(torch.empty(3, 4), leaf) == native.available()
+    with native.enabled(False):
+        assert not native.available()
+        assert not native.strided_copy(torch.empty(3, 4), a)
+        out = native.copy_into(torch.empty(4, 3).t(), a)  # the fallback still copies
+        assert torch.equal(out, a)
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
+    )
+
+
+PROBE = (
+    "import torch, subpixel; from subpixel import native;"
+    "x = torch.randn(2, 18, 5, 7).contiguous(memory_format=torch.channels_last);"
+    "y = subpixel.pixel_shuffle(x, 3);"
+    "assert torch.equal(y, torch.nn.functional.pixel_shuffle(x, 3));"
+    "print(native.info())"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"CC": "/nonexistent/cc"}, "no C compiler found"),
+        ({"CC": "false"}, "failed"),  # a compiler that fails
+        ({"SUBPIXEL_NATIVE": "0"}, "disabled by SUBPIXEL_NATIVE"),
+    ],
+)
+def test_without_a_working_compiler_everything_still_works(tmp_path: Path, env, reason):
+    done = _python(PROBE, {**env, "SUBPIXEL_CACHE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "'available': False" in done.stdout
+    assert reason in done.stdout
+    assert not list(tmp_path.glob("*.so"))  # no half-built library left behind
+
+
+@needs_kernel
+def test_builds_once_into_the_cache_folder(tmp_path: Path):
+    first = _python(PROBE, {"SUBPIXEL_CACHE_DIR": str(tmp_path)})
+    assert first.returncode == 0, first.stderr
+    built = list(tmp_path.glob("strided_copy-*.so"))
+    assert len(built) == 1 and "'available': True" in first.stdout
+    mtime = built[0].stat().st_mtime_ns
+    second = _python(PROBE, {"SUBPIXEL_CACHE_DIR": str(tmp_path)})
+    assert second.returncode == 0, second.stderr
+    assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert not list(tmp_path.glob(".strided_copy-*"))  # no temporary files left
