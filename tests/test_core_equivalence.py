@@ -258,3 +258,19 @@ def test_float32_error_within_torch_own_error():
     lr = conv_transpose_weight_to_lr(w.float(), 2)
     ours_err = (lr_conv_shuffle(x.float(), lr, None, 2, 1, kernel_size=4).double() - ref).abs().max().item()
     assert ours_err <= 2 * torch_err + 1e-6
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_output_beyond_every_input_sample_is_bias_only(bias):
+    # found by hypothesis: k=1, s=1, p=1, d=3, output_padding 2 on a 1-sample axis -> the one output sample lies
+    # past the only input sample's tap, so no input reaches the output (the LR input slice is empty)
+    deconv = torch.nn.ConvTranspose2d(2, 3, 1, stride=1, padding=1, output_padding=2, dilation=3, bias=bias)
+    deconv = deconv.double()
+    x = torch.randn(1, 2, 1, 2, dtype=torch.float64)
+    ref = deconv(x)
+    assert ref.shape == (1, 3, 1, 2)
+    layer = subpixel.from_conv_transpose(deconv)
+    assert (layer(x) - ref).abs().max().item() <= TOL
+    lr = conv_transpose_weight_to_lr(deconv.weight, (1, 1), (3, 3))
+    y = lr_conv_shuffle(x, lr, deconv.bias, 1, 1, 2, 1, 3, 1)
+    assert (y - ref).abs().max().item() <= TOL

@@ -398,6 +398,11 @@ def _lr_conv_core(
         for g, size in zip(geoms, spatial, strict=True)
     ]
     if any(k.start or k.stop != size for k, size in zip(keep, spatial, strict=True)):
+        if any(k.stop <= k.start for k in keep):  # every input sample lies outside the output: bias only
+            c_out = weight_lr.shape[0] // math.prod(strides)
+            shape = (x.shape[0], c_out, *(g.out_size for g in geoms))
+            out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)).zero_()
+            return out if bias is None else out.add_(bias.reshape(c_out, *([1] * len(geoms))))
         x = x[(slice(None), slice(None), *keep)]
     pads = tuple(max(g.pad_before, g.pad_after, 0) for g in geoms)
     z = _CONV[len(geoms)](x, weight_lr, bias_lr, 1, pads, 1, groups)

@@ -21,7 +21,7 @@ exporting to ONNX the plain ``reshape → permute → reshape`` formulation is u
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
@@ -157,8 +157,7 @@ def _shuffle_copy(z: Tensor, spec: _ShuffleSpec) -> Tensor:
     )
     src, dst = _lr_split(z, spec), _hr_split(y, spec)
     if fast_copy:
-        for hr, lr in _segments(spec):
-            native.copy_into(dst[hr], src[lr])
+        _native_copies(spec, y, z, lambda: [(dst[hr], src[lr]) for hr, lr in _segments(spec)])
         return y
     if _pairs_ok(y, spec):
         # innermost factor 2 in a contiguous output: write HR sample pairs as complex numbers, so that the copy
@@ -173,6 +172,38 @@ def _shuffle_copy(z: Tensor, spec: _ShuffleSpec) -> Tensor:
 
 
 _PAIR_DTYPES = (torch.float32, torch.float64)
+
+
+_PROGRAMS: dict[tuple, native.CopyProgram | None] = {}
+
+
+def _native_copies(
+    spec: _ShuffleSpec, dst: Tensor, src: Tensor, pairs: Callable[[], list[tuple[Tensor, Tensor]]]
+) -> None:
+    """Do the copies ``pairs()`` (views of ``dst`` and ``src``) with the compiled kernel: planned once per
+    geometry, layout, dtype and thread count, then replayed (the Python cost of a shuffle is then one call per
+    segment)."""
+    key = (
+        spec,
+        tuple(dst.shape),
+        dst.stride(),
+        tuple(src.shape),
+        src.stride(),
+        src.dtype,
+        torch.get_num_threads(),
+    )
+    program = _PROGRAMS.get(key)
+    if program is None:
+        views = pairs()
+        program = native.CopyProgram.build(views, dst, src)
+        if program is None:  # a layout the kernel does not take
+            for d, s in views:
+                d.copy_(s)
+            return
+        if len(_PROGRAMS) >= 256:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = program
+    program.run(dst, src)
 
 
 def _native_applies(x: Tensor) -> bool:
@@ -244,11 +275,11 @@ def _unshuffle_copy(y: Tensor, spec: _ShuffleSpec) -> Tensor:
                 index: list[Any] = [slice(None)] * (2 + 2 * n)
                 index[2 + 2 * i], index[3 + 2 * i] = block, phases
                 dst[tuple(index)] = 0
+    if fast_copy:
+        _native_copies(spec, z, y, lambda: [(dst[lr], src[hr]) for hr, lr in _segments(spec)])
+        return z
     for hr, lr in _segments(spec):
-        if fast_copy:
-            native.copy_into(dst[lr], src[hr])
-        else:
-            dst[lr].copy_(src[hr])
+        dst[lr].copy_(src[hr])
     return z
 
 

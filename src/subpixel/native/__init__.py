@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "copy_into", "enabled", "info", "strided_copy"]
+__all__ = ["CopyProgram", "available", "copy_into", "enabled", "info", "strided_copy"]
 
 _SOURCE = Path(__file__).with_name("strided_copy.c")
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
@@ -41,7 +41,14 @@ _ELEMENT_SIZES = (1, 2, 4, 8, 16)
 _MAX_OUTER = 16
 _SMALL_BYTES = 1 << 16  # copies below this run on one thread (a parallel region costs microseconds)
 
-_state: dict[str, object] = {"lib": None, "tried": False, "error": None, "path": None, "forced_off": False}
+_state: dict[str, object] = {
+    "lib": None,
+    "fn": None,
+    "tried": False,
+    "error": None,
+    "path": None,
+    "forced_off": False,
+}
 
 
 def _cache_dir() -> Path:
@@ -105,14 +112,13 @@ def _load() -> ctypes.CDLL | None:
     try:
         path = _build(cc)
         lib = ctypes.CDLL(str(path))
-        fn = lib.sp_strided_copy
+        fn = lib.sp_copy_with_plan
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None
-    i64, p = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [p, p, ctypes.c_int, ctypes.c_int, p, p, p, *[i64] * 10, ctypes.c_int, p, ctypes.c_int]
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     fn.restype = ctypes.c_int
-    _state["lib"], _state["path"] = lib, str(path)
+    _state["lib"], _state["path"], _state["fn"] = lib, str(path), fn
     return lib
 
 
@@ -149,6 +155,24 @@ def enabled(flag: bool) -> Iterator[None]:
 
 
 _DIRECT, _GATHER, _SCATTER = 0, 1, 2
+_Outer = ctypes.c_int64 * _MAX_OUTER
+
+
+class _Plan(ctypes.Structure):
+    """One copy's plan, as ``sp_plan_t`` in ``strided_copy.c`` (passed by address: three arguments per call)."""
+
+    _fields_ = [
+        ("elsize", ctypes.c_int64),
+        ("n_outer", ctypes.c_int64),
+        ("outer_size", _Outer),
+        ("outer_src", _Outer),
+        ("outer_dst", _Outer),
+        *[(name, ctypes.c_int64) for name in ("n_rows", "ssr", "dsr", "chunk_r", "na", "ssa", "dsa")],
+        *[(name, ctypes.c_int64) for name in ("nb", "ssb", "dsb", "mode", "threads")],
+        ("table", ctypes.c_void_p),
+    ]
+
+
 _MAX_TABLE = 512  # blocks up to this many elements may be copied through an offset table
 
 
@@ -198,10 +222,9 @@ def _plan(
     dst_strides: tuple[int, ...],
     threads: int,
     itemsize: int,
-) -> tuple | None:
+) -> _Plan | None:
     """Reduce a strided copy to the kernel's form (see ``strided_copy.c``): outer axes, a row axis, and a block of
-    axes A (dst-contiguous) and B (src-contiguous). Returns the kernel's arguments after ``elsize``, or ``None``
-    if the copy does not fit the kernel."""
+    axes A (dst-contiguous) and B (src-contiguous). ``None`` if the copy does not fit the kernel."""
     dims = [(n, s, d) for n, s, d in zip(sizes, src_strides, dst_strides, strict=True) if n != 1]
     if any(s < 0 or d <= 0 for _, s, d in dims):  # negative strides, or dst elements that alias
         return None
@@ -250,27 +273,29 @@ def _plan(
     chunk_r = n_rows
     if n_items < 8 * threads and n_rows > 1:  # too few outer items to share: split the rows as well
         chunk_r = max(1, -(-n_rows // -(-8 * threads // n_items)))
-    arr = ctypes.c_int64 * max(len(rest), 1)
-    c_table = (ctypes.c_int64 * len(table))(*table) if table else None
-    return (
-        len(rest),
-        arr(*(m[0] for m in rest)),
-        arr(*(m[1] for m in rest)),
-        arr(*(m[2] for m in rest)),
-        n_rows,
-        ssr,
-        dsr,
-        chunk_r,
-        na,
-        ssa,
-        dsa,
-        nb,
-        ssb,
-        dsb,
-        mode,
-        c_table,
-        threads,
+    plan = _Plan(
+        elsize=itemsize,
+        n_outer=len(rest),
+        outer_size=_Outer(*(m[0] for m in rest)),
+        outer_src=_Outer(*(m[1] for m in rest)),
+        outer_dst=_Outer(*(m[2] for m in rest)),
+        n_rows=n_rows,
+        ssr=ssr,
+        dsr=dsr,
+        chunk_r=chunk_r,
+        na=na,
+        ssa=ssa,
+        dsa=dsa,
+        nb=nb,
+        ssb=ssb,
+        dsb=dsb,
+        mode=mode,
+        threads=threads,
     )
+    if table:
+        plan.keep_alive = (ctypes.c_int64 * len(table))(*table)
+        plan.table = ctypes.cast(plan.keep_alive, ctypes.c_void_p)
+    return plan
 
 
 def strided_copy(dst: Tensor, src: Tensor) -> bool:
@@ -304,10 +329,55 @@ def strided_copy(dst: Tensor, src: Tensor) -> bool:
     plan = _plan(tuple(dst.shape), src.stride(), dst.stride(), torch.get_num_threads(), dst.element_size())
     if plan is None:
         return False
-    rc = lib.sp_strided_copy(src.data_ptr(), dst.data_ptr(), dst.element_size(), *plan)
-    if rc != 0:  # cannot happen for the sizes checked above
-        raise RuntimeError(f"strided_copy kernel returned {rc}")
+    _run(src.data_ptr(), dst.data_ptr(), ctypes.addressof(plan))
     return True
+
+
+def _run(src: int, dst: int, plan: int) -> None:
+    rc = _state["fn"](src, dst, plan)  # type: ignore[operator]
+    if rc != 0:  # cannot happen for plans built here
+        raise RuntimeError(f"strided_copy kernel returned {rc}")
+
+
+class CopyProgram:
+    """Several copies between views of two base tensors, planned once and replayed on new tensors of the same
+    layout (a shuffle with a crop is 2–8 such copies; replaying skips building views and plans on every call).
+
+    Build one with :meth:`build`; :meth:`run` then does ``dst_view.copy_(src_view)`` for every pair, for any
+    ``dst_base`` / ``src_base`` with the same shapes, strides and dtype as the ones it was built from.
+    """
+
+    def __init__(self, steps: list[tuple[int, int, _Plan]]) -> None:
+        self._steps = [(s, d, ctypes.addressof(p)) for s, d, p in steps]
+        self._plans = [p for _, _, p in steps]  # keep alive
+
+    @staticmethod
+    def build(pairs: list[tuple[Tensor, Tensor]], dst_base: Tensor, src_base: Tensor) -> CopyProgram | None:
+        """Plan ``dst_view.copy_(src_view)`` for each ``(dst_view, src_view)`` (views of ``dst_base`` and
+        ``src_base``); ``None`` where the kernel is unavailable or a copy does not fit it."""
+        if available() is False or dst_base.dtype != src_base.dtype:
+            return None
+        size = dst_base.element_size()
+        threads = torch.get_num_threads()
+        steps = []
+        for dst, src in pairs:
+            if dst.shape != src.shape or dst.dtype != dst_base.dtype or src.dtype != src_base.dtype:
+                return None
+            if dst.numel() == 0:
+                continue
+            plan = _plan(tuple(dst.shape), src.stride(), dst.stride(), threads, size)
+            if plan is None:
+                return None
+            src_off = (src.storage_offset() - src_base.storage_offset()) * size
+            dst_off = (dst.storage_offset() - dst_base.storage_offset()) * size
+            steps.append((src_off, dst_off, plan))
+        return CopyProgram(steps)
+
+    def run(self, dst_base: Tensor, src_base: Tensor) -> None:
+        """Replay the copies on ``dst_base`` and ``src_base`` (same layouts as at :meth:`build`; not checked)."""
+        s, d = src_base.data_ptr(), dst_base.data_ptr()
+        for src_off, dst_off, plan in self._steps:
+            _run(s + src_off, d + dst_off, plan)
 
 
 def copy_into(dst: Tensor, src: Tensor) -> Tensor:

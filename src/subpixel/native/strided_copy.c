@@ -150,7 +150,7 @@ typedef void (*rows_fn)(const void *, void *, const block_t *, i64, i64);
 /* The copy. `outer_*` describe n_outer axes, outermost first; the row axis has n_rows rows in chunks of chunk_r.
  * Work items are (outer index, chunk) pairs, split evenly among `threads` threads.
  * Returns 0, -1 for an unsupported element size, -2 for too many outer axes. */
-int sp_strided_copy(const void *src, void *dst, int elsize, int n_outer, const i64 *outer_size,
+static int strided_copy(const void *src, void *dst, int elsize, int n_outer, const i64 *outer_size,
                     const i64 *outer_src, const i64 *outer_dst, i64 n_rows, i64 ssr, i64 dsr, i64 chunk_r,
                     i64 na, i64 ssa, i64 dsa, i64 nb, i64 ssb, i64 dsb, int mode, const i64 *table,
                     int threads) {
@@ -210,4 +210,18 @@ int sp_strided_copy(const void *src, void *dst, int elsize, int n_outer, const i
         }
     }
     return 0;
+}
+
+/* A whole plan in one struct (mirrored by subpixel.native._Plan), so that a call passes three arguments. */
+typedef struct {
+    i64 elsize, n_outer;
+    i64 outer_size[MAX_OUTER], outer_src[MAX_OUTER], outer_dst[MAX_OUTER];
+    i64 n_rows, ssr, dsr, chunk_r, na, ssa, dsa, nb, ssb, dsb, mode, threads;
+    const i64 *table;
+} sp_plan_t;
+
+int sp_copy_with_plan(const void *src, void *dst, const sp_plan_t *p) {
+    return strided_copy(src, dst, (int)p->elsize, (int)p->n_outer, p->outer_size, p->outer_src, p->outer_dst,
+                        p->n_rows, p->ssr, p->dsr, p->chunk_r, p->na, p->ssa, p->dsa, p->nb, p->ssb, p->dsb,
+                        (int)p->mode, p->table, (int)p->threads);
 }
