@@ -146,3 +146,19 @@ def test_builds_once_into_the_cache_folder(tmp_path: Path):
     assert second.returncode == 0, second.stderr
     assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
     assert not list(tmp_path.glob(".strided_copy-*"))  # no temporary files left
+
+
+@needs_kernel
+@pytest.mark.parametrize("order", ["crd", "dcr"])
+@pytest.mark.parametrize("length", [37, 256])  # 8x8 blocks plus a tail, and blocks only
+def test_factor_8_blocked_paths_equal_loop_reference(order, length):
+    from subpixel import pixel_shuffle, pixel_unshuffle
+
+    x = torch.randn(3, 16, length, dtype=torch.float64)
+    y = pixel_shuffle(x, 8, order=order)
+    channels = x.view(3, 2, 8, length) if order == "crd" else x.view(3, 8, 2, length).transpose(1, 2)
+    expected = channels.permute(0, 1, 3, 2).reshape(
+        3, 2, 8 * length
+    )  # out[c, 8·l + φ] = in[channel(c, φ), l]
+    assert torch.equal(y, expected)
+    assert torch.equal(pixel_unshuffle(y, 8, order=order), x)

@@ -242,8 +242,10 @@ def _plan(
     na, ssa, dsa = merged[a]
     nb, ssb, dsb = merged[b] if a != b else (1, 0, 0)
     rest = [m for k, m in enumerate(merged) if k not in (a, b)]
-    # one src row into nb dst rows; beyond 4 rows a table scatter is faster, unless the rows are far apart
-    deinterleave = ssa == nb and na >= 16 and (2 <= nb <= 4 or (nb <= 16 and dsb * itemsize >= 1 << 14))
+    # one src row into nb dst rows; beyond 4 rows (8: blocked) a table scatter is faster, unless the rows are far apart
+    deinterleave = (
+        ssa == nb and na >= 16 and (2 <= nb <= 4 or nb == 8 or (nb <= 16 and dsb * itemsize >= 1 << 14))
+    )
     interleave = 2 <= na <= 16 and dsb == na and nb >= 16  # na src rows into one dst row
     unrolled = dsa == 1 and ssb == 1 and (deinterleave or interleave)
     mode, table = _DIRECT, None
@@ -259,12 +261,23 @@ def _plan(
             table = _offsets([dims[k] for k in block], side)
             na, ssa, dsa, nb, ssb, dsb = len(table), 0, 0, 1, 0, 0
             rest = [m for k, m in enumerate(dims) if k not in block]
-    if rest:  # the row axis: next-innermost on the side the block is dense on
-        side = 1 if mode == _SCATTER else 2
-        row = min(range(len(rest)), key=lambda k: (rest[k][side], -rest[k][0]))
-        n_rows, ssr, dsr = rest.pop(row)
+    if rest:  # loops follow the side the block is dense on; the innermost is the row axis
+        side = 1 if mode == _SCATTER or (unrolled and deinterleave) else 2
+        rest.sort(key=lambda t: (t[side], t[0]), reverse=True)
+        n_rows, ssr, dsr = rest.pop()
     else:
         n_rows, ssr, dsr = 1, 0, 0
+    inner = 0  # trailing outer axes nearer than the rows on the src side (e.g. the phases of a DCR unshuffle)
+    while (
+        inner < len(rest) and rest[-1 - inner][1] < ssr and math.prod(m[0] for m in rest[-1 - inner :]) <= 64
+    ):
+        inner += 1
+    if inner and mode != _SCATTER and n_rows >= 32:
+        # sweep them inside tiles of rows, so that a tile's src lines are read once for all their values
+        q = max((q for q in range(2, 33) if n_rows % q == 0), default=0)
+        if q:
+            rest.insert(len(rest) - inner, (n_rows // q, ssr * q, dsr * q))
+            n_rows = q
     if len(rest) > _MAX_OUTER:
         return None
     n_items = math.prod(m[0] for m in rest)

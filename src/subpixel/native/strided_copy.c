@@ -84,6 +84,23 @@ static void NAME(const T *restrict s0, T *restrict d0, const block_t *p, i64 r0,
             }                                                                                              \
             return;                                                                                        \
         }                                                                                                  \
+        if (nb == 8) { /* 8x8 blocks: eight vector loads, a transpose in registers, eight vector stores */  \
+            for (i64 r = r0; r < r1; ++r) {                                                                \
+                const T *restrict s = s0 + r * ssr;                                                        \
+                T *restrict d = d0 + r * dsr;                                                              \
+                i64 a = 0;                                                                                 \
+                for (; a + 8 <= na; a += 8) {                                                              \
+                    T v[8][8];                                                                             \
+                    for (int i = 0; i < 8; ++i)                                                            \
+                        for (int j = 0; j < 8; ++j) v[j][i] = s[(a + i) * 8 + j];                          \
+                    for (int j = 0; j < 8; ++j)                                                            \
+                        for (int i = 0; i < 8; ++i) d[j * dsb + a + i] = v[j][i];                          \
+                }                                                                                          \
+                for (; a < na; ++a)                                                                        \
+                    for (int j = 0; j < 8; ++j) d[j * dsb + a] = s[a * 8 + j];                             \
+            }                                                                                              \
+            return;                                                                                        \
+        }                                                                                                  \
         /* more dst rows than write streams run well at once: a few src rows at a time, one dst row each */ \
         const i64 rows = na >= 1024 ? 1 : TILE, span = na >= 1024 ? 1024 : na; /* tens of KiB of src */    \
         for (i64 rt = r0; rt < r1; rt += rows) {                                                           \
