@@ -162,3 +162,13 @@ def test_factor_8_blocked_paths_equal_loop_reference(order, length):
     )  # out[c, 8·l + φ] = in[channel(c, φ), l]
     assert torch.equal(y, expected)
     assert torch.equal(pixel_unshuffle(y, 8, order=order), x)
+
+
+def test_lazy_conjugation_and_negation_are_honoured():
+    from subpixel import pixel_shuffle
+
+    x = torch.randn(2, 8, 3, 5, dtype=torch.complex128)
+    for view in (x.conj(), torch._neg_view(x)):
+        assert view.is_conj() or view.is_neg()
+        assert torch.equal(pixel_shuffle(view, 2), pixel_shuffle(view.resolve_conj().resolve_neg(), 2))
+        assert not native.strided_copy(torch.empty_like(x), view)

@@ -315,8 +315,8 @@ def strided_copy(dst: Tensor, src: Tensor) -> bool:
     """``dst.copy_(src)`` with the compiled kernel, for same-shape, same-dtype CPU tensors (views allowed).
 
     Returns ``False``, having done nothing, where the kernel does not apply (kernel unavailable, other devices,
-    dtypes or shapes that differ, negative strides, tensor subclasses, a copy autograd has to record); the caller
-    then uses ``copy_``.
+    dtypes or shapes that differ, negative strides, tensor subclasses, pending conjugation or negation, a copy
+    autograd has to record); the caller then uses ``copy_``.
 
     Shape:
         - dst, src: any, equal.
@@ -329,6 +329,10 @@ def strided_copy(dst: Tensor, src: Tensor) -> bool:
         or dst.element_size() not in _ELEMENT_SIZES
         or type(dst) is not Tensor
         or type(src) not in (Tensor, torch.nn.Parameter)
+        or src.is_conj()  # lazy conjugation or negation: a raw copy would drop it
+        or src.is_neg()
+        or dst.is_conj()
+        or dst.is_neg()
         or (
             torch.is_grad_enabled() and (dst.requires_grad or src.requires_grad)
         )  # autograd must see the copy
@@ -368,7 +372,7 @@ class CopyProgram:
     def build(pairs: list[tuple[Tensor, Tensor]], dst_base: Tensor, src_base: Tensor) -> CopyProgram | None:
         """Plan ``dst_view.copy_(src_view)`` for each ``(dst_view, src_view)`` (views of ``dst_base`` and
         ``src_base``); ``None`` where the kernel is unavailable or a copy does not fit it."""
-        if available() is False or dst_base.dtype != src_base.dtype:
+        if not available() or dst_base.dtype != src_base.dtype:
             return None
         size = dst_base.element_size()
         threads = torch.get_num_threads()
