@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from subpixel import native
 from subpixel._validation import ChannelOrder, as_tuple, check_order
 from subpixel.functional import (
     AxisGeometry,
@@ -351,6 +352,10 @@ class SubPixelConvNd(nn.Module):
         if self.order == "dcr" or self.groups != 1 or not _channels_last(input) or _use_plain_path(input):
             return self.weight, self.order
         if torch.is_grad_enabled() and self.weight.requires_grad:
+            if input.device.type == "cpu" and native.available():
+                # the compiled copy kernel shuffles channels-last CRD near bandwidth: no per-call reordering of the
+                # weight (and of its gradient) is then worth doing
+                return self.weight, self.order
             return convert_channel_order(self.weight, self.stride, "crd", "dcr", dim=0), "dcr"
         w = self.weight
         key = _weight_version(w)
