@@ -347,7 +347,10 @@ class SubPixelConvNd(nn.Module):
 
         A channels-last LR output holds the channels of a pixel together; in ``"dcr"`` order the channels of one
         HR pixel are then adjacent, and the shuffle copies blocks of ``C_out·r_last`` values. The conversion is
-        exact (a permutation); without gradients it is cached until the weight changes.
+        exact (a permutation); without gradients it is cached until the weight changes. When autograd records and
+        the compiled copy kernel (:mod:`subpixel.native`) is built, the weight stays in its own order: the kernel
+        shuffles channels-last CRD near bandwidth, which is cheaper than reordering the weight and its gradient on
+        every call.
         """
         if self.order == "dcr" or self.groups != 1 or not _channels_last(input) or _use_plain_path(input):
             return self.weight, self.order
