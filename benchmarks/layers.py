@@ -146,6 +146,9 @@ def bench_layer(case: LayerCase, batch: int, fmt: str, mode: str, budget_s: floa
         case.in_channels, case.out_channels, case.kernel, case.stride, case.padding, case.output_padding
     )
     sub = subpixel.from_conv_transpose(ref)
+    if fmt != "contiguous":  # a channels-last model, as PyTorch's guide makes one: weights too, on both sides
+        ref = ref.to(memory_format=getattr(torch, fmt))
+        sub = sub.to(memory_format=getattr(torch, fmt))
     x = to_format(torch.randn(batch, case.in_channels, *case.size), fmt)
     with torch.no_grad():
         y_ref, y_sub = ref(x), sub(x)

@@ -252,3 +252,25 @@ def test_float32_within_torch_error(ndim, cin, cout, k, s, p, op, size):
             err_torch.append((ref(x).double() - exact).abs().max().item())
             err_sub.append((layer(x).double() - exact).abs().max().item())
     assert max(err_sub) <= 4 * max(err_torch)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize(("k", "s", "p"), [(4, 2, 1), (2, 2, 0), (3, 2, 1)])
+def test_channels_last_model_equals_conv_transpose(ndim, k, s, p):
+    # a model converted with .to(memory_format=...): channels-last parameters, and cached weights to match
+    cls = {2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}[ndim]
+    fmt = {2: torch.channels_last, 3: torch.channels_last_3d}[ndim]
+    deconv = cls(6, 4, k, s, p, dtype=torch.float64)
+    layer = from_conv_transpose(deconv).to(memory_format=fmt)
+    assert layer.weight.is_contiguous(memory_format=fmt)
+    x = torch.randn(2, 6, *[5] * ndim, dtype=torch.float64).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        assert (layer(x) - deconv(x)).abs().max().item() <= 1e-10
+        cached = [v[1] for name, v in layer.__dict__.items() if name in ("_dcr_cache", "_fused_weight_cache")]
+        assert cached and all(w.is_contiguous(memory_format=fmt) for w in cached)
+    xg = x.clone().requires_grad_(True)
+    grad = torch.randn_like(deconv(x))
+    ours = torch.autograd.grad(layer(xg), [xg, layer.bias], grad)
+    ref = torch.autograd.grad(deconv(xg), [xg, deconv.bias], grad)
+    for a, b in zip(ours, ref):
+        assert (a - b).abs().max().item() <= 1e-10

@@ -268,7 +268,7 @@ class SubPixelConvNd(nn.Module):
             with torch.no_grad():
                 weight_ct = lr_weight_to_conv_transpose(
                     w.detach(), self.kernel_size, self.stride, 1, self.groups, order=self.order
-                ).contiguous()
+                ).contiguous(memory_format=_weight_memory_format(input))
             cache = (key, weight_ct)
             self.__dict__["_fused_weight_cache"] = cache
         conv = (
@@ -367,7 +367,9 @@ class SubPixelConvNd(nn.Module):
             with torch.no_grad():
                 cache = (
                     key,
-                    convert_channel_order(w.detach(), self.stride, "crd", "dcr", dim=0).contiguous(),
+                    convert_channel_order(w.detach(), self.stride, "crd", "dcr", dim=0).contiguous(
+                        memory_format=_weight_memory_format(input)
+                    ),
                 )
             self.__dict__["_dcr_cache"] = cache
         return cache[1], "dcr"
@@ -391,6 +393,15 @@ def _weight_version(w: Tensor) -> tuple:
     """Identifies a weight's storage and contents: caches derived from it are stale when this changes (in-place
     updates bump ``_version``; a new tensor has another ``data_ptr``)."""
     return (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
+
+
+def _weight_memory_format(x: Tensor) -> torch.memory_format:
+    """The memory format for a cached weight used with input ``x``: channels-last for a channels-last input, so that
+    oneDNN does not reorder the weight on every call (as ``model.to(memory_format=torch.channels_last)`` does for a
+    layer's own parameters)."""
+    if _channels_last(x):
+        return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    return torch.contiguous_format
 
 
 def _channels_last(x: Tensor) -> bool:
