@@ -32,7 +32,7 @@ from subpixel.functional import (
     lr_weight_to_conv_transpose,
     output_padding_for_size,
 )
-from subpixel.shuffle import _use_plain_path, convert_channel_order
+from subpixel.shuffle import _memory_format, _use_plain_path, convert_channel_order
 
 __all__ = [
     "FractionallyStridedConv1d",
@@ -268,7 +268,7 @@ class SubPixelConvNd(nn.Module):
             with torch.no_grad():
                 weight_ct = lr_weight_to_conv_transpose(
                     w.detach(), self.kernel_size, self.stride, 1, self.groups, order=self.order
-                ).contiguous(memory_format=_weight_memory_format(input))
+                ).contiguous(memory_format=_memory_format(input))
             cache = (key, weight_ct)
             self.__dict__["_fused_weight_cache"] = cache
         conv = (
@@ -368,7 +368,7 @@ class SubPixelConvNd(nn.Module):
                 cache = (
                     key,
                     convert_channel_order(w.detach(), self.stride, "crd", "dcr", dim=0).contiguous(
-                        memory_format=_weight_memory_format(input)
+                        memory_format=_memory_format(input)
                     ),
                 )
             self.__dict__["_dcr_cache"] = cache
@@ -393,15 +393,6 @@ def _weight_version(w: Tensor) -> tuple:
     """Identifies a weight's storage and contents: caches derived from it are stale when this changes (in-place
     updates bump ``_version``; a new tensor has another ``data_ptr``)."""
     return (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
-
-
-def _weight_memory_format(x: Tensor) -> torch.memory_format:
-    """The memory format for a cached weight used with input ``x``: channels-last for a channels-last input, so that
-    oneDNN does not reorder the weight on every call (as ``model.to(memory_format=torch.channels_last)`` does for a
-    layer's own parameters)."""
-    if _channels_last(x):
-        return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-    return torch.contiguous_format
 
 
 def _channels_last(x: Tensor) -> bool:

@@ -156,10 +156,15 @@ def _shuffle_copy(z: Tensor, spec: _ShuffleSpec) -> Tensor:
     y = torch.empty(
         (z.shape[0], c, *spec.out_sizes), dtype=z.dtype, device=z.device, memory_format=spec.memory_format
     )
-    src, dst = _lr_split(z, spec), _hr_split(y, spec)
-    if fast_copy:
-        _native_copies(spec, y, z, lambda: [(dst[hr], src[lr]) for hr, lr in _segments(spec)])
+    if fast_copy:  # the split views are only needed to plan the copies, once per geometry
+        _native_copies(
+            spec,
+            y,
+            z,
+            lambda: [(_hr_split(y, spec)[hr], _lr_split(z, spec)[lr]) for hr, lr in _segments(spec)],
+        )
         return y
+    src, dst = _lr_split(z, spec), _hr_split(y, spec)
     if _pairs_ok(y, spec):
         # innermost factor 2 in a contiguous output: write HR sample pairs as complex numbers, so that the copy
         # loops over the long LR rows instead of over the pair (2-4x faster; exact: no arithmetic happens)
@@ -268,7 +273,7 @@ def _unshuffle_copy(y: Tensor, spec: _ShuffleSpec) -> Tensor:
     z = torch.empty(
         (y.shape[0], cr, *spec.lr_sizes), dtype=y.dtype, device=y.device, memory_format=spec.memory_format
     )
-    dst, src = _lr_split(z, spec), _hr_split(y, spec)
+    dst = _lr_split(z, spec)
     n = len(spec.factors)
     for i, (r, c, o) in enumerate(zip(spec.factors, spec.crops, spec.out_sizes, strict=True)):
         if c:  # LR samples no HR sample comes from: block 0 at phases < c, the last block at phases >= c
@@ -278,8 +283,9 @@ def _unshuffle_copy(y: Tensor, spec: _ShuffleSpec) -> Tensor:
                 index[2 + 2 * i], index[3 + 2 * i] = block, phases
                 dst[tuple(index)] = 0
     if fast_copy:
-        _native_copies(spec, z, y, lambda: [(dst[lr], src[hr]) for hr, lr in _segments(spec)])
+        _native_copies(spec, z, y, lambda: [(dst[lr], _hr_split(y, spec)[hr]) for hr, lr in _segments(spec)])
         return z
+    src = _hr_split(y, spec)
     for hr, lr in _segments(spec):
         dst[lr].copy_(src[hr])
     return z

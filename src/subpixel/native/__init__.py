@@ -3,8 +3,9 @@
 Periodic shuffling is a pure rearrangement of memory: a strided copy in which the axis the output is
 contiguous along is not the one the input is contiguous along. PyTorch's ``copy_`` walks such copies element
 by element along the output's axis and reaches a third to a half of a plain ``clone()``'s bandwidth on them (far
-less for channels-last tensors in CRD order). ``strided_copy.c`` copies them tile by tile, so that both sides
-stream, with unrolled interleave and de-interleave loops for factors 2–4.
+less for channels-last tensors in CRD order). ``strided_copy.c`` copies them block by block, so that both sides
+stream: interleave / de-interleave loops (unrolled for factors 2–4, blocked 8×8), gathers and scatters through an
+offset table for small blocks (a channels-last pixel), or tiles; :func:`_plan` picks one per layout.
 
 The wheel stays pure Python. The first call compiles ``strided_copy.c`` with the C compiler found as ``$CC`` or
 ``cc`` (``-O3 -march=native -fopenmp``, about a second) into a cache folder (``$SUBPIXEL_CACHE_DIR``, else
