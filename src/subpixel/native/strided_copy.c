@@ -24,16 +24,19 @@ typedef struct { uint64_t lo, hi; } u128;
 
 enum { MODE_DIRECT = 0, MODE_GATHER = 1, MODE_SCATTER = 2 };
 
+/* One copy's plan (mirrored by subpixel.native._Plan): passed by address, so a call takes three arguments. */
 typedef struct {
-    i64 na, ssa, dsa, nb, ssb, dsb; /* block axes */
-    i64 ssr, dsr;                   /* row axis strides */
-    int mode;                       /* MODE_* */
-    const i64 *table;               /* na*nb offsets into src (gather) or dst (scatter) */
-} block_t;
+    i64 elsize, n_outer;                                            /* element bytes; outer axes used */
+    i64 outer_size[MAX_OUTER], outer_src[MAX_OUTER], outer_dst[MAX_OUTER];
+    i64 n_rows, ssr, dsr, chunk_r;                                  /* row axis, split into chunks of chunk_r */
+    i64 na, ssa, dsa, nb, ssb, dsb;                                 /* block axes */
+    i64 mode, threads;                                              /* MODE_*; OpenMP threads */
+    const i64 *table;                                               /* na*nb offsets into src (gather) or dst */
+} sp_plan_t;
 
 /* The rows [r0, r1) of the row axis, each one block. The mode is chosen once, outside the row loop. */
 #define DEFINE_ROWS(NAME, T)                                                                                \
-static void NAME(const T *restrict s0, T *restrict d0, const block_t *p, i64 r0, i64 r1) {                   \
+static void NAME(const T *restrict s0, T *restrict d0, const sp_plan_t *p, i64 r0, i64 r1) {                 \
     const i64 na = p->na, ssa = p->ssa, dsa = p->dsa, nb = p->nb, ssb = p->ssb, dsb = p->dsb;               \
     const i64 ssr = p->ssr, dsr = p->dsr, m = na * nb;                                                      \
     const i64 *restrict tab = p->table;                                                                    \
@@ -162,15 +165,17 @@ DEFINE_ROWS(rows_4, uint32_t)
 DEFINE_ROWS(rows_8, uint64_t)
 DEFINE_ROWS(rows_16, u128)
 
-typedef void (*rows_fn)(const void *, void *, const block_t *, i64, i64);
+typedef void (*rows_fn)(const void *, void *, const sp_plan_t *, i64, i64);
 
-/* The copy. `outer_*` describe n_outer axes, outermost first; the row axis has n_rows rows in chunks of chunk_r.
+/* The copy. The outer axes are listed outermost first; the row axis has n_rows rows in chunks of chunk_r.
  * Work items are (outer index, chunk) pairs, split evenly among `threads` threads.
  * Returns 0, -1 for an unsupported element size, -2 for too many outer axes. */
-static int strided_copy(const void *src, void *dst, int elsize, int n_outer, const i64 *outer_size,
-                    const i64 *outer_src, const i64 *outer_dst, i64 n_rows, i64 ssr, i64 dsr, i64 chunk_r,
-                    i64 na, i64 ssa, i64 dsa, i64 nb, i64 ssb, i64 dsb, int mode, const i64 *table,
-                    int threads) {
+int sp_copy_with_plan(const void *src, void *dst, const sp_plan_t *p) {
+    const int elsize = (int)p->elsize, n_outer = (int)p->n_outer;
+    const i64 *outer_size = p->outer_size, *outer_src = p->outer_src, *outer_dst = p->outer_dst;
+    const i64 n_rows = p->n_rows;
+    i64 chunk_r = p->chunk_r;
+    int threads = (int)p->threads;
     rows_fn fn;
     switch (elsize) {
         case 1: fn = (rows_fn)rows_1; break;
@@ -181,7 +186,6 @@ static int strided_copy(const void *src, void *dst, int elsize, int n_outer, con
         default: return -1;
     }
     if (n_outer > MAX_OUTER || n_outer < 0) return -2;
-    block_t p = {na, ssa, dsa, nb, ssb, dsb, ssr, dsr, mode, table};
     if (chunk_r < 1) chunk_r = n_rows;
     const i64 n_chunks = (n_rows + chunk_r - 1) / chunk_r;
     i64 n_out = 1;
@@ -211,7 +215,7 @@ static int strided_copy(const void *src, void *dst, int elsize, int n_outer, con
             }
             for (i64 it = lo; it < hi; ++it) {
                 const i64 r0 = chunk * chunk_r, r1 = r0 + chunk_r < n_rows ? r0 + chunk_r : n_rows;
-                fn(s8 + so * elsize, d8 + dof * elsize, &p, r0, r1);
+                fn(s8 + so * elsize, d8 + dof * elsize, p, r0, r1);
                 if (++chunk == n_chunks) { /* odometer over the outer axes */
                     chunk = 0;
                     for (int k = n_outer - 1; k >= 0; --k) {
@@ -229,16 +233,3 @@ static int strided_copy(const void *src, void *dst, int elsize, int n_outer, con
     return 0;
 }
 
-/* A whole plan in one struct (mirrored by subpixel.native._Plan), so that a call passes three arguments. */
-typedef struct {
-    i64 elsize, n_outer;
-    i64 outer_size[MAX_OUTER], outer_src[MAX_OUTER], outer_dst[MAX_OUTER];
-    i64 n_rows, ssr, dsr, chunk_r, na, ssa, dsa, nb, ssb, dsb, mode, threads;
-    const i64 *table;
-} sp_plan_t;
-
-int sp_copy_with_plan(const void *src, void *dst, const sp_plan_t *p) {
-    return strided_copy(src, dst, (int)p->elsize, (int)p->n_outer, p->outer_size, p->outer_src, p->outer_dst,
-                        p->n_rows, p->ssr, p->dsr, p->chunk_r, p->na, p->ssa, p->dsa, p->nb, p->ssb, p->dsb,
-                        (int)p->mode, p->table, (int)p->threads);
-}
