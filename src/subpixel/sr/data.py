@@ -171,6 +171,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         seed: the seed of the sample stream.
         length: the value of ``len()`` (any non-negative index is valid; the stream is endless).
         progress: show a progress bar while the images are prepared.
+        skip_small: leave out images smaller than one HR patch (listed in :attr:`skipped`) instead of raising.
 
     Shape:
         - item: ``(lr, hr)``, float32 tensors ``(C, p, p)`` and ``(C, p·r, p·r)``.
@@ -190,6 +191,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         seed: int = 0,
         length: int = 1_000_000,
         progress: bool = False,
+        skip_small: bool = False,
     ) -> None:
         if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
             raise ValueError(f"scale must be a positive int, got {scale!r}")
@@ -211,10 +213,15 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         else:
             files_iter = files
         self.images: list[PreparedImage] = []
+        #: images left out because they are smaller than one HR patch (with ``skip_small``)
+        self.skipped: list[Path] = []
         counts = []
         for file in files_iter:
             item = prepare_image(file, scale, channels)
             _, h, w = item.lr.shape
+            if (h < patch_size or w < patch_size) and skip_small:
+                self.skipped.append(Path(file))
+                continue
             if h < patch_size or w < patch_size:
                 raise ValueError(
                     f"{file}: image of {item.hr.shape[1]}×{item.hr.shape[2]} pixels is smaller than one HR patch "
@@ -223,6 +230,8 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 )
             self.images.append(item)
             counts.append((h - patch_size + 1) * (w - patch_size + 1))
+        if not self.images:
+            raise ValueError(f"every image is smaller than one HR patch of {patch_size * scale} pixels")
         #: cumulative count of aligned patch positions, to draw a position uniformly over all images
         self._cumulative = np.cumsum(np.asarray(counts, dtype=np.int64))
 

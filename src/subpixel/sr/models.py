@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subpixel.init import icnr_
@@ -35,10 +36,14 @@ from subpixel.layers import SubPixelConv2d
 
 __all__ = [
     "ESPCN",
+    "FAMILIES",
     "FORMAT",
+    "SKIPS",
     "ESPCNConfig",
+    "RepESPCN",
     "config_path",
     "load",
+    "nearest_skip",
     "pretrained",
     "pretrained_scales",
     "read_config",
@@ -50,7 +55,20 @@ FORMAT = "subpixel.sr.espcn"
 #: channel modes: ``"y"`` (the Y of BT.601 YCbCr, divided by 255) or ``"rgb"``
 ChannelMode = Literal["y", "rgb"]
 _ACTIVATIONS = ("tanh", "relu", "prelu", "identity")
+#: global skips: none, or the input upsampled by nearest neighbour added to the output
+SKIPS = ("none", "nearest")
 _WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+#: the model families: architecture defaults of the deployed :class:`ESPCN` (``"rep"`` trains as :class:`RepESPCN`)
+FAMILIES: dict[str, dict[str, Any]] = {
+    "espcn": {"widths": (64, 32), "kernel_sizes": (5, 3, 3), "activation": "tanh", "skip": "none"},
+    "rep": {
+        "widths": (27, 27, 27, 27),
+        "kernel_sizes": (3, 3, 3, 3, 3),
+        "activation": "prelu",
+        "skip": "nearest",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,8 @@ class ESPCNConfig:
         kernel_sizes: odd kernel sizes of the hidden convolutions and, last, of the sub-pixel layer's LR conv
             (``len(widths) + 1`` values).
         activation: ``"tanh"`` (the paper's), ``"relu"``, ``"prelu"`` or ``"identity"``.
+        skip: ``"none"`` (the paper's) or ``"nearest"``: the input upsampled by nearest neighbour is added to
+            the output (a global skip with no multiply; the network learns the residual).
     """
 
     scale: int
@@ -71,6 +91,7 @@ class ESPCNConfig:
     widths: tuple[int, ...] = (64, 32)
     kernel_sizes: tuple[int, ...] = (5, 3, 3)
     activation: str = "tanh"
+    skip: str = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale, int) or isinstance(self.scale, bool) or self.scale < 1:
@@ -90,6 +111,8 @@ class ESPCNConfig:
             raise ValueError(f"kernel_sizes must be odd positive ints, got {self.kernel_sizes!r}")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.skip not in SKIPS:
+            raise ValueError(f"skip must be one of {SKIPS}, got {self.skip!r}")
         object.__setattr__(self, "widths", widths)
         object.__setattr__(self, "kernel_sizes", kernels)
 
@@ -139,6 +162,7 @@ class ESPCN(nn.Module):
         widths: channels of the hidden LR convolutions (the paper: ``(64, 32)``).
         kernel_sizes: odd kernel sizes, one per hidden layer then the sub-pixel layer (the paper: ``(5, 3, 3)``).
         activation: ``"tanh"`` (the paper), ``"relu"``, ``"prelu"`` or ``"identity"``.
+        skip: ``"none"`` (the paper) or ``"nearest"`` (the input, nearest-upsampled, added to the output).
         device, dtype: factory arguments for the parameters.
 
     Shape:
@@ -161,6 +185,7 @@ class ESPCN(nn.Module):
         widths: Sequence[int] = (64, 32),
         kernel_sizes: Sequence[int] = (5, 3, 3),
         activation: str = "tanh",
+        skip: str = "none",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -171,6 +196,7 @@ class ESPCN(nn.Module):
             widths=tuple(widths),
             kernel_sizes=tuple(kernel_sizes),
             activation=activation,
+            skip=skip,
         )
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         layers: list[nn.Module] = []
@@ -201,6 +227,7 @@ class ESPCN(nn.Module):
             widths=cfg.widths,
             kernel_sizes=cfg.kernel_sizes,
             activation=cfg.activation,
+            skip=cfg.skip,
             device=device,
             dtype=dtype,
         )
@@ -255,10 +282,216 @@ class ESPCN(nn.Module):
                 f"input must have shape (N, {self.config.in_channels}, h, w) for channels={self.channels!r}, "
                 f"got {tuple(input.shape)}"
             )
-        return self.upsample(self.features(input))
+        out = self.upsample(self.features(input))
+        if self.config.skip == "nearest":
+            out = out + nearest_skip(input, self.config.scale)
+        return out
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, channels={self.channels!r}"
+
+
+class RepESPCN(nn.Module):
+    """The training form of an ESPCN whose convolutions are re-parameterizable blocks; :meth:`collapse` deploys it.
+
+    Every convolution of an :class:`ESPCN` of the same config (hidden LR convolutions and the sub-pixel layer's
+    LR convolution) is a :class:`~subpixel.sr.reparam.RepConv2d` here: a sum of linear branches that
+    :meth:`collapse` folds, exactly, into the one kernel of a plain :class:`ESPCN`. What is saved, loaded,
+    exported, counted and used to upscale is that collapsed ESPCN; this class only exists while training.
+
+    The default is the project's re-parameterized LR-space network: four 3×3 hidden convolutions of ``width``
+    channels with PReLU, a 3×3 sub-pixel layer, and the nearest-neighbour global skip (zero multiplies).
+
+    Args:
+        scale: upscaling factor ``r``.
+        channels: ``"y"`` or ``"rgb"``.
+        widths, kernel_sizes, activation, skip: as :class:`ESPCN` (the deployed architecture).
+        branches: the :data:`~subpixel.sr.reparam.BRANCHES` of the hidden blocks (edge branches need 3×3
+            kernels; ``"identity"`` is used only where a block keeps its channel count).
+        tail_branches: the branches of the sub-pixel layer's LR convolution.
+        device, dtype: factory arguments.
+
+    Shape:
+        - input: ``(N, C, h, w)``; output: ``(N, C, h·r, w·r)``.
+
+    Examples:
+        >>> model = RepESPCN(2, widths=(8, 8), kernel_sizes=(3, 3, 3)).double()
+        >>> x = torch.rand(1, 1, 6, 7, dtype=torch.float64)
+        >>> deployed = model.collapse()
+        >>> type(deployed).__name__, deployed.config.skip
+        ('ESPCN', 'nearest')
+        >>> bool((deployed(x) - model(x)).abs().max() < 1e-12)
+        True
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        *,
+        channels: ChannelMode = "y",
+        widths: Sequence[int] = (27, 27, 27, 27),
+        kernel_sizes: Sequence[int] = (3, 3, 3, 3, 3),
+        activation: str = "prelu",
+        skip: str = "nearest",
+        branches: Sequence[str] = ("conv", "expand", "sobel_x", "sobel_y", "laplacian", "identity"),
+        tail_branches: Sequence[str] = ("conv", "expand"),
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        from subpixel.sr.reparam import EDGE_FILTERS, RepConv2d
+
+        self.config = ESPCNConfig(
+            scale=scale,
+            channels=channels,
+            widths=tuple(widths),
+            kernel_sizes=tuple(kernel_sizes),
+            activation=activation,
+            skip=skip,
+        )
+        self.branches, self.tail_branches = tuple(branches), tuple(tail_branches)
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+
+        def usable(names: tuple[str, ...], c_in: int, c_out: int, k: int) -> tuple[str, ...]:
+            kept = tuple(
+                b
+                for b in names
+                if not (b == "identity" and c_in != c_out) and not (b in EDGE_FILTERS and k != 3)
+            )
+            return kept or ("conv",)
+
+        layers: list[nn.Module] = []
+        c_in = self.config.in_channels
+        for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
+            layers.append(
+                RepConv2d(c_in, width, k, branches=usable(self.branches, c_in, width, k), **factory)
+            )
+            layers.append(_activation(activation, width, factory))
+            c_in = width
+        self.features = nn.Sequential(*layers)
+        k, c_out = self.config.kernel_sizes[-1], self.config.in_channels * scale**2
+        self.tail = RepConv2d(
+            c_in, c_out, k, branches=usable(self.tail_branches, c_in, c_out, k), bias=False, **factory
+        )
+        #: one bias per output channel, shared by its r² phases (the sub-pixel layer's bias)
+        self.tail_bias = nn.Parameter(torch.zeros(self.config.in_channels, **factory))
+
+    @property
+    def scale(self) -> int:
+        """The upscaling factor ``r``."""
+        return self.config.scale
+
+    @property
+    def channels(self) -> ChannelMode:
+        """``"y"`` or ``"rgb"``."""
+        return self.config.channels
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Upscale ``input`` by ``scale`` (every block as its collapsed convolution, differentiably).
+
+        Shape:
+            - input: ``(N, C, h, w)``; output: ``(N, C, h·r, w·r)``.
+        """
+        r = self.config.scale
+        weight, _ = self.tail.kernel()
+        lr = F.conv2d(
+            self.features(input),
+            weight,
+            self.tail_bias.repeat_interleave(r * r),
+            padding=weight.shape[-1] // 2,
+        )
+        out = F.pixel_shuffle(lr, r)
+        if self.config.skip == "nearest":
+            out = out + nearest_skip(input, r)
+        return out
+
+    def forward_branches(self, input: Tensor) -> Tensor:
+        """The definition: every block computed branch by branch (:meth:`RepConv2d.forward_branches`).
+
+        Shape:
+            - input: ``(N, C, h, w)``; output: ``(N, C, h·r, w·r)``.
+        """
+        from subpixel.sr.reparam import RepConv2d
+
+        x = input
+        for module in self.features:
+            x = module.forward_branches(x) if isinstance(module, RepConv2d) else module(x)
+        r = self.config.scale
+        lr = self.tail.forward_branches(x) + self.tail_bias.repeat_interleave(r * r)[None, :, None, None]
+        out = F.pixel_shuffle(lr, r)
+        if self.config.skip == "nearest":
+            out = out + nearest_skip(input, r)
+        return out
+
+    @torch.no_grad()
+    def collapse(self) -> ESPCN:
+        """The plain :class:`ESPCN` computing the same function (same device and dtype; eval mode)."""
+        from subpixel.sr.reparam import RepConv2d
+
+        ref = self.tail_bias
+        model = ESPCN.from_config(self.config, device=ref.device, dtype=ref.dtype)
+        for source, target in zip(self.features, model.features):
+            if isinstance(source, RepConv2d):
+                weight, bias = source.kernel()
+                target.weight.copy_(weight)
+                target.bias.copy_(bias)
+            else:
+                target.load_state_dict(source.state_dict())
+        weight, _ = self.tail.kernel()
+        model.upsample.weight.copy_(weight)
+        model.upsample.bias.copy_(self.tail_bias)  # type: ignore[union-attr]
+        return model.eval()
+
+    @torch.no_grad()
+    def load_collapsed(self, model: ESPCN) -> None:
+        """Start from a deployed :class:`ESPCN`'s weights (:meth:`RepConv2d.set_kernel` per block).
+
+        The hidden layers must have the same shapes; the sub-pixel layer is taken only when its shape fits
+        (a model of another scale keeps this one's fresh sub-pixel layer).
+        """
+        from subpixel.sr.reparam import RepConv2d
+
+        if len(model.features) != len(self.features):
+            raise ValueError(
+                f"a model with {len(model.features)} feature modules cannot seed {len(self.features)}"
+            )
+        for source, target in zip(model.features, self.features):
+            if isinstance(target, RepConv2d):
+                target.set_kernel(source.weight, source.bias)
+            else:
+                target.load_state_dict(source.state_dict())
+        weight = model.upsample.weight
+        if tuple(weight.shape) == (
+            self.tail.out_channels,
+            self.tail.in_channels,
+            *self.tail.conv_weight.shape[2:],
+        ):
+            self.tail.set_kernel(weight, None)
+            self.tail_bias.copy_(model.upsample.bias)  # type: ignore[arg-type]
+
+    def multiply_adds_per_pixel(self) -> float:
+        """Multiply-adds per HR pixel of the deployed (collapsed) network, :meth:`ESPCN.multiply_adds_per_pixel`."""
+        return ESPCN.multiply_adds_per_pixel(self)  # type: ignore[arg-type]
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, channels={self.channels!r}, skip={self.config.skip!r}"
+
+
+def nearest_skip(input: Tensor, scale: int) -> Tensor:
+    """The global skip: ``input`` upsampled by nearest neighbour (each LR pixel repeated ``r×r``; no multiply).
+
+    Equal to repeating every channel into its ``r²`` consecutive phases and shuffling, so adding it after the
+    shuffle is adding it to the LR convolution's output before.
+
+    Shape:
+        - input: ``(N, C, h, w)``; output: ``(N, C, h·r, w·r)``.
+
+    Examples:
+        >>> nearest_skip(torch.tensor([[[[1.0, 2.0]]]]), 2)
+        tensor([[[[1., 1., 2., 2.],
+                  [1., 1., 2., 2.]]]])
+    """
+    return F.interpolate(input, scale_factor=scale, mode="nearest")
 
 
 def config_path(weights: str | os.PathLike[str]) -> Path:

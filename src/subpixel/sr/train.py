@@ -44,7 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from subpixel.sr.data import PatchDataset
-from subpixel.sr.models import ESPCN, _atomic_write, save
+from subpixel.sr.models import ESPCN, FAMILIES, SKIPS, RepESPCN, _atomic_write, save
 from subpixel.sr.protocol import find_test_images, load_test_image, score_pair
 
 __all__ = ["TrainConfig", "add_arguments", "learning_rate", "run", "train"]
@@ -64,8 +64,13 @@ class TrainConfig:
         out: the run folder.
         scale: upscaling factor.
         channels: ``"y"`` or ``"rgb"``.
-        widths, kernel_sizes, activation: the :class:`~subpixel.sr.models.ESPCN` architecture.
+        model: the family (:data:`~subpixel.sr.models.FAMILIES`): ``"rep"`` trains a
+            :class:`~subpixel.sr.models.RepESPCN` (re-parameterized blocks, collapsed into a plain ESPCN with a
+            nearest skip when saved), ``"espcn"`` the paper's plain network.
+        widths, kernel_sizes, activation, skip: the deployed :class:`~subpixel.sr.models.ESPCN` architecture
+            (``None``: the family's default).
         patch_size: LR patch size (HR patches are ``patch_size·scale``).
+        skip_small: leave out training images smaller than one HR patch (reported) instead of failing.
         batch_size: patches per step *per rank*.
         steps: optimiser steps.
         lr, lr_min, schedule: Adam learning rate and its schedule (``"cosine"``, ``"step"``, ``"constant"``).
@@ -77,8 +82,15 @@ class TrainConfig:
         workers: DataLoader worker processes.
         threads: torch intra-op threads (``None``: leave torch's default).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
-        init: weights (``.safetensors`` with its ``.json``) to start from instead of a fresh initialisation
-            (fine-tuning or a second schedule); the architecture must match. Ignored when resuming.
+        init: weights (``.safetensors`` with its ``.json``) or a run's ``checkpoint.safetensors`` to start from
+            instead of a fresh initialisation: fine-tuning, a second schedule, or another scale's model (the LR
+            body does not depend on the scale; only the sub-pixel layer is then initialised afresh). A
+            checkpoint carries a ``"rep"`` model's branches; finished weights are collapsed. Ignored when
+            resuming.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast for the forward pass; weights, optimiser and loss stay
+            float32).
+        channels_last: run the network in channels-last memory format (much faster for oneDNN on CPU).
+        compile: ``torch.compile`` the training forward pass.
         resume: continue from ``out/checkpoint.safetensors``.
         force: start over even if ``out`` holds a checkpoint or finished weights.
         progress: show progress bars.
@@ -88,10 +100,13 @@ class TrainConfig:
     out: str
     scale: int = 3
     channels: str = "y"
-    widths: tuple[int, ...] = (64, 32)
-    kernel_sizes: tuple[int, ...] = (5, 3, 3)
-    activation: str = "tanh"
+    model: str = "rep"
+    widths: tuple[int, ...] | None = None
+    kernel_sizes: tuple[int, ...] | None = None
+    activation: str | None = None
+    skip: str | None = None
     patch_size: int = 17
+    skip_small: bool = False
     batch_size: int = 64
     steps: int = 100_000
     lr: float = 1e-3
@@ -107,6 +122,9 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     init: str | None = None
+    precision: str = "fp32"
+    channels_last: bool = True
+    compile: bool = False
     resume: bool = False
     force: bool = False
     progress: bool = True
@@ -115,8 +133,15 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data = [str(d) for d in ([self.data] if isinstance(self.data, str | os.PathLike) else self.data)]
         self.out = str(self.out)
-        self.widths = tuple(self.widths)
-        self.kernel_sizes = tuple(self.kernel_sizes)
+        if self.model not in FAMILIES:
+            raise ValueError(f"model must be one of {sorted(FAMILIES)}, got {self.model!r}")
+        for key, default in FAMILIES[self.model].items():
+            if getattr(self, key) is None:
+                setattr(self, key, default)
+        self.widths = tuple(self.widths)  # type: ignore[arg-type]
+        self.kernel_sizes = tuple(self.kernel_sizes)  # type: ignore[arg-type]
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         positive = ("scale", "patch_size", "batch_size", "steps")
         for name in positive:
             value = getattr(self, name)
@@ -139,14 +164,16 @@ class TrainConfig:
         """A JSON-serialisable dict."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def model(self) -> ESPCN:
-        """A freshly initialised model of this architecture."""
-        return ESPCN(
+    def build_model(self) -> ESPCN | RepESPCN:
+        """A freshly initialised model of this architecture (its training form)."""
+        family = RepESPCN if self.model == "rep" else ESPCN
+        return family(
             self.scale,
             channels=self.channels,  # type: ignore[arg-type]
-            widths=self.widths,
-            kernel_sizes=self.kernel_sizes,
-            activation=self.activation,
+            widths=self.widths,  # type: ignore[arg-type]
+            kernel_sizes=self.kernel_sizes,  # type: ignore[arg-type]
+            activation=self.activation,  # type: ignore[arg-type]
+            skip=self.skip,  # type: ignore[arg-type]
         )
 
 
@@ -299,16 +326,43 @@ def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     return 0, 1, torch.device(device_name)
 
 
-def _init_from(model: ESPCN, config: TrainConfig) -> None:
-    """Copy the weights of ``config.init`` into ``model`` (same architecture required)."""
+def _init_from(model: ESPCN | RepESPCN, config: TrainConfig) -> None:
+    """Copy the weights of ``config.init`` into ``model``.
+
+    ``config.init`` is finished weights (an ESPCN, collapsed) or a run's checkpoint (the training form). Every
+    tensor of the hidden layers must fit; the sub-pixel layer is copied when it fits and otherwise keeps its
+    fresh initialisation (a model of another scale: only that layer depends on the scale).
+    """
     from subpixel.sr.models import load
 
-    source = load(config.init)  # type: ignore[arg-type]
-    if source.config != model.config:
+    path = str(config.init)
+    try:
+        tensors, _ = load_checkpoint(Path(path))
+        state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    except ValueError:
+        source = load(path)
+        if isinstance(model, RepESPCN):
+            if (
+                source.config.widths != model.config.widths
+                or source.config.kernel_sizes != model.config.kernel_sizes
+            ):
+                raise ValueError(
+                    f"init weights {path!r} have widths={source.config.widths}, kernel_sizes="
+                    f"{source.config.kernel_sizes}; the run asks for {model.config.widths}, {model.config.kernel_sizes}"
+                ) from None
+            model.load_collapsed(source)
+            return
+        state = source.state_dict()
+    own = model.state_dict()
+    body = {k for k in own if k.startswith("features.")}
+    unfit = sorted(k for k in body if k not in state or state[k].shape != own[k].shape)
+    if unfit:
         raise ValueError(
-            f"init weights {config.init!r} have config {source.config}, the run asks for {model.config}"
+            f"init weights {path!r} do not fit the model's hidden layers (model={config.model!r}, "
+            f"widths={config.widths}, kernel_sizes={config.kernel_sizes}): {unfit[:4]} missing or of another shape"
         )
-    model.load_state_dict(source.state_dict())
+    fitting = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict({**own, **fitting})
 
 
 def _digest(model: nn.Module) -> str:
@@ -383,7 +437,9 @@ def train(config: TrainConfig) -> Path:
                 f"{ckpt_path} exists (an unfinished run); pass --resume to continue it or --force to start over"
             )
         torch.manual_seed(config.seed)
-        model = config.model().to(device)
+        model = config.build_model().to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         if config.init is not None:
             _init_from(model, config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -391,7 +447,7 @@ def train(config: TrainConfig) -> Path:
         if config.resume and ckpt_path.exists() and not config.force:
             tensors, meta = load_checkpoint(ckpt_path)
             saved = TrainConfig(**{**meta["config"], "out": config.out})
-            for key in ("scale", "channels", "widths", "kernel_sizes", "activation"):
+            for key in ("model", "scale", "channels", "widths", "kernel_sizes", "activation", "skip"):
                 if getattr(saved, key) != getattr(config, key):
                     raise ValueError(
                         f"checkpoint {str(ckpt_path)!r} has {key}={getattr(saved, key)!r}, "
@@ -417,7 +473,13 @@ def train(config: TrainConfig) -> Path:
             seed=config.seed,
             length=config.steps * config.batch_size * world,
             progress=config.progress and main,
+            skip_small=config.skip_small,
         )
+        if main and dataset.skipped:
+            names = ", ".join(p.name for p in dataset.skipped)
+            print(
+                f"left out {len(dataset.skipped)} images smaller than one HR patch: {names}", file=sys.stderr
+            )
         val_data = _prepare_validation(config.val, config.scale) if config.val and main else None
         loader = DataLoader(
             dataset,
@@ -426,6 +488,7 @@ def train(config: TrainConfig) -> Path:
             pin_memory=device.type == "cuda",
         )
         loss_fn = nn.MSELoss() if config.loss == "l2" else nn.L1Loss()
+        forward = torch.compile(model) if config.compile else model
         bar = None
         if main and config.progress:
             from tqdm.auto import tqdm
@@ -447,7 +510,11 @@ def train(config: TrainConfig) -> Path:
                 group["lr"] = rate
             lr_batch = lr_batch.to(device, non_blocking=True)
             hr_batch = hr_batch.to(device, non_blocking=True)
-            loss = loss_fn(model(lr_batch), hr_batch)
+            if config.channels_last:
+                lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                prediction = forward(lr_batch)
+            loss = loss_fn(prediction.float(), hr_batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -498,22 +565,25 @@ def train(config: TrainConfig) -> Path:
             dist.all_gather_object(gathered, digests[0])
             digests = gathered
         if main:
+            trained = getattr(model, "module", model)
+            deployed = trained.collapse() if isinstance(trained, RepESPCN) else trained
+            deployed = deployed.to(memory_format=torch.contiguous_format)
             summary = {
                 "steps": step,
                 "world_size": world,
                 "wall_time_s": elapsed_before + time.perf_counter() - t0,
                 "final_val_psnr": next((e["val_psnr"] for e in reversed(log) if "val_psnr" in e), None),
                 "rank_weight_digests": digests,
-                "multiply_adds_per_pixel": getattr(model, "module", model).multiply_adds_per_pixel(),
+                "multiply_adds_per_pixel": deployed.multiply_adds_per_pixel(),
                 "torch": torch.__version__,
             }
             save(
-                getattr(model, "module", model),
+                deployed,
                 weights,
                 metadata={"training": {**config.to_dict(), **summary}},
             )
             if log:
-                _plot(out / "curves.png", log, f"ESPCN x{config.scale}")
+                _plot(out / "curves.png", log, f"{config.model} x{config.scale}")
         if world > 1:
             dist.barrier()
             # release DDP (its reducer holds the process group) before the group is destroyed below
@@ -540,12 +610,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--val", metavar="DIR", help="validation folder (e.g. Set5) for periodic Y-PSNR")
     parser.add_argument("--channels", choices=("y", "rgb"), default=d.channels)
-    parser.add_argument("--widths", type=int, nargs="+", default=list(d.widths), help="hidden layer widths")
     parser.add_argument(
-        "--kernel-sizes", type=int, nargs="+", default=list(d.kernel_sizes), help="odd kernels"
+        "--model",
+        choices=sorted(FAMILIES),
+        default=d.model,
+        help="'rep': re-parameterized blocks + nearest skip (saved collapsed); 'espcn': the paper's network",
     )
-    parser.add_argument("--activation", choices=("tanh", "relu", "prelu", "identity"), default=d.activation)
+    parser.add_argument("--widths", type=int, nargs="+", help="hidden layer widths (default: the model's)")
+    parser.add_argument("--kernel-sizes", type=int, nargs="+", help="odd kernels (default: the model's)")
+    parser.add_argument(
+        "--activation", choices=("tanh", "relu", "prelu", "identity"), help="(default: the model's)"
+    )
+    parser.add_argument("--skip", choices=SKIPS, help="global skip (default: the model's)")
     parser.add_argument("--patch-size", type=int, default=d.patch_size, help="LR patch size (HR = ×scale)")
+    parser.add_argument(
+        "--skip-small",
+        action="store_true",
+        help="leave out images smaller than one HR patch instead of failing",
+    )
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="patches per step per process")
     parser.add_argument("--steps", type=int, default=d.steps)
     parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
@@ -559,7 +641,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--init", metavar="WEIGHTS", help="start from these weights (.safetensors + .json)")
+    parser.add_argument(
+        "--init",
+        metavar="WEIGHTS",
+        help="start from these weights (.safetensors + .json) or a run's checkpoint.safetensors, e.g. another "
+        "scale's (the sub-pixel layer is then initialised afresh)",
+    )
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16: autocast forward pass"
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=d.channels_last,
+        help="channels-last memory format (default on: faster on CPU)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training step's forward")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.safetensors")
     parser.add_argument("--force", action="store_true", help="start over, overwriting RUN_DIR's weights")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -573,10 +670,13 @@ def run(args: argparse.Namespace) -> int:
             out=args.out,
             scale=args.scale,
             channels=args.channels,
-            widths=tuple(args.widths),
-            kernel_sizes=tuple(args.kernel_sizes),
+            model=args.model,
+            widths=tuple(args.widths) if args.widths else None,
+            kernel_sizes=tuple(args.kernel_sizes) if args.kernel_sizes else None,
             activation=args.activation,
+            skip=args.skip,
             patch_size=args.patch_size,
+            skip_small=args.skip_small,
             batch_size=args.batch_size,
             steps=args.steps,
             lr=args.lr,
@@ -592,6 +692,9 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             device=args.device,
             init=args.init,
+            precision=args.precision,
+            channels_last=args.channels_last,
+            compile=args.compile,
             resume=args.resume,
             force=args.force,
             progress=not args.no_progress,
