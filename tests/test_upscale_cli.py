@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from subpixel.cli import main
+from subpixel.cli.upscale import collect_jobs
 from subpixel.imageio import load_image, write_image
 from subpixel.sr.models import ESPCN, save
-from subpixel.upscale.cli import collect_jobs
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,9 @@ def _naming(error: OSError, path: Path, tmp: Path) -> OSError:
         return error
     if error.errno is None:
         return OSError(f"cannot write {path}: {error}")
-    return OSError(error.errno, error.strerror or str(error), str(path))  # the errno's subclass, e.g. PermissionError
+    return OSError(
+        error.errno, error.strerror or str(error), str(path)
+    )  # the errno's subclass, e.g. PermissionError
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 * :mod:`subpixel.upscale.tiling`: tiled inference equal to the untiled run.
 * :mod:`subpixel.upscale.image`: one image file -> its upscaled file (Y model on Y, chroma and alpha bicubic).
 * :mod:`subpixel.upscale.video`: a video file -> its upscaled file, streamed through PyAV.
-* :mod:`subpixel.upscale.cli`: ``subpixel upscale``.
+* ``subpixel upscale`` is :mod:`subpixel.cli.upscale`.
 """
 
 from subpixel.upscale.tiling import (

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from subpixel.cli._args import positive_int
+
 __all__ = ["add_arguments", "crop_box", "run", "sample_image"]
 
 
@@ -72,7 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("subpixel_demo.png"),
         help="comparison PNG (default: %(default)s)",
     )
-    parser.add_argument("--crop", type=int, default=160, help="side of the compared crop in HR pixels")
+    parser.add_argument(
+        "--crop", type=positive_int, default=160, help="side of the compared crop in HR pixels"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from subpixel import sr
-    from subpixel.imageio import ImageReadError, atomic_output, load_image, quantize
+    from subpixel._atomic import atomic_output
+    from subpixel.imageio import ImageReadError, load_image, quantize
     from subpixel.sr.protocol import bicubic_upscaler, make_lr, modcrop, score_pair
     from subpixel.upscale.image import upscale_pixels
 

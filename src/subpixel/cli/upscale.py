@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from subpixel.cli import positive_int
+from subpixel.cli._args import positive_int
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, ImageReadError
 from subpixel.upscale.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
