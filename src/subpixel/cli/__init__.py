@@ -110,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = reported
         if isinstance(exc, _Terminated):
             message, code = "terminated", 128 + signal.SIGTERM
+        elif not isinstance(exc, KeyboardInterrupt):
+            message = f"error: {message}"
         with contextlib.suppress(OSError):
-            print(f"subpixel {name}: {message if code == 130 else 'error: ' + message}", file=sys.stderr)
+            print(f"subpixel {name}: {message}", file=sys.stderr)
         return code

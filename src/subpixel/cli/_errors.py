@@ -17,8 +17,9 @@ missing optional dependency        the package, and ``pip install 'subpixel[EXTR
 from __future__ import annotations
 
 import errno
+import importlib
 
-__all__ = ["EXTRAS", "describe", "missing_dependency"]
+__all__ = ["EXTRAS", "describe", "missing_dependency", "require"]
 
 #: importable module -> (pip package, extra of ``subpixel`` that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
@@ -42,6 +43,16 @@ _OS_HINTS: dict[int, str] = {
     errno.EPERM: "choose a folder you can write to (or fix its permissions)",
     errno.EROFS: "choose a folder on a writable file system",
 }
+
+
+def require(*modules: str) -> None:
+    """Import ``modules`` now, so that a command missing an optional dependency says so before any work.
+
+    Raises:
+        ModuleNotFoundError: the first one missing (:func:`describe` names the extra that installs it).
+    """
+    for module in modules:
+        importlib.import_module(module)
 
 
 def missing_dependency(exc: ImportError) -> str:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from subpixel.cli._args import positive_int
+from subpixel.cli._errors import require
 
 __all__ = ["add_arguments", "run"]
 
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the study; returns the exit code."""
     from subpixel.study.experiment import StudyConfig, run_study
 
+    require("PIL", "safetensors", "matplotlib", "tqdm")  # before any work: the study needs the 'sr' extra
+
     data = args.data if args.data is not None else _default_data()
     train = args.train or [data / "T91", data / "BSDS200"]
     test = args.test or [data / "Set5", data / "Set14"]
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    args.out.mkdir(parents=True, exist_ok=True)  # before any work: an --out that cannot be written fails now
     quick = args.quick
     try:
         config = StudyConfig(
