@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         type=Path,
-        help="output file (one input) or folder (several inputs or a folder); "
+        help="output file (one input, a name with an image or video extension) or folder (otherwise); "
         "default: NAME_xR.EXT beside each input",
     )
     parser.add_argument(
