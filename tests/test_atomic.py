@@ -110,8 +110,9 @@ def test_temporaries_of_killed_processes_are_cleaned(tmp_path: Path) -> None:
     orphan = tmp_path / f".photo.{dead_pid}-0123456789ab.tmp.png"
     old_style = tmp_path / ".photo.1f2e3d4c5b6a.tmp.png"  # imageio before the pid was in the name
     mkstemp_style = tmp_path / ".model.onnx.k2j4h_s9.tmp"
+    lookalikes = [tmp_path / ".notes.backup.tmp.txt", tmp_path / ".a.12-xyz.tmp.png"]  # a user's hidden files
     live = temporary_name(tmp_path / "photo.png")  # this process: still being written
-    kept = [tmp_path / "photo.png", tmp_path / ".hidden.png", tmp_path / "a.tmp.png"]
+    kept = [tmp_path / "photo.png", tmp_path / ".hidden.png", tmp_path / "a.tmp.png", *lookalikes]
     for path in (orphan, old_style, mkstemp_style, live, *kept):
         path.write_bytes(b"x")
     assert all(is_temporary(p) for p in (orphan, old_style, mkstemp_style, live))

@@ -41,9 +41,11 @@ from pathlib import Path
 
 __all__ = ["atomic_output", "atomic_write", "clean_temporaries", "is_temporary", "temporary_name"]
 
-# .NAME.<pid>-<12 hex>.tmp[.EXT]; also the forms of earlier versions: .NAME.<hex>.tmp.EXT (imageio) and
-# .NAME.<random>.tmp (tempfile.mkstemp), which carry no pid
-_TEMPORARY = re.compile(r"^\..+\.(?:(?P<pid>\d+)-)?[0-9A-Za-z_]+\.tmp(?:\.[^.]*)?$")
+# .NAME.<pid>-<12 hex>.tmp[.EXT]; also the exact forms of earlier versions, which carry no pid:
+# .STEM.<12 hex>.tmp.EXT (imageio) and .NAME.<8 of [a-z0-9_]>.tmp (tempfile.mkstemp)
+_TEMPORARY = re.compile(
+    r"^\..+\.(?:(?P<pid>\d+)-[0-9a-f]{12}\.tmp(?:\.[^.]*)?|[0-9a-f]{12}\.tmp(?:\.[^.]*)?|[a-z0-9_]{8}\.tmp)$"
+)
 
 
 def temporary_name(path: str | os.PathLike[str]) -> Path:
