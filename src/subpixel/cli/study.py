@@ -112,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    args.out.mkdir(parents=True, exist_ok=True)  # before any work: an --out that cannot be written fails now
     quick = args.quick
     try:
         config = StudyConfig(
@@ -140,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
             if len(sys.argv) > 1 and sys.argv[1] == "study"
             else [],
         )
+        args.out.mkdir(
+            parents=True, exist_ok=True
+        )  # before any work: an --out that cannot be written fails now
         run_study(config)
     except ValueError as exc:
         print(f"subpixel study: {exc}", file=sys.stderr)
