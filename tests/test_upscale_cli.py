@@ -151,10 +151,10 @@ def test_reruns_do_not_upscale_their_own_outputs(
     folder.mkdir()
     _image(folder / "x.png")
     for _ in range(2):
-        assert _run(capsys, folder, "--weights", weights, "--skip-existing")[0] == 0
+        assert _run(capsys, folder, "--weights", weights, "--force")[0] == 0
     assert sorted(p.name for p in folder.iterdir()) == ["x.png", "x_x2.png"]
     for _ in range(2):
-        assert _run(capsys, folder, "--weights", weights, "-o", folder / "up", "--skip-existing")[0] == 0
+        assert _run(capsys, folder, "--weights", weights, "-o", folder / "up", "--force")[0] == 0
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == [
         "up/x.png",
         "x.png",
