@@ -96,6 +96,7 @@ def test_ctrl_c_is_one_line_and_exit_130_in_every_command(
     assert captured.err == f"subpixel {name}: interrupted\n"
 
 
+@pytest.mark.slow  # two interpreters; the handler itself is tested in every command above
 def test_sigint_and_sigterm_end_a_running_command_with_one_line(tmp_path: Path) -> None:
     for sig, code, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
         proc = subprocess.Popen(

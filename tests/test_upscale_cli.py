@@ -263,3 +263,45 @@ def test_interrupt_is_one_line_and_leaves_no_temporary(
     code, err = _run(capsys, source, "--weights", weights)
     assert code == 130 and err.strip() == "subpixel upscale: interrupted"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+@pytest.mark.slow  # two interpreters (about 10 s); the orphan case runs by default above
+def test_sigkill_mid_batch_then_rerun(tmp_path: Path, weights: Path) -> None:
+    """Killed mid-batch: no partial file under a final name; the rerun removes the orphan and finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i in range(4):
+        _image(src / f"p{i}.png", h=160, w=200)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "src"), env.get("PYTHONPATH", "")])
+    command = [
+        sys.executable,
+        "-m",
+        "subpixel.cli",
+        "upscale",
+        str(src),
+        "--weights",
+        str(weights),
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen([*command, "--quiet"], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(out.iterdir()):  # a temporary or a first result: mid-batch
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for path in out.iterdir():
+        if not path.name.startswith("."):
+            assert load_image(path).width == 400  # complete, or not there at all
+    rerun = subprocess.run([*command, "--skip-existing", "--quiet"], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(4)]
