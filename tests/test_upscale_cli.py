@@ -142,6 +142,8 @@ def test_name_collisions_are_refused_before_any_work(
     code, err = _run(capsys, c, c_x2, "--weights", weights)
     assert code == 2 and "would replace the input" in err and str(c_x2) in err
     assert c_x2.read_bytes() == before
+    code, err = _run(capsys, a, c, "--weights", weights, "-o", c_x2)  # two inputs, -o an existing file
+    assert code == 2 and "is a file" in err and c_x2.read_bytes() == before
 
 
 def test_reruns_do_not_upscale_their_own_outputs(

@@ -159,8 +159,8 @@ def collect_jobs(
         exist or folders without images.
 
     Raises:
-        ValueError: two inputs would write the same output, or an output would replace an input (the message
-            names both); nothing has been written then.
+        ValueError: two inputs would write the same output, an output would replace an input (the message
+            names both), or ``output`` is a file where a folder is needed; nothing has been written then.
     """
     from subpixel.upscale.video import is_video
 
@@ -174,6 +174,8 @@ def collect_jobs(
         and not output.is_dir()
         and (_is_image(output) or is_video(output) or bool(fmt and output.suffix))
     )
+    if output is not None and not output_is_file and output.exists() and not output.is_dir():
+        raise ValueError(f"-o {output} is a file; with these inputs it must be a folder")
     skip_under = None if output is None or output_is_file else output.resolve()
     for item in inputs:
         if item.is_dir():
