@@ -198,6 +198,9 @@ def upscale(
         tile: tile side in LR pixels (default: from ``max_memory``).
         max_memory: memory budget of one tile, bytes or e.g. ``"512M"`` (default 512 MiB).
 
+    The command's ``--threads`` has no counterpart here: the thread count is process-wide, set it with
+    :func:`torch.set_num_threads`. ``--max-pixels`` guards file decoding and does not apply to pictures in memory.
+
     Returns:
         The upscaled picture: same type, layout, dtype (and device for tensors), height and width times
         ``scale``. Integer results are rounded half up; float results are clamped to [0, 1].
