@@ -17,6 +17,7 @@ venv: $(VENV)/.installed
 
 demo: venv  ## the main job: upscale a sample image with the bundled weights
 	$(VENV)/bin/subpixel demo
+	@echo "the command line is $(VENV)/bin/subpixel (or: source $(VENV)/bin/activate, then subpixel --help)"
 
 test: venv  ## the default test run (slow tests excluded)
 	$(PY) -m pytest -m "not slow" -q

@@ -161,7 +161,7 @@ def bench_scale(scale: int, budget_s: float, threads: int, use_compile: bool) ->
 
 def bf16_accuracy(scales: list[int]) -> list[dict[str, object]]:
     """Y-PSNR of fp32 and bf16 by the protocol on the astronaut (and Set5 if present)."""
-    from subpixel.demo import sample_image
+    from subpixel.cli.demo import sample_image
 
     images: list[tuple[str, np.ndarray]] = [("astronaut", sample_image()[0])]
     set5 = ROOT.parent / "shared" / "data" / "sr" / "Set5"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from subpixel.cli.study import add_arguments, run
 from subpixel.study import BicubicUpsample2d
-from subpixel.study.cli import add_arguments, run
 from subpixel.study.experiment import StudyConfig, run_study
 from subpixel.study.families import FAMILIES, FamilySpec, build, macs_per_hr_pixel, solve_widths
 

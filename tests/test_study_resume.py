@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import torch
 
+from subpixel.cli.study import add_arguments, run
 from subpixel.study import experiment
-from subpixel.study.cli import add_arguments, run
 from subpixel.study.experiment import StudyConfig, load_weights, plan, run_study, y_upscaler
 from subpixel.study.families import build
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from subpixel.cli import main
+from subpixel.cli.upscale import collect_jobs
 from subpixel.imageio import load_image, write_image
 from subpixel.sr.models import ESPCN, save
-from subpixel.upscale.cli import collect_jobs
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +110,200 @@ def test_usage_errors(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixtu
 def test_collect_jobs(tmp_path: Path) -> None:
     a = _image(tmp_path / "a.png")
     b = _image(tmp_path / "b.tif")
-    missing = tmp_path / "c.png"  # an image name: kept, so that reading it reports "file not found"
+    missing = tmp_path / "c.png"  # a problem, not a job: nothing is created for it
     jobs, problems = collect_jobs([a, b, missing, tmp_path / "d"], tmp_path / "out", 3, "jpg")
-    assert jobs == [
-        (a, tmp_path / "out" / "a.jpg"),
-        (b, tmp_path / "out" / "b.jpg"),
-        (missing, tmp_path / "out" / "c.jpg"),
-    ]
-    assert problems == [f"{tmp_path / 'd'}: no such file or folder"]
+    assert jobs == [(a, tmp_path / "out" / "a.jpg"), (b, tmp_path / "out" / "b.jpg")]
+    assert problems == [f"{missing}: no such file or folder", f"{tmp_path / 'd'}: no such file or folder"]
     assert collect_jobs([a], tmp_path / "single.png", 2, None)[0] == [(a, tmp_path / "single.png")]
     assert collect_jobs([a], None, 4, None)[0] == [(a, tmp_path / "a_x4.png")]
+
+
+# ---------------------------------------------------------------------------------- issue 13: lost or eaten results
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
+    code = main(["upscale", *map(str, args), "--quiet"])
+    return code, capsys.readouterr().err
+
+
+def test_name_collisions_are_refused_before_any_work(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _image(tmp_path / "a.png"), _image(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    code, err = _run(capsys, a, b, "--weights", weights, "-o", out, "--format", "png", "--force")
+    assert code == 2
+    assert str(a) in err and str(b) in err and "both be written to" in err
+    assert not out.exists()
+    # an output that would replace another input
+    c = _image(tmp_path / "c.png")
+    c_x2 = _image(tmp_path / "c_x2.png")
+    before = c_x2.read_bytes()
+    code, err = _run(capsys, c, c_x2, "--weights", weights)
+    assert code == 2 and "would replace the input" in err and str(c_x2) in err
+    assert c_x2.read_bytes() == before
+    code, err = _run(capsys, a, c, "--weights", weights, "-o", c_x2)  # two inputs, -o an existing file
+    assert code == 2 and "is a file" in err and c_x2.read_bytes() == before
+
+
+def test_reruns_do_not_upscale_their_own_outputs(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "f1"
+    folder.mkdir()
+    _image(folder / "x.png")
+    for _ in range(2):
+        assert _run(capsys, folder, "--weights", weights, "--force")[0] == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["x.png", "x_x2.png"]
+    for _ in range(2):
+        assert _run(capsys, folder, "--weights", weights, "-o", folder / "up", "--force")[0] == 0
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")) == [
+        "up/x.png",
+        "x.png",
+        "x_x2.png",
+    ]
+
+
+def test_a_missing_input_creates_nothing(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _image(tmp_path / "two.png")
+    code, err = _run(capsys, tmp_path / "tw0.png", "--weights", weights, "-o", tmp_path / "result.png")
+    assert code == 2 and "tw0.png: no such file or folder" in err
+    assert not (tmp_path / "result.png").exists()
+    assert _run(capsys, tmp_path / "two.png", "--weights", weights, "-o", tmp_path / "result.png")[0] == 0
+    assert (tmp_path / "result.png").is_file()
+    # -o without an extension, for one input: a folder to put it in
+    assert _run(capsys, tmp_path / "two.png", "--weights", weights, "-o", tmp_path / "up")[0] == 0
+    assert (tmp_path / "up" / "two.png").is_file()
+
+
+def test_orphaned_temporaries_are_cleaned_and_never_read(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    good = _image(src / "a.png")
+    # what SIGKILL left: truncated images under temporary names, in the input and the output folder
+    for folder in (src, out):
+        (folder / ".a.999999999-0123456789ab.tmp.png").write_bytes(good.read_bytes()[:70])
+        (folder / ".b.1f2e3d4c5b6a.tmp.png").write_bytes(good.read_bytes()[:70])
+    code, err = _run(capsys, src, "--weights", weights, "-o", out)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+
+
+def test_skip_existing_resumes_a_batch_and_messages_name_no_python(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        _image(src / name)
+    assert _run(capsys, src, "--weights", weights, "-o", out)[0] == 0
+    (out / "c.png").unlink()  # the batch was interrupted before c
+    code, err = _run(capsys, src, "--weights", weights, "-o", out)
+    assert code == 1 and "--skip-existing" in err and "force=True" not in err
+    (out / "c.png").unlink(missing_ok=True)
+    code = main(["upscale", str(src), "--weights", str(weights), "-o", str(out), "--skip-existing"])
+    err = capsys.readouterr().err
+    assert code == 0 and "1 of 3 inputs upscaled, 2 skipped" in err
+    assert (out / "c.png").is_file()
+    with pytest.raises(SystemExit):  # one or the other
+        main(["upscale", str(src), "--weights", str(weights), "--force", "--skip-existing"])
+
+
+def test_weights_define_the_scale(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _image(tmp_path / "x.png")
+    code, err = _run(capsys, source, "--weights", weights)  # no --scale: the ×2 of the weights
+    assert code == 0, err
+    assert load_image(tmp_path / "x_x2.png").width == 16
+    code, err = _run(capsys, source, "-o", tmp_path / "y.png")  # bundled weights: which scale?
+    assert code == 2 and "--scale is needed" in err
+
+
+def test_disk_full_stops_the_batch_with_one_line_naming_the_file(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    from subpixel import _atomic
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _image(src / "a.png")
+    _image(src / "b.png")
+    real_open = os.open
+
+    def full(path: str, flags: int, mode: int = 0o777) -> int:
+        if ".tmp" in os.fspath(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(_atomic.os, "open", full)
+    code, err = _run(capsys, src, "--weights", weights, "-o", tmp_path / "out")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert str(tmp_path / "out" / "a.png") in lines[0] and "No space left" in lines[0]
+    assert not [p for p in (tmp_path / "out").iterdir()]
+
+
+def test_interrupt_is_one_line_and_leaves_no_temporary(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from subpixel.upscale import image
+
+    source = _image(tmp_path / "x.png")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(image, "write_image", interrupted)
+    code, err = _run(capsys, source, "--weights", weights)
+    assert code == 130 and err.strip() == "subpixel upscale: interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+@pytest.mark.slow  # two interpreters (about 10 s); the orphan case runs by default above
+def test_sigkill_mid_batch_then_rerun(tmp_path: Path, weights: Path) -> None:
+    """Killed mid-batch: no partial file under a final name; the rerun removes the orphan and finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i in range(4):
+        _image(src / f"p{i}.png", h=160, w=200)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "src"), env.get("PYTHONPATH", "")])
+    command = [
+        sys.executable,
+        "-m",
+        "subpixel.cli",
+        "upscale",
+        str(src),
+        "--weights",
+        str(weights),
+        "-o",
+        str(out),
+    ]
+    proc = subprocess.Popen([*command, "--quiet"], env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(out.iterdir()):  # a temporary or a first result: mid-batch
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for path in out.iterdir():
+        if not path.name.startswith("."):
+            assert load_image(path).width == 400  # complete, or not there at all
+    rerun = subprocess.run([*command, "--skip-existing", "--quiet"], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(4)]

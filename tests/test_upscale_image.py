@@ -156,6 +156,29 @@ def test_compiled_runner_agrees_or_falls_back() -> None:
     assert (out - ref).abs().max().item() < 1e-5
 
 
+def test_integer_samples_are_read_by_dtype_and_float_must_be_in_unit_range() -> None:
+    """Issue 13, defect 1: uint8 from ``np.asarray(Image.open(...))`` came out posterised (55 % of values 255)."""
+    from subpixel.sr import pretrained
+
+    model = pretrained(2)
+    rgb8 = np.round(_smooth(9, 7, 3) * 255).astype(np.uint8)
+    expected = upscale_pixels(rgb8.astype(np.float32) / np.float32(255), model, bit_depth=8)
+    got = upscale_pixels(rgb8, model, bit_depth=8)
+    np.testing.assert_array_equal(got, expected)
+    nearest = rgb8.repeat(2, 0).repeat(2, 1).astype(np.float64)
+    assert np.abs(got - nearest).mean() < 10  # the picture, not a posterised one (levels 0 and 255)
+    rgb16 = rgb8.astype(np.uint16) * 257
+    np.testing.assert_array_equal(upscale_pixels(rgb16, model, bit_depth=8), expected)
+    with pytest.raises(
+        ValueError, match=r"must be in \[0, 1\], got values from \d+ to 2\d\d; divide 8-bit values by 255"
+    ):
+        upscale_pixels(rgb8.astype(np.float32), model, bit_depth=8)
+    with pytest.raises(ValueError, match="NaN"):
+        upscale_pixels(np.full((4, 4, 3), np.nan, np.float32), model)
+    with pytest.raises(TypeError, match="got dtype int32"):
+        upscale_pixels(rgb8.astype(np.int32), model)
+
+
 def test_errors() -> None:
     model = _tiny(2)
     with pytest.raises(ValueError, match=r"pixels must be a numpy array \(H, W, C\)"):
@@ -231,7 +254,7 @@ def test_upscale_file_refuses_overwrite_and_bad_input(tmp_path: Path) -> None:
     target = tmp_path / "b.png"
     target.write_bytes(b"precious")
     upscaler = Upscaler(_tiny(2))
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="exists; pass force=True"):
         upscale_file(source, target, upscaler)
     assert target.read_bytes() == b"precious"
     upscale_file(source, target, upscaler, force=True)

@@ -5,6 +5,9 @@ The three forms of an upsampling convolution
 :func:`~subpixel.functional.lr_conv_shuffle`) compute the same thing; :class:`SubPixelConv2d` and its 1-D and 3-D
 siblings are drop-in replacements for ``nn.ConvTranspose*d`` that compute the fastest one.
 
+Upscaling a picture is one call, ``subpixel.upscale(image, scale=3)`` (PIL image, numpy array or tensor in, the
+same kind out; :mod:`subpixel.upscale.api`). It is imported on first use, so ``import subpixel`` stays light.
+
 Examples:
     >>> import torch, subpixel
     >>> deconv = torch.nn.ConvTranspose2d(64, 32, kernel_size=4, stride=2, padding=1)
@@ -40,6 +43,16 @@ from subpixel.shuffle import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``subpixel.upscale`` (the callable package :mod:`subpixel.upscale`), imported on first access."""
+    if name == "upscale":
+        import importlib
+
+        return importlib.import_module("subpixel.upscale")
+    raise AttributeError(f"module 'subpixel' has no attribute {name!r}")
+
+
 __all__ = [
     "ConversionReport",
     "FractionallyStridedConv1d",
@@ -64,4 +77,5 @@ __all__ = [
     "pixel_shuffle",
     "pixel_unshuffle",
     "to_conv_transpose",
+    "upscale",
 ]

@@ -5,7 +5,7 @@
 * :func:`subpixel_to_conv_transpose`: ``Conv`` → ``DepthToSpace`` [→ ``Slice``] back to ``ConvTranspose``.
 * :func:`compare_models`: run two graphs in ONNX Runtime on the same random inputs; errors and timings.
 
-The command line is ``subpixel onnx rewrite`` / ``subpixel onnx export`` (:mod:`subpixel.onnx.cli`).
+The command line is ``subpixel onnx rewrite`` / ``subpixel onnx export`` (:mod:`subpixel.cli.onnx`).
 Needs the ``onnx`` extra: ``pip install 'subpixel[onnx]'``.
 """
 

@@ -60,6 +60,7 @@ __all__ = [
     "make_runner",
     "model_scale_and_channels",
     "sr_pipeline",
+    "unit_float",
     "upscale_file",
     "upscale_pixels",
 ]
@@ -379,6 +380,48 @@ def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor],
     return fn
 
 
+def unit_float(pixels: np.ndarray, name: str = "pixels") -> np.ndarray:
+    """Image samples as float32 in [0, 1]: uint8 divided by 255, uint16 by 65535, floats checked.
+
+    Args:
+        pixels: an image array of any shape: uint8, uint16, or floating point with values in [0, 1].
+        name: the argument's name, for error messages.
+
+    Returns:
+        A float32 array of the same shape (``pixels`` itself when it already is float32).
+
+    Raises:
+        ValueError: floating-point values outside [0, 1] (or NaN): 8-bit values stored as floats would
+            otherwise come out as a posterised picture.
+        TypeError: any other dtype.
+
+    Examples:
+        >>> unit_float(np.array([0, 51, 255], dtype=np.uint8))
+        array([0. , 0.2, 1. ], dtype=float32)
+        >>> unit_float(np.array([0.0, 128.0]))
+        Traceback (most recent call last):
+        ...
+        ValueError: pixels: floating-point values must be in [0, 1], got values from 0 to 128; divide 8-bit values by 255 (or pass a uint8 array)
+    """
+    if pixels.dtype in (np.uint8, np.uint16):  # the same arithmetic as subpixel.imageio.load_image
+        return pixels.astype(np.float32) / np.float32(255.0 if pixels.dtype == np.uint8 else 65535.0)
+    if not np.issubdtype(pixels.dtype, np.floating):
+        raise TypeError(f"{name} must be uint8, uint16 or floating point in [0, 1], got dtype {pixels.dtype}")
+    low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+    if not (low >= 0.0 and high <= 1.0):
+        hint = (
+            "divide 8-bit values by 255 (or pass a uint8 array)"
+            if high <= 255
+            else "divide 16-bit values by 65535 (or pass a uint16 array)"
+        )
+        if np.isnan(low) or np.isnan(high):
+            hint = "it contains NaN"
+        raise ValueError(
+            f"{name}: floating-point values must be in [0, 1], got values from {low:g} to {high:g}; {hint}"
+        )
+    return pixels.astype(np.float32, copy=False)
+
+
 def upscale_pixels(
     pixels: np.ndarray,
     model: nn.Module,
@@ -392,7 +435,9 @@ def upscale_pixels(
     """Upscale an image array by ``model.scale`` in tiles.
 
     Args:
-        pixels: float array (H, W, C) in [0, 1], C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA).
+        pixels: array (H, W, C), C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA): uint8 (0..255), uint16
+            (0..65535) or floating point in [0, 1] (a float array outside [0, 1], e.g. 8-bit values as floats,
+            is refused rather than guessed).
         model: an SR network with ``scale``, ``channels`` (``"y"``/``"rgb"``) and ideally ``lr_receptive_radius``.
         runner: how to run it (default: :func:`make_runner` ``(model)``).
         tile: tile side in LR pixels (default: from ``max_memory``).
@@ -413,6 +458,7 @@ def upscale_pixels(
         raise ValueError(
             f"pixels must be a numpy array (H, W, C) with C in 1..4, got {getattr(pixels, 'shape', type(pixels))}"
         )
+    pixels = unit_float(pixels)
     if bit_depth not in (None, 8, 16):
         raise ValueError(f"bit_depth must be None, 8 or 16, got {bit_depth!r}")
     height, width, c = pixels.shape
@@ -421,7 +467,7 @@ def upscale_pixels(
         budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_size(max_memory)
         tile = choose_tile_size(budget, bytes_per_lr_pixel(model, scale, _PIPELINE_HR_CHANNELS), radius)
     fn = sr_pipeline(runner or make_runner(model), channels, scale)
-    lr = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    lr = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0)
     if bit_depth is None:
         out = np.empty((height * scale, width * scale, c), dtype=np.float32)
     else:
@@ -555,7 +601,7 @@ def upscale_file(
     source, target = Path(source), Path(target)
     fmt = output_format(source, target, format)
     if target.exists() and not force:
-        raise FileExistsError(f"{target} exists; pass --force (force=True) to replace it")
+        raise FileExistsError(f"{target} exists; pass force=True to replace it")
     if target.resolve() == source.resolve():
         raise ValueError(f"refusing to write the output over its input {source}")
     image = load_image(source, max_pixels=upscaler.max_pixels)

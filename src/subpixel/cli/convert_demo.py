@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
+from subpixel.cli._args import non_negative_int, positive_int
 from subpixel.convert import from_conv_transpose
+
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--in-channels", type=int, default=64)
-    parser.add_argument("--out-channels", type=int, default=32)
-    parser.add_argument("--kernel-size", type=int, default=4)
-    parser.add_argument("--stride", type=int, default=2)
-    parser.add_argument("--padding", type=int, default=1)
-    parser.add_argument("--size", type=int, default=64, help="input height and width")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=20)
+    """Options of ``subpixel convert-demo`` (the ConvTranspose2d to convert, the timed input)."""
+    parser.add_argument("--in-channels", type=positive_int, default=64)
+    parser.add_argument("--out-channels", type=positive_int, default=32)
+    parser.add_argument("--kernel-size", type=positive_int, default=4)
+    parser.add_argument("--stride", type=positive_int, default=2)
+    parser.add_argument("--padding", type=non_negative_int, default=1)
+    parser.add_argument("--size", type=positive_int, default=64, help="input height and width")
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--repeats", type=positive_int, default=20)
 
 
-def _median_ms(fn, repeats: int) -> float:
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     fn()
     times = []
     for _ in range(repeats):
@@ -32,11 +37,18 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert, compare in float64 and float32, time both; returns the exit code."""
     torch.manual_seed(0)
     deconv = torch.nn.ConvTranspose2d(
         args.in_channels, args.out_channels, args.kernel_size, stride=args.stride, padding=args.padding
     )
     layer = from_conv_transpose(deconv)
+    smallest = min(9, 11, args.size)  # output size per axis: (n - 1)·stride - 2·padding + kernel_size
+    if (smallest - 1) * args.stride - 2 * args.padding + args.kernel_size < 1:
+        raise ValueError(
+            f"--padding {args.padding} is too large for --kernel-size {args.kernel_size}, --stride {args.stride} "
+            f"and an input of {smallest} pixels: the output would be empty"
+        )
     print(f"ConvTranspose2d: {deconv}\nSubPixelConv2d:  {layer}")
     x64 = torch.randn(2, args.in_channels, 9, 11, dtype=torch.float64)
     with torch.no_grad():

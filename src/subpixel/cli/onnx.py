@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from subpixel.cli._args import positive_int
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -39,16 +41,6 @@ def _size(text: str) -> tuple[int, ...]:
     if not size or min(size) < 1:
         raise argparse.ArgumentTypeError(f"expected spatial sizes like 64 or 64x64 or 8x16x16, got {text!r}")
     return size
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
-    return value
 
 
 def _non_negative(text: str) -> float:
@@ -95,9 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shape for an input with dynamic dims, e.g. input=1x3x64x64 (repeatable); other dynamic dims "
         "are 1 (batch) or 32",
     )
-    rw.add_argument("--repeats", type=_positive, default=10, help="timed runs of each graph (default 10)")
+    rw.add_argument("--repeats", type=positive_int, default=10, help="timed runs of each graph (default 10)")
     rw.add_argument(
-        "--threads", type=_positive, default=1, help="ONNX Runtime threads for verification (default 1)"
+        "--threads", type=positive_int, default=1, help="ONNX Runtime threads for verification (default 1)"
     )
     rw.add_argument(
         "--tolerance",
@@ -121,7 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument(
         "--size", type=_size, default=None, help="spatial input size, e.g. 64x64 (default 32 per axis)"
     )
-    ex.add_argument("--batch", type=_positive, default=1, help="batch size of the exported graph (default 1)")
+    ex.add_argument(
+        "--batch", type=positive_int, default=1, help="batch size of the exported graph (default 1)"
+    )
     ex.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 13, default 18)")
     ex.add_argument(
         "--dynamic",

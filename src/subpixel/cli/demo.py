@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from subpixel.cli._args import positive_int
+
 __all__ = ["add_arguments", "crop_box", "run", "sample_image"]
 
 
@@ -59,7 +61,7 @@ def crop_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``subpixel demo`` (all optional)."""
     parser.add_argument(
-        "--scale", type=int, choices=(2, 3, 4), default=3, help="upscaling factor (default 3)"
+        "--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the weights', or 3)"
     )
     parser.add_argument("--image", type=Path, help="use this picture instead of the sample")
     parser.add_argument(
@@ -72,7 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("subpixel_demo.png"),
         help="comparison PNG (default: %(default)s)",
     )
-    parser.add_argument("--crop", type=int, default=160, help="side of the compared crop in HR pixels")
+    parser.add_argument(
+        "--crop", type=positive_int, default=160, help="side of the compared crop in HR pixels"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,15 +87,18 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from subpixel import sr
-    from subpixel.imageio import ImageReadError, atomic_output, load_image, quantize
+    from subpixel._atomic import atomic_output
+    from subpixel.imageio import ImageReadError, load_image, quantize
     from subpixel.sr.protocol import bicubic_upscaler, make_lr, modcrop, score_pair
     from subpixel.upscale.image import upscale_pixels
 
-    scale = args.scale
     try:
-        model = sr.load(args.weights) if args.weights else sr.pretrained(scale)
-        if model.scale != scale:
-            raise ValueError(f"--weights {args.weights} is a ×{model.scale} model, but --scale is {scale}")
+        model = sr.load(args.weights) if args.weights else sr.pretrained(args.scale or 3)
+        scale = int(model.scale)
+        if args.scale is not None and model.scale != args.scale:
+            raise ValueError(
+                f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}"
+            )
         if args.image is not None:
             loaded = load_image(args.image)
             hr_float = loaded.pixels[..., :3].astype(np.float64)

@@ -17,6 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from subpixel.cli._args import positive_int
+from subpixel.cli._errors import require
+
 __all__ = ["add_arguments", "run"]
 
 _DATA_HINT = "../shared/data/sr"
@@ -28,7 +31,7 @@ def _default_data() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``subpixel study``."""
-    parser.add_argument("--scale", type=int, default=3, help="upscaling factor r (default 3)")
+    parser.add_argument("--scale", type=positive_int, default=3, help="upscaling factor r (default 3)")
     parser.add_argument(
         "--budget",
         default="ESPCN",
@@ -60,9 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("study-results"), help="output folder (default study-results)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="training steps per network (default 6000)")
-    parser.add_argument("--batch-size", type=int, default=16, help="patches per step (default 16)")
-    parser.add_argument("--patch-size", type=int, default=17, help="LR patch size (default 17)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=None, help="training steps per network (default 6000)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="patches per step (default 16)")
+    parser.add_argument("--patch-size", type=positive_int, default=17, help="LR patch size (default 17)")
     parser.add_argument(
         "--lr", type=float, default=1e-3, help="Adam learning rate, cosine-annealed (default 1e-3)"
     )
@@ -70,13 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)"
     )
     parser.add_argument(
-        "--threads", type=int, default=2, help="torch threads for training and timing (default 2)"
+        "--threads", type=positive_int, default=2, help="torch threads for training and timing (default 2)"
     )
     parser.add_argument(
-        "--timing-rounds", type=int, default=None, help="interleaved timing rounds (default 5)"
+        "--timing-rounds", type=positive_int, default=None, help="interleaved timing rounds (default 5)"
     )
     parser.add_argument(
-        "--max-train-images", type=int, default=None, help="use only the first N training images"
+        "--max-train-images", type=positive_int, default=None, help="use only the first N training images"
     )
     parser.add_argument(
         "--quick", action="store_true", help="pipeline check in about a minute; numbers mean nothing"
@@ -93,6 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the study; returns the exit code."""
     from subpixel.study.experiment import StudyConfig, run_study
+
+    require("PIL", "safetensors", "matplotlib", "tqdm")  # before any work: the study needs the 'sr' extra
 
     data = args.data if args.data is not None else _default_data()
     train = args.train or [data / "T91", data / "BSDS200"]
@@ -132,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
             if len(sys.argv) > 1 and sys.argv[1] == "study"
             else [],
         )
+        args.out.mkdir(
+            parents=True, exist_ok=True
+        )  # before any work: an --out that cannot be written fails now
         run_study(config)
     except ValueError as exc:
         print(f"subpixel study: {exc}", file=sys.stderr)

@@ -8,18 +8,26 @@ Examples (shell)::
     subpixel upscale big.tif --scale 4 --max-memory 256M --backend onnxruntime
 
 A bad input (missing, not an image, truncated, too large) is reported with its name and the batch goes on; the
-exit code is 1 when any input failed, with a summary at the end. Existing outputs are kept unless ``--force``.
+exit code is 1 when any input failed, with a summary at the end. Existing outputs are kept: ``--skip-existing``
+counts them as done (so an interrupted batch resumes where it stopped), ``--force`` replaces them. Before any work
+the run refuses two inputs that would write the same output, and an input that another input's output would
+replace; a folder's walk leaves out earlier outputs (``NAME_xR.EXT`` beside ``NAME.EXT``, anything under ``-o``)
+and temporary files, and the temporaries a killed run left in the output folders are removed. ``--weights``
+files know their scale, so ``--scale`` is only needed for the bundled weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from subpixel.cli import positive_int
+from subpixel._atomic import clean_temporaries, is_temporary
+from subpixel.cli._args import positive_int
+from subpixel.cli._errors import describe
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, ImageReadError
 from subpixel.upscale.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
@@ -47,10 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         type=Path,
-        help="output file (one input) or folder (several inputs or a folder); "
+        help="output file (one input, a name with an image or video extension) or folder (otherwise); "
         "default: NAME_xR.EXT beside each input",
     )
-    parser.add_argument("--scale", type=int, choices=(2, 3, 4), required=True, help="upscaling factor")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        choices=(2, 3, 4),
+        help="upscaling factor (needed for the bundled weights; --weights files know theirs)",
+    )
     parser.add_argument(
         "--weights", type=Path, help="a .safetensors file from 'subpixel train' (default: bundled)"
     )
@@ -59,7 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted({*(n.lower() for n in FORMAT_EXTENSIONS), "jpg", "tif"}),
         help="output image format (default: the input's)",
     )
-    parser.add_argument("--force", action="store_true", help="replace existing outputs")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--force", action="store_true", help="replace existing outputs")
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep existing outputs and count them as done (resumes an interrupted batch)",
+    )
     parser.add_argument(
         "--tile", type=positive_int, help="tile side in LR pixels (default: from --max-memory)"
     )
@@ -107,14 +126,27 @@ def _out_suffix(source: Path, fmt: str | None) -> str:
     return FORMAT_EXTENSIONS[name.upper()][0]
 
 
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.resolve().is_relative_to(folder)
+
+
+def _earlier_outputs(files: list[Path], scale: int) -> set[Path]:
+    """Files named ``NAME_xR.*`` beside a ``NAME.*`` of the same list: what a run without ``-o`` wrote."""
+    stems = {(p.parent, p.stem) for p in files}
+    suffix = f"_x{scale}"
+    return {p for p in files if p.stem.endswith(suffix) and (p.parent, p.stem[: -len(suffix)]) in stems}
+
+
 def collect_jobs(
     inputs: Iterable[Path], output: Path | None, scale: int, fmt: str | None
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Pair every input file with its output path.
+    """Pair every input file with its output path, and refuse pairs that would lose a result.
 
-    A folder contributes its image and video files (recursively, sorted), mirrored under ``output``. With one
-    input file, ``output`` is the output file (or a folder to put it in); otherwise a folder, created when
-    missing. Without ``output``, each result goes beside its input as ``NAME_xR.EXT``.
+    A folder contributes its image and video files (recursively, sorted), mirrored under ``output``; its walk
+    leaves out temporary files (:func:`subpixel._atomic.is_temporary`), anything under ``output``, and the
+    ``NAME_xR.EXT`` files beside a ``NAME.EXT`` (the outputs of an earlier run without ``-o``). With one input
+    file, ``output`` is the output file (or, when it is a folder or has no extension, the folder to put it in);
+    otherwise a folder. Without ``output``, each result goes beside its input as ``NAME_xR.EXT``.
 
     Args:
         inputs: files and folders.
@@ -123,56 +155,107 @@ def collect_jobs(
         fmt: the ``--format`` argument (changes output extensions).
 
     Returns:
-        ``(jobs, problems)``: (input, output) pairs and messages about inputs that do not exist.
+        ``(jobs, problems)``: (input, output) pairs of existing inputs, and messages about inputs that do not
+        exist or folders without images.
+
+    Raises:
+        ValueError: two inputs would write the same output, an output would replace an input (the message
+            names both), or ``output`` is a file where a folder is needed; nothing has been written then.
     """
     from subpixel.upscale.video import is_video
 
     jobs: list[tuple[Path, Path]] = []
     problems: list[str] = []
     inputs = list(inputs)
-    single_file = len(inputs) == 1 and inputs[0].is_file()
+    single_file = len(inputs) == 1 and inputs[0].exists() and not inputs[0].is_dir()
+    output_is_file = (
+        single_file
+        and output is not None
+        and not output.is_dir()
+        and (_is_image(output) or is_video(output) or bool(fmt and output.suffix))
+    )
+    if output is not None and not output_is_file and output.exists() and not output.is_dir():
+        raise ValueError(f"-o {output} is a file; with these inputs it must be a folder")
+    skip_under = None if output is None or output_is_file else output.resolve()
     for item in inputs:
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.is_file() and (_is_image(p) or is_video(p)))
+            files = [
+                p
+                for p in sorted(item.rglob("*"))
+                if p.is_file()
+                and (_is_image(p) or is_video(p))
+                and not is_temporary(p)
+                and not _inside(p, skip_under)
+            ]
+            earlier = _earlier_outputs(files, scale)
+            files = [p for p in files if p not in earlier]
             if not files:
                 problems.append(f"{item}: no image or video files in this folder")
             for file in files:
                 relative = file.relative_to(item)
+                suffix = _out_suffix(file, None if is_video(file) else fmt)
                 if output is None:
-                    target = file.with_name(
-                        f"{file.stem}_x{scale}{_out_suffix(file, None if is_video(file) else fmt)}"
-                    )
+                    target = file.with_name(f"{file.stem}_x{scale}{suffix}")
                 else:
                     base = output / item.name if len(inputs) > 1 else output
-                    target = (base / relative).with_suffix(_out_suffix(file, None if is_video(file) else fmt))
+                    target = (base / relative).with_suffix(suffix)
                 jobs.append((file, target))
-        elif item.exists() or _is_image(item) or is_video(item):
+        elif item.exists():
             suffix = _out_suffix(item, None if is_video(item) else fmt)
             if output is None:
                 target = item.with_name(f"{item.stem}_x{scale}{suffix}")
-            elif single_file and not output.is_dir():
+            elif output_is_file:
                 target = output
             else:
                 target = output / f"{item.stem}{suffix}"
             jobs.append((item, target))
         else:
             problems.append(f"{item}: no such file or folder")
+    _check_collisions(jobs)
     return jobs, problems
+
+
+def _check_collisions(jobs: list[tuple[Path, Path]]) -> None:
+    sources = {source.resolve(): source for source, _ in jobs}
+    writers: dict[Path, Path] = {}
+    for source, target in jobs:
+        key = target.resolve()
+        if key in writers:
+            raise ValueError(
+                f"{writers[key]} and {source} would both be written to {target}; upscale them into separate "
+                "folders (-o) or give one a different name"
+            )
+        writers[key] = source
+        if key in sources and sources[key].resolve() != source.resolve():
+            raise ValueError(
+                f"the output of {source} would replace the input {sources[key]}; choose another output (-o)"
+            )
 
 
 def _load_model(args: argparse.Namespace) -> torch.nn.Module:
     from subpixel import sr
 
     if args.weights is None:
+        if args.scale is None:
+            raise ValueError(
+                "--scale is needed with the bundled weights (2, 3 or 4); a --weights file knows its own scale"
+            )
         return sr.pretrained(args.scale)
+    if not args.weights.is_file():
+        raise ValueError(f"--weights {str(args.weights)!r}: file not found")
     model = sr.load(args.weights)
-    if model.scale != args.scale:
+    if args.scale is not None and model.scale != args.scale:
         raise ValueError(f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}")
     return model
 
 
+#: errors after which the next files would fail the same way: the batch stops with one line
+_FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Upscale every input; returns 0 when all succeeded, 1 when some failed, 2 on a usage error."""
+    """Upscale every input; returns 0 when all succeeded (or were skipped), 1 when some failed, 2 on a usage
+    error."""
     import torch
     from tqdm import tqdm
 
@@ -181,27 +264,26 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    jobs, problems = collect_jobs(args.inputs, args.output, args.scale, args.format)
-    if not jobs and problems:
-        for message in problems:
+    model = _load_model(args)
+    scale = int(model.scale)
+    jobs, problems = collect_jobs(args.inputs, args.output, scale, args.format)
+    if not jobs:
+        for message in problems or ["nothing to upscale"]:
             print(f"subpixel upscale: {message}", file=sys.stderr)
         return 2
-    try:
-        model = _load_model(args)
-        upscaler = Upscaler(
-            model,
-            backend=args.backend,
-            precision=args.precision,
-            compile=args.compile,
-            tile=args.tile,
-            max_memory=args.max_memory,
-            max_pixels=args.max_pixels,
-        )
-    except (ValueError, OSError, ImportError) as exc:
-        print(f"subpixel upscale: {exc}", file=sys.stderr)
-        return 2
+    for folder in sorted({target.parent for _, target in jobs}):
+        clean_temporaries(folder)  # what a killed run left behind
+    upscaler = Upscaler(
+        model,
+        backend=args.backend,
+        precision=args.precision,
+        compile=args.compile,
+        tile=args.tile,
+        max_memory=args.max_memory,
+        max_pixels=args.max_pixels,
+    )
     failures = [(None, m) for m in problems]
-    done = 0
+    done = skipped = 0
     show = not args.quiet
     bar = tqdm(total=len(jobs), unit="file", disable=not show or len(jobs) < 2, desc="upscale")
 
@@ -210,6 +292,16 @@ def run(args: argparse.Namespace) -> int:
 
     for source, target in jobs:
         try:
+            if target.exists() and not args.force:
+                if not args.skip_existing:
+                    raise FileExistsError(
+                        f"{target} exists; pass --skip-existing to keep it or --force to replace it"
+                    )
+                skipped += 1
+                if show and len(jobs) == 1:
+                    say(f"{target} exists; skipped")
+                bar.update(1)
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if is_video(source):
                 with tqdm(unit="frame", desc=source.name, disable=not show, leave=False) as frames:
@@ -220,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
                         frames.update(count - frames.n)
                         frames.set_postfix(fps=f"{fps:.2f}")
 
-                    video = upscale_video(source, target, upscaler, force=args.force, progress=tick, warn=say)
+                    video = upscale_video(source, target, upscaler, force=True, progress=tick, warn=say)
                 if show:
                     say(
                         f"{source} -> {target}: {video.frames} frames {video.size_in[0]}×{video.size_in[1]} -> "
@@ -239,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
                         target,
                         upscaler,
                         format=args.format,
-                        force=args.force,
+                        force=True,
                         progress=pixels.update,
                         warn=say,
                     )
@@ -249,27 +341,27 @@ def run(args: argparse.Namespace) -> int:
                         f"{result.size_out[0]}×{result.size_out[1]} {result.format} {result.bit_depth}-bit"
                     )
             done += 1
-        except (
-            ImageReadError,
-            VideoReadError,
-            FileExistsError,
-            ValueError,
-            OSError,
-            RuntimeError,
-            MemoryError,
-        ) as exc:
+        except OSError as exc:
+            if exc.errno in _FATAL_ERRNOS:
+                raise  # disk full, read-only: every next file would fail the same way
+            message = describe(exc)[0] if exc.errno is not None else str(exc)
+            failures.append((source, message))
+            say(f"subpixel upscale: {message}")
+        except (ImageReadError, VideoReadError, ValueError, RuntimeError, MemoryError) as exc:
             failures.append((source, str(exc)))
             say(f"subpixel upscale: {exc}")
         bar.update(1)
     bar.close()
     total = len(jobs) + len(problems)
+    kept = f", {skipped} skipped (outputs exist)" if skipped else ""
     if failures:
         print(
-            f"subpixel upscale: {done} of {total} inputs upscaled, {len(failures)} failed:", file=sys.stderr
+            f"subpixel upscale: {done} of {total} inputs upscaled{kept}, {len(failures)} failed:",
+            file=sys.stderr,
         )
         for _, message in failures:
             print(f"  {message}", file=sys.stderr)
         return 1
-    if show and len(jobs) > 1:
-        print(f"subpixel upscale: {done} of {total} inputs upscaled", file=sys.stderr)
+    if show and (len(jobs) > 1 or skipped):
+        print(f"subpixel upscale: {done} of {total} inputs upscaled{kept}", file=sys.stderr)
     return 0

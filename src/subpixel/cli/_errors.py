@@ -1,0 +1,114 @@
+"""The one error-handling path of the command line: user and environment errors become one line, not a traceback.
+
+:func:`describe` turns an exception into ``(message, exit code)``, or ``None`` for a bug (whose traceback is
+worth seeing):
+
+=================================  ===========================================================  =====
+exception                          message                                                      exit
+=================================  ===========================================================  =====
+``KeyboardInterrupt`` (Ctrl-C)     ``interrupted``                                              130
+missing optional dependency        the package, and ``pip install 'subpixel[EXTRA]'``           2
+``OSError``                        the file and the problem (disk full, permission denied, ...)  1
+``ValueError`` (from the library)  its message, which names the argument or file                2
+``MemoryError``                    out of memory, and what to lower                             1
+=================================  ===========================================================  =====
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+
+__all__ = ["EXTRAS", "describe", "missing_dependency", "require"]
+
+#: importable module -> (pip package, extra of ``subpixel`` that installs it)
+EXTRAS: dict[str, tuple[str, str]] = {
+    "PIL": ("pillow", "sr"),
+    "safetensors": ("safetensors", "sr"),
+    "tqdm": ("tqdm", "sr"),
+    "matplotlib": ("matplotlib", "sr"),
+    "png": ("pypng", "sr"),
+    "tifffile": ("tifffile", "sr"),
+    "av": ("av", "video"),
+    "onnx": ("onnx", "onnx"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "onnxscript": ("onnxscript", "onnx"),
+    "skimage": ("scikit-image", "dev"),
+}
+
+_OS_HINTS: dict[int, str] = {
+    errno.ENOSPC: "free some space or write somewhere else",
+    errno.EDQUOT: "free some space or write somewhere else",
+    errno.EACCES: "choose a folder you can write to (or fix its permissions)",
+    errno.EPERM: "choose a folder you can write to (or fix its permissions)",
+    errno.EROFS: "choose a folder on a writable file system",
+}
+
+
+def require(*modules: str) -> None:
+    """Import ``modules`` now, so that a command missing an optional dependency says so before any work.
+
+    Raises:
+        ModuleNotFoundError: the first one missing (:func:`describe` names the extra that installs it).
+    """
+    for module in modules:
+        importlib.import_module(module)
+
+
+def missing_dependency(exc: ImportError) -> str:
+    """The one-line message for a missing module: which package it is and how to install it.
+
+    Examples:
+        >>> missing_dependency(ModuleNotFoundError("No module named 'PIL'", name="PIL.Image"))
+        "needs pillow, which is not installed: pip install 'subpixel[sr]' (or 'subpixel[all]')"
+    """
+    module = (exc.name or "").split(".")[0]
+    if module in EXTRAS:
+        package, extra = EXTRAS[module]
+        return (
+            f"needs {package}, which is not installed: pip install 'subpixel[{extra}]' (or 'subpixel[all]')"
+        )
+    if module:
+        return f"needs the Python module {module!r}, which is not installed ({_one_line(exc)})"
+    return f"cannot import a dependency: {_one_line(exc)}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+def _os_error(exc: OSError) -> str:
+    reason = exc.strerror or _one_line(exc)
+    where = exc.filename if exc.filename is not None else None
+    message = f"{where}: {reason}" if where is not None and exc.strerror else reason
+    if exc.filename2 is not None and exc.strerror:
+        message = f"{where} -> {exc.filename2}: {reason}"
+    hint = _OS_HINTS.get(exc.errno or -1)
+    return f"{message}; {hint}" if hint else message
+
+
+def describe(exc: BaseException) -> tuple[str, int] | None:
+    """``(one-line message, exit code)`` for an error of the user or the environment; ``None`` for a bug.
+
+    Examples:
+        >>> describe(KeyboardInterrupt())
+        ('interrupted', 130)
+        >>> describe(OSError(errno.ENOSPC, "No space left on device", "out/x.png"))
+        ('out/x.png: No space left on device; free some space or write somewhere else', 1)
+        >>> describe(ValueError("--scale must be 2, 3 or 4, got 5"))
+        ('--scale must be 2, 3 or 4, got 5', 2)
+        >>> describe(ZeroDivisionError()) is None
+        True
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, ImportError):
+        return missing_dependency(exc), 2
+    if isinstance(exc, OSError):
+        return _os_error(exc), 1
+    if isinstance(exc, ValueError):
+        return _one_line(exc), 2
+    if isinstance(exc, MemoryError):
+        return "out of memory; try smaller inputs or a smaller batch or memory budget", 1
+    return None

@@ -1,0 +1,252 @@
+"""``subpixel.upscale(image, scale)``: one call from a picture in memory to the upscaled picture, same kind.
+
+The counterpart of OpenCV's ``DnnSuperResImpl.upsample(img)``, with the options of ``subpixel upscale``: the model
+(bundled weights, a ``.safetensors`` file, or any SR module), the backend, the precision, ``torch.compile`` and
+the tiling memory budget. The pixels go through exactly the path of the command line
+(:class:`subpixel.upscale.image.Upscaler`: the model on Y, bicubic chroma and alpha, tiles equal to the untiled
+result), so a file upscaled by the command and the same picture upscaled here agree bit for bit.
+
+Accepted images, and what comes back (always the same kind, layout and dtype):
+
+==========================  =====================================================================================
+input                       notes
+==========================  =====================================================================================
+``PIL.Image.Image``         modes ``L``, ``LA``, ``RGB``, ``RGBA``, ``I;16`` kept; palette, bilevel and CMYK
+                            images come back as ``RGB``/``RGBA``/``L`` (as :mod:`subpixel.imageio` reads them)
+``numpy.ndarray``           ``(H, W)`` or ``(H, W, C)``, C in 1..4 (gray, gray + alpha, RGB, RGBA); ``uint8``,
+                            ``uint16``, or floating point with values in [0, 1] (the result is clamped to [0, 1])
+``torch.Tensor``            ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``, C in 1..4; ``uint8`` or floating point
+                            in [0, 1]; computed on the CPU, returned on the input's device
+==========================  =====================================================================================
+
+Anything else is refused with a message naming what was received: a float array outside [0, 1] (8-bit values
+stored as floats, say) is an error, not a guess.
+
+Why ``subpixel.upscale`` is both this function and the package :mod:`subpixel.upscale`: a package attribute
+cannot simply be a function named like a subpackage, because importing any submodule
+(``import subpixel.upscale.image``, which this very function does) makes the import system bind
+``subpixel.upscale`` to the package again, and the function would vanish depending on import order. Renaming the
+package would break every existing import. So the package module is made callable (its ``__class__`` is a
+``ModuleType`` subclass with ``__call__``, a documented Python mechanism): ``subpixel.upscale(img, scale=3)``
+calls :func:`upscale`, and ``import subpixel.upscale.image`` / ``from subpixel.upscale import tiled_upscale``
+work as before. :mod:`subpixel` imports the package only on first access, so ``import subpixel`` stays light.
+
+Examples:
+    >>> import numpy as np, subpixel
+    >>> photo = (np.random.default_rng(0).random((16, 20, 3)) * 255).astype(np.uint8)
+    >>> big = subpixel.upscale(photo, scale=3)
+    >>> big.shape, big.dtype
+    ((48, 60, 3), dtype('uint8'))
+    >>> subpixel.upscale(photo / 255.0, scale=2).dtype      # float in [0, 1] -> float
+    dtype('float64')
+    >>> subpixel.upscale(photo.astype(float), scale=2)     # 0..255 as floats: refused, not posterised
+    Traceback (most recent call last):
+    ...
+    ValueError: image: floating-point values must be in [0, 1], got values from ... to ...; divide 8-bit values by 255 (or pass a uint8 array)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from subpixel.upscale.image import Backend, Precision, Upscaler
+
+__all__ = ["upscale"]
+
+_KINDS = (
+    "a PIL image, a numpy array (H, W) or (H, W, C) of uint8, uint16 or float in [0, 1], "
+    "or a torch tensor (H, W), (C, H, W) or (N, C, H, W)"
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _bundled(scale: int) -> nn.Module:
+    from subpixel.sr import pretrained
+
+    return pretrained(scale)
+
+
+@functools.lru_cache(maxsize=4)
+def _weights_file(path: str, mtime_ns: int, size: int) -> nn.Module:
+    from subpixel.sr import load
+
+    return load(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_upscaler(
+    model: nn.Module,
+    backend: str,
+    precision: str,
+    compile: bool,
+    tile: int | None,
+    max_memory: int | str | None,
+) -> Upscaler:
+    from subpixel.upscale.image import Upscaler
+
+    return Upscaler(
+        model, backend=backend, precision=precision, compile=compile, tile=tile, max_memory=max_memory
+    )  # type: ignore[arg-type]
+
+
+def _resolve_model(
+    scale: int | None, model: nn.Module | None, weights: str | os.PathLike[str] | None
+) -> tuple[nn.Module, bool]:
+    """The model to run and whether it may be cached (bundled weights or an unchanged weights file)."""
+    if model is not None and weights is not None:
+        raise ValueError("give model= or weights=, not both")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
+        raise ValueError(f"scale must be an int >= 1, got {scale!r}")
+    if model is not None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be a torch.nn.Module with scale and channels, got {type(model).__name__}"
+            )
+        chosen, cacheable = model, False  # its weights may change between calls: never reuse a copy
+    elif weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(f"weights {str(path)!r}: file not found")
+        stat = path.stat()
+        chosen, cacheable = _weights_file(str(path.resolve()), stat.st_mtime_ns, stat.st_size), True
+    else:
+        chosen, cacheable = _bundled(3 if scale is None else scale), True
+    declared = getattr(chosen, "scale", None)
+    if scale is not None and declared != scale:
+        source = "model" if model is not None else f"weights {weights}" if weights is not None else "bundled"
+        raise ValueError(f"the {source} upscale ×{declared}, but scale={scale}")
+    return chosen, cacheable
+
+
+def _from_pil(image: Any) -> tuple[np.ndarray, str]:
+    from subpixel.imageio import _to_standard
+
+    array, _, mode = _to_standard(image)
+    if mode == "L" and array.dtype == np.uint16:
+        mode = "I;16"
+    return array, mode
+
+
+def _to_pil(array: np.ndarray, mode: str) -> Any:
+    from PIL import Image
+
+    if mode == "I;16":
+        return Image.fromarray(array[..., 0].astype("<u2"))
+    return Image.fromarray(np.ascontiguousarray(array[..., 0] if mode == "L" else array))  # L, LA, RGB, RGBA
+
+
+def _run(upscaler: Upscaler, pixels: np.ndarray) -> np.ndarray:
+    """``(H, W, C)`` uint8 / uint16 / float in [0, 1] -> the upscaled array of the same dtype."""
+    from subpixel.upscale.image import unit_float
+
+    if pixels.dtype in (np.uint8, np.uint16):
+        return upscaler(pixels, bit_depth=8 if pixels.dtype == np.uint8 else 16)
+    unit_float(pixels, "image")  # the range check, with the argument's name
+    out = upscaler(pixels)
+    return np.clip(out, 0.0, 1.0, out=out).astype(pixels.dtype, copy=False)
+
+
+def _check_array(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"image: a numpy array must have shape (H, W) or (H, W, C) with C in 1..4, got {tuple(array.shape)}"
+        )
+    if not (array.dtype in (np.uint8, np.uint16) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(
+            f"image: a numpy array must be uint8, uint16 or float in [0, 1], got dtype {array.dtype}"
+        )
+    return array
+
+
+def upscale(
+    image: Any,
+    scale: int | None = None,
+    *,
+    model: nn.Module | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    backend: Backend = "torch",
+    precision: Precision = "fp32",
+    compile: bool = False,
+    tile: int | None = None,
+    max_memory: int | str | None = None,
+) -> Any:
+    """Upscale a picture in memory and return the same kind of picture (see the module docstring).
+
+    Args:
+        image: a ``PIL.Image.Image``, a numpy array ``(H, W)``/``(H, W, C)`` (uint8, uint16, or float in
+            [0, 1]) or a torch tensor ``(H, W)``/``(C, H, W)``/``(N, C, H, W)`` (uint8, or float in [0, 1]).
+        scale: the factor. Default: the model's or the weights' own; 3 for the bundled weights. Given together
+            with ``model`` or ``weights``, it must match theirs.
+        model: an SR network with ``scale`` and ``channels`` (``"y"``/``"rgb"``) attributes, e.g.
+            :func:`subpixel.sr.pretrained` ``(4)`` or your own :class:`subpixel.sr.ESPCN` (copied at every call,
+            so later changes to its weights are seen; for many calls with ``compile=True`` build a
+            :class:`subpixel.upscale.image.Upscaler` once).
+        weights: a ``.safetensors`` file from ``subpixel train`` (its ``.json`` beside it).
+        backend: ``"torch"`` or ``"onnxruntime"``.
+        precision: ``"fp32"`` or ``"bf16"`` (torch backend).
+        compile: ``torch.compile`` the network (torch backend; pays off over many same-size pictures).
+        tile: tile side in LR pixels (default: from ``max_memory``).
+        max_memory: memory budget of one tile, bytes or e.g. ``"512M"`` (default 512 MiB).
+
+    The command's ``--threads`` has no counterpart here: the thread count is process-wide, set it with
+    :func:`torch.set_num_threads`. ``--max-pixels`` guards file decoding and does not apply to pictures in memory.
+
+    Returns:
+        The upscaled picture: same type, layout, dtype (and device for tensors), height and width times
+        ``scale``. Integer results are rounded half up; float results are clamped to [0, 1].
+
+    Raises:
+        TypeError: an unsupported kind of image or dtype.
+        ValueError: a bad shape, float values outside [0, 1], a scale that does not match the model.
+
+    Shape:
+        ``(H, W, C) -> (H·r, W·r, C)``; ``(N, C, H, W) -> (N, C, H·r, W·r)``.
+    """
+    chosen, cacheable = _resolve_model(scale, model, weights)
+    if cacheable:
+        upscaler = _cached_upscaler(chosen, backend, precision, bool(compile), tile, max_memory)
+    else:
+        from subpixel.upscale.image import Upscaler
+
+        upscaler = Upscaler(
+            chosen, backend=backend, precision=precision, compile=compile, tile=tile, max_memory=max_memory
+        )
+    if type(image).__module__.startswith("PIL.") and hasattr(image, "mode") and hasattr(image, "size"):
+        array, mode = _from_pil(image)
+        return _to_pil(_run(upscaler, array), mode)
+    if isinstance(image, np.ndarray):
+        hw = image.ndim == 2
+        out = _run(upscaler, _check_array(image))
+        return out[..., 0] if hw else out
+    if isinstance(image, torch.Tensor):
+        return _upscale_tensor(upscaler, image)
+    raise TypeError(f"image must be {_KINDS}; got {type(image).__module__}.{type(image).__qualname__}")
+
+
+def _upscale_tensor(upscaler: Upscaler, image: torch.Tensor) -> torch.Tensor:
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise TypeError(f"image: a tensor must be uint8 or floating point in [0, 1], got dtype {image.dtype}")
+    ndim = image.ndim
+    if ndim not in (2, 3, 4) or (ndim > 2 and image.shape[-3] not in (1, 2, 3, 4)):
+        raise ValueError(
+            f"image: a tensor must have shape (H, W), (C, H, W) or (N, C, H, W) with C in 1..4, "
+            f"got {tuple(image.shape)}"
+        )
+    batch = image.reshape(1, 1, *image.shape) if ndim == 2 else image.unsqueeze(0) if ndim == 3 else image
+    host = batch.detach().to("cpu")
+    if host.dtype in (torch.float16, torch.bfloat16):
+        host = host.float()
+    outs = [_run(upscaler, host[i].permute(1, 2, 0).numpy()) for i in range(host.shape[0])]
+    out = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(device=image.device, dtype=image.dtype)
+    out = out.contiguous()
+    return out[0, 0] if ndim == 2 else out[0] if ndim == 3 else out
