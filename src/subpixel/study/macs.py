@@ -35,27 +35,9 @@ from torch import Tensor, nn
 
 from subpixel.functional import lr_geometry
 from subpixel.layers import SubPixelConvNd
+from subpixel.study.blocks import POINTWISE_ACTIVATIONS, BicubicUpsample2d
 
 __all__ = ["LayerCount", "MacReport", "count_macs"]
-
-#: Pointwise activations without parameters (they commute with periodic shuffling).
-POINTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Hardswish,
-    nn.Softplus,
-)
 
 _ZERO_COST = (
     nn.PixelShuffle,
@@ -165,8 +147,6 @@ def _nnz(weight: Tensor) -> int:
 
 def _count_leaf(module: nn.Module, weight: Tensor | None, x: Tensor, y: Tensor) -> tuple[int, int]:
     """(MACs, non-zero-weight MACs) of one call of a leaf module."""
-    from subpixel.study.lr_space import BicubicUpsample2d
-
     n = x.shape[0] if x.dim() > 1 else 1
     if isinstance(module, SubPixelConvNd):
         nd = module._ndim
