@@ -214,6 +214,8 @@ def test_report_measures_the_norm_in_float64() -> None:
     model = nn.Sequential(parametrizations.weight_norm(nn.ConvTranspose1d(16, 8, 16, stride=8, padding=4)))
     _, report = convert_model(model)
     assert report.replacements[0].max_abs_error is not None and report.replacements[0].max_abs_error < 1e-13
+    assert "[weight: _WeightNorm] -> SubPixelConv1d(" in str(report)
+    assert "[weight: _WeightNorm -> ConvTransposeToLR]" in str(report)
 
 
 def test_old_hook_style_weight_norm_model_converts_after_a_forward() -> None:

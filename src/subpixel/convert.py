@@ -20,6 +20,7 @@ from subpixel.reparametrize import (
     carry_to_conv_transpose,
     carry_to_lr,
     deepcopy_module,
+    describe,
     is_reparametrized,
     warn_dropped_hooks,
 )
@@ -183,7 +184,8 @@ def to_conv_transpose(module: SubPixelConvNd, *, check: bool = True) -> nn.Modul
 
 @dataclass
 class Replacement:
-    """One layer replaced by :func:`convert_model`."""
+    """One layer replaced by :func:`convert_model`: its name in the model, one-line descriptions of the original
+    and the replacement (class, arguments, reparametrizations), and the measured deviation."""
 
     name: str
     original: str
@@ -269,7 +271,7 @@ def convert_model(
     for name, module in targets:
         new = _from_conv_transpose(module, name)
         error = _layer_error(module, new, generator) if verify else None
-        report.replacements.append(Replacement(name, repr(module), repr(new), error))
+        report.replacements.append(Replacement(name, describe(module), describe(new), error))
         if name == "":
             model = new
             continue

@@ -50,6 +50,7 @@ __all__ = [
     "carry_to_conv_transpose",
     "carry_to_lr",
     "deepcopy_module",
+    "describe",
     "is_reparametrized",
     "warn_dropped_hooks",
 ]
@@ -243,6 +244,18 @@ def _current_value(hook: object, module: nn.Module) -> Tensor:
 def is_reparametrized(module: nn.Module) -> bool:
     """Whether ``module`` has a ``parametrize`` parametrization or a hook-style weight / spectral norm."""
     return parametrize.is_parametrized(module) or bool(_hooks(module))
+
+
+def describe(module: nn.Module) -> str:
+    """One line: the layer's class and arguments, then its reparametrizations, e.g.
+    ``ConvTranspose1d(4, 2, kernel_size=(4,), stride=(2,)) [weight: _WeightNorm]``."""
+    text = f"{parametrize.type_before_parametrizations(module).__name__}({module.extra_repr()})"
+    steps = []
+    if parametrize.is_parametrized(module):
+        for name, plist in module.parametrizations.items():  # type: ignore[union-attr]
+            steps.append(f"{name}: " + " -> ".join(type(step).__name__ for step in plist))
+    steps += [f"{hook.name}: {type(hook).__name__} hook" for _, hook in _hooks(module)]
+    return text + (f" [{'; '.join(steps)}]" if steps else "")
 
 
 def warn_dropped_hooks(module: nn.Module, name: str) -> None:
