@@ -278,3 +278,20 @@ def test_conv_transpose_to_lr_is_the_weight_map() -> None:
     w = torch.randn(4, 3, 3, 3, dtype=F64)
     assert torch.equal(step(w), conv_transpose_weight_to_lr(w, 2, 2, 2))
     assert torch.equal(step.right_inverse(step(w)), w)
+
+
+def test_example_input_comparison_changes_neither_model() -> None:
+    """In training mode a forward steps spectral norm's vectors and batch-norm statistics; the report's run
+    happens on copies of the buffers, so both models keep the state they had (and stay in step)."""
+    model = nn.Sequential(
+        parametrizations.spectral_norm(nn.ConvTranspose1d(4, 3, 4, stride=2, dtype=F64)),
+        nn.BatchNorm1d(3, dtype=F64),
+        torch.nn.utils.spectral_norm(nn.ConvTranspose1d(3, 2, 3, stride=1, dtype=F64)),
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    converted, report = convert_model(model, example_input=torch.randn(3, 4, 5, dtype=F64))
+    assert report.model_max_abs_error is not None and report.model_max_abs_error < 1e-12
+    for state in (model.state_dict(), converted.state_dict()):
+        assert list(state) == list(before)
+        for key, value in state.items():
+            assert torch.equal(value, before[key]), key
