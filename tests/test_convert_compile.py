@@ -61,6 +61,9 @@ class UNet3dUp(nn.Module):
         return self.b(torch.relu(self.a(x)))
 
 
+#: the accelerator too, where there is one (never a test dependency)
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "decoder2d": (Decoder2d, (2, 8, 5, 6)),
     "audio_weight_norm": (AudioDecoder, (2, 16, 12)),
@@ -68,13 +71,13 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
-def _pair(name: str) -> tuple[nn.Module, nn.Module, Tensor]:
+def _pair(name: str, device: str = "cpu") -> tuple[nn.Module, nn.Module, Tensor]:
     build, shape = MODELS[name]
     torch.manual_seed(0)
-    model = build()
+    model = build().to(device)
     converted, _ = convert_model(model)
     assert any(isinstance(m, SubPixelConvNd) for m in converted.modules())
-    return model, converted, torch.randn(shape)
+    return model, converted, torch.randn(shape, device=device)
 
 
 def _grads(model: nn.Module, run: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -92,16 +95,17 @@ def _close(a: Tensor, b: Tensor, tol: float = 1e-5) -> None:
     "name",
     [pytest.param("decoder2d", marks=pytest.mark.slow), "audio_weight_norm", "unet3d"],  # decoder2d: ~8 s
 )
-def test_compile_fullgraph_captures_the_converted_model(name: str) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_captures_the_converted_model(name: str, device: str) -> None:
     """One graph (no graph break) for forward and backward; the backend that lowers it is Inductor's business
     (tested below, slow), the capture is ours."""
-    _check_compiled(name, backend="aot_eager")
+    _check_compiled(name, "aot_eager", device)
 
 
-def _check_compiled(name: str, backend: str) -> None:
+def _check_compiled(name: str, backend: str, device: str = "cpu") -> None:
     """Forward equals the original model's; gradients equal the eager converted model's (the LR weights' own
     gradients; the eager layer's are checked against torch's in float64 elsewhere)."""
-    model, converted, x = _pair(name)
+    model, converted, x = _pair(name, device)
     torch._dynamo.reset()
     compiled = torch.compile(converted, fullgraph=True, backend=backend)
     with torch.no_grad():
@@ -120,8 +124,9 @@ def test_compile_fullgraph_with_inductor(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_export(name: str) -> None:
-    model, converted, x = _pair(name)
+@pytest.mark.parametrize("device", DEVICES)
+def test_export(name: str, device: str) -> None:
+    model, converted, x = _pair(name, device)
     program = torch.export.export(converted.eval(), (x,))
     with torch.no_grad():
         _close(program.module()(x), model.eval()(x))
@@ -129,13 +134,14 @@ def test_export(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_bf16_autocast(name: str, channels_last: bool) -> None:
-    """Under CPU bf16 autocast the converted model computes in bf16 as the original does: same dtype, same
-    values to bf16 precision, gradients in the parameters' dtype."""
-    model, converted, x = _pair(name)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_autocast(name: str, channels_last: bool, device: str) -> None:
+    """Under bf16 autocast the converted model computes in bf16 as the original does: same dtype, same values to
+    bf16 precision, gradients in the parameters' dtype."""
+    model, converted, x = _pair(name, device)
     if channels_last and x.dim() in (4, 5):
         x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16):
         with torch.no_grad():
             ref, out = model(x), converted(x)
         assert out.dtype == ref.dtype

@@ -18,6 +18,8 @@ from subpixel.functional import conv_transpose_weight_to_lr
 from subpixel.reparametrize import ConvTransposeToLR
 
 F64 = torch.float64
+#: the accelerator too, where there is one (never a test dependency)
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
 class Scale(nn.Module):
@@ -97,14 +99,15 @@ def _assert_same_training(a: nn.Module, b: nn.Module, x: Tensor, steps: int = 3)
             torch.testing.assert_close(gb[name], ga[name], rtol=1e-11, atol=1e-11, msg=name)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layer_name", list(LAYERS))
 @pytest.mark.parametrize("kind", list(REPARAMETRIZE))
-def test_conversion_keeps_values_gradients_and_names(kind: str, layer_name: str) -> None:
-    deconv = REPARAMETRIZE[kind](LAYERS[layer_name]())
+def test_conversion_keeps_values_gradients_and_names(kind: str, layer_name: str, device: str) -> None:
+    deconv = REPARAMETRIZE[kind](LAYERS[layer_name]().to(device))
     layer = subpixel.from_conv_transpose(deconv)
     assert isinstance(layer, SubPixelConvNd)
     assert list(layer.state_dict()) == list(deconv.state_dict())
-    _assert_same_training(deconv, layer, _input(deconv))
+    _assert_same_training(deconv, layer, _input(deconv).to(device))
 
 
 @pytest.mark.parametrize("kind", list(REPARAMETRIZE))
