@@ -92,6 +92,7 @@ def from_conv_transpose(module: nn.Module) -> SubPixelConvNd:
 
 
 def _from_conv_transpose(module: nn.Module, name: str) -> SubPixelConvNd:
+    """:func:`from_conv_transpose` of a checked ``module``; ``name`` (its place in a model) labels warnings."""
     n = _conv_transpose_ndim(module)
     warn_dropped_hooks(module, name)
     weight = _weight_source(module)
@@ -134,6 +135,14 @@ def to_conv_transpose(module: SubPixelConvNd, *, check: bool = True) -> nn.Modul
         check: refuse (``ValueError``) an LR weight with non-zero entries where no ConvTranspose tap lands
             (possible once an LR layer with ``kernel_size`` not a multiple of ``stride`` has been trained: the LR
             layer is then strictly more expressive than the ConvTranspose).
+
+    A layer converted from a reparametrized ConvTranspose goes back with the same reparametrization (its final
+    :class:`~subpixel.reparametrize.ConvTransposeToLR` step dropped), the same tensor names and copies of them.
+
+    Raises:
+        TypeError: if ``module`` is not a SubPixelConvNd.
+        ValueError: an LR weight no ConvTranspose holds (see ``check``), or a reparametrization of the LR weight
+            itself (e.g. ``weight_norm`` applied to the SubPixelConvNd): fold it first.
 
     Examples:
         >>> layer = SubPixelConv1d(4, 2, kernel_size=5, stride=2, padding=2)
@@ -291,6 +300,7 @@ def convert_model(
                 "example_input needs inplace=False (the original is compared with the converted copy)"
             )
         with torch.no_grad():
-            diff = _run_on_copied_buffers(original, example_input) - _run_on_copied_buffers(model, example_input)
-        report.model_max_abs_error = diff.abs().max().item()
+            reference = _run_on_copied_buffers(original, example_input)
+            converted = _run_on_copied_buffers(model, example_input)
+        report.model_max_abs_error = (reference - converted).abs().max().item()
     return model, report
