@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,26 @@ def shared_sr_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _deterministic() -> None:
+def _deterministic() -> Iterator[None]:
+    """Seed every test, and give the next test the thread count this one started with (code under test, a CLI's
+    ``--threads`` or a training config, may set it)."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """Run the test on one intra-op thread and restore the thread count afterwards (calling
+    ``torch.set_num_threads`` at import time would change it for every test of the run)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _write_synthetic_images(folder: Path, n: int, size: tuple[int, int], seed: int) -> None:

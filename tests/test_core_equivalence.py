@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import subpixel
@@ -200,8 +200,7 @@ def test_lr_form_matches_direct_loop(size, kernel, stride, padding, output_paddi
 )
 def test_hypothesis_2d_square(k, s, p, d, n, data):
     a = data.draw(st.integers(0, max(s, d) - 1))
-    if (n - 1) * s - 2 * p + d * (k - 1) + a + 1 < 1:
-        return
+    assume((n - 1) * s - 2 * p + d * (k - 1) + a + 1 >= 1)  # a non-empty output
     x = torch.randn(1, 2, n, n + 1, dtype=torch.float64)
     w = torch.randn(2, 3, k, k, dtype=torch.float64)
     ref = conv_transpose(x, w, None, s, p, a, 1, d)

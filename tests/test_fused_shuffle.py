@@ -16,7 +16,7 @@ import subpixel.layers
 from subpixel import SubPixelConv2d, SubPixelConv3d, convert_channel_order, from_conv_transpose
 from subpixel.functional import conv_transpose_weight_to_lr
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 CL = {2: torch.channels_last, 3: torch.channels_last_3d}
 CT = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}

@@ -22,10 +22,7 @@ from torch import nn
 import subpixel
 from subpixel.onnx import conv_transpose_to_subpixel, export, run_onnx, subpixel_to_conv_transpose
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("single_thread")  # one thread, restored afterwards (tests/conftest.py)
 
 
 def ops(model: onnx.ModelProto) -> Counter:

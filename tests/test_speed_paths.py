@@ -23,10 +23,8 @@ from subpixel import from_conv_transpose
 from subpixel.functional import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
 from subpixel.shuffle import pixel_shuffle, pixel_unshuffle, shuffle_crop
 
-# every test runs with the compiled copy kernel and with its copy_ fallback (tests/conftest.py)
-pytestmark = pytest.mark.usefixtures("copy_kernel")
-
-torch.set_num_threads(1)
+# every test runs with the compiled copy kernel and with its copy_ fallback, on one thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("copy_kernel", "single_thread")
 
 FORMATS = {1: [None], 2: [None, torch.channels_last], 3: [None, torch.channels_last_3d]}
 

@@ -87,8 +87,7 @@ def test_errors() -> None:
         StudyConfig(train=["."], test=["."], frame=(100, 100))
 
 
-def test_pipeline_on_synthetic_images(tmp_path: Path, write_synthetic_images) -> None:
-    torch.set_num_threads(1)
+def test_pipeline_on_synthetic_images(tmp_path: Path, write_synthetic_images, single_thread) -> None:
     write_synthetic_images(tmp_path / "train", 2, (60, 63), 0)
     write_synthetic_images(tmp_path / "test", 2, (30, 36), 1)
     config = StudyConfig(

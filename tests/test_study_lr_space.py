@@ -280,3 +280,60 @@ def test_refusals() -> None:
         BicubicUpsample2d(3, edge="mirror")
     with pytest.raises(ValueError, match=r"shape \(N, 1, H, W\)"):
         up(torch.zeros(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_upsample_first_network_takes_its_channels_from_the_next_conv(mode: str) -> None:
+    """The classic SRCNN arrangement, nn.Upsample first, with no in_channels (issue 14)."""
+    hr = nn.Sequential(
+        nn.Upsample(scale_factor=3, mode=mode),
+        nn.Conv2d(1, 64, 9, padding=4),
+        nn.ReLU(),
+        nn.Conv2d(64, 32, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, 1, 5, padding=2),
+    ).to(D)
+    lr = to_lr_space(hr, 3)
+    x = torch.randn(2, 1, 6, 5, dtype=D)
+    assert _max_err(hr, lr, x) <= 1e-10
+    # past pointwise activations, and from a per-channel PReLU
+    hr3 = nn.Sequential(
+        nn.Upsample(scale_factor=2), nn.ReLU(), nn.PReLU(3), nn.Conv2d(3, 1, 3, padding=1)
+    ).to(D)
+    x3 = torch.randn(1, 3, 4, 4, dtype=D)
+    assert _max_err(hr3, to_lr_space(hr3, 2), x3) <= 1e-10
+
+
+def test_upsample_first_network_takes_its_channels_from_an_example_input() -> None:
+    hr = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Tanh()).to(D)
+    x = torch.randn(1, 3, 4, 5, dtype=D)
+    with pytest.raises(ValueError, match=r"pass in_channels= or example_input="):
+        to_lr_space(hr, 2)
+    assert _max_err(hr, to_lr_space(hr, 2, example_input=x), x) <= 1e-12
+    with pytest.raises(
+        ValueError, match=r"in_channels=2 disagrees with example_input of shape \(1, 3, 4, 5\)"
+    ):
+        to_lr_space(hr, 2, in_channels=2, example_input=x)
+    with pytest.raises(
+        ValueError, match=r"example_input must be a tensor of shape \(N, C, H, W\), got \(3, 4\)"
+    ):
+        to_lr_space(hr, 2, example_input=torch.zeros(3, 4))
+    srcnn = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(1, 4, 3, padding=1))
+    with pytest.raises(ValueError, match=r"hr_network\[0\] \(Upsample\): 2 channels reach it .* takes 1"):
+        to_lr_space(srcnn, 2, in_channels=2)
+
+
+def test_study_modules_import_without_a_cycle() -> None:
+    """lr_space and macs share their building blocks through study.blocks; neither imports the other."""
+    import ast
+    import inspect
+
+    from subpixel.study import blocks, lr_space, macs
+
+    def imported(module: object) -> set[str]:
+        tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert "subpixel.study.macs" not in imported(lr_space)
+    assert "subpixel.study.lr_space" not in imported(macs)
+    assert not {m for m in imported(blocks) if m.startswith("subpixel")}

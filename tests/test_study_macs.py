@@ -105,6 +105,31 @@ def test_per_output_pixel_and_nonzero() -> None:
     assert "total" in report.table()
 
 
+def test_parametrized_layers_count_as_their_plain_selves() -> None:
+    """A layer under weight norm / spectral norm (or a converted one, whose LR weight is a parametrization) is one
+    layer with the plain layer's count; counting steps no spectral-norm state."""
+    from torch.nn.utils import parametrizations
+
+    def build(reparametrize: bool) -> nn.Module:
+        torch.manual_seed(0)
+        a, b = nn.ConvTranspose1d(16, 8, 16, stride=8, padding=4), nn.ConvTranspose1d(8, 2, 3, stride=2)
+        if reparametrize:
+            a, b = parametrizations.weight_norm(a), parametrizations.spectral_norm(b)
+        return nn.Sequential(a, nn.ReLU(), b)
+
+    shape = (1, 16, 32)
+    for converted in (False, True):
+        plain, normed = build(False), build(True)
+        if converted:
+            plain, normed = subpixel.convert_model(plain)[0], subpixel.convert_model(normed)[0]
+        u = normed[2].parametrizations.weight[0]._u.clone()
+        a, b = count_macs(plain, shape), count_macs(normed, shape)
+        assert [(x.name, x.kind, x.macs, x.nonzero_macs) for x in b.layers] == [
+            (x.name, x.kind, x.macs, x.nonzero_macs) for x in a.layers
+        ]
+        assert torch.equal(normed[2].parametrizations.weight[0]._u, u)
+
+
 def test_large_shape_runs_on_meta() -> None:
     model = nn.Sequential(
         nn.Conv2d(1, 64, 5, padding=2), nn.Tanh(), nn.Conv2d(64, 9, 3, padding=1), nn.PixelShuffle(3)

@@ -55,12 +55,16 @@ class Study:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory, write_synthetic_images) -> Study:
-    torch.set_num_threads(1)
     data = tmp_path_factory.mktemp("study-data")
     write_synthetic_images(data / "train", 2, (60, 63), 0)
     write_synthetic_images(data / "test", 2, (30, 36), 1)
     s = Study(data, data / "finished", {})
-    s.results = run_study(s.config(s.out), log=lambda _: None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored below: the rest of the run keeps its thread count
+    try:
+        s.results = run_study(s.config(s.out), log=lambda _: None)
+    finally:
+        torch.set_num_threads(before)
     return s
 
 

@@ -145,14 +145,17 @@ def test_inplace_activations_only_after_convolutions_in_sequential() -> None:
 
 
 @pytest.mark.slow  # compiling takes ~10 s on 2 cores
-def test_compiled_runner_agrees_or_falls_back() -> None:
+def test_compiled_runner_compiles_and_agrees() -> None:
+    """The compiled runner must really compile: its silent-ish fallback to eager (a warning) fails the test."""
     model = _tiny(2)
     x = torch.rand(1, 1, 8, 9)
     with torch.no_grad():
         ref = model(x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         out = make_runner(model, compile=True)(x)
+    fallbacks = [str(w.message) for w in caught if "torch.compile failed" in str(w.message)]
+    assert not fallbacks, f"compilation fell back to eager: {fallbacks}"
     assert (out - ref).abs().max().item() < 1e-5
 
 
@@ -177,6 +180,26 @@ def test_integer_samples_are_read_by_dtype_and_float_must_be_in_unit_range() -> 
         upscale_pixels(np.full((4, 4, 3), np.nan, np.float32), model)
     with pytest.raises(TypeError, match="got dtype int32"):
         upscale_pixels(rgb8.astype(np.int32), model)
+
+
+def test_compile_fallback_warns_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the test above refuses: a model Inductor cannot compile runs eagerly, with a warning."""
+
+    def broken(*args: object, **kwargs: object) -> object:
+        def fail(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("no compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = _tiny(2)
+    x = torch.rand(1, 1, 8, 9)
+    with pytest.warns(
+        UserWarning, match=r"torch.compile failed \(RuntimeError: no compiler\); running eagerly"
+    ):
+        out = make_runner(model, compile=True)(x)
+    with torch.no_grad():
+        assert (out - model(x)).abs().max().item() < 1e-6
 
 
 def test_errors() -> None:

@@ -1,16 +1,29 @@
 """Exact conversion between ``nn.ConvTranspose{1,2,3}d`` and :class:`~subpixel.layers.SubPixelConvNd`,
-for single layers and whole models."""
+for single layers and whole models.
+
+Weight norm, spectral norm and any ``torch.nn.utils.parametrize`` parametrization are kept (see
+:mod:`subpixel.reparametrize`): the converted layer trains exactly as the original.
+"""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from subpixel.functional import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
 from subpixel.layers import SubPixelConv1d, SubPixelConv2d, SubPixelConv3d, SubPixelConvNd
+from subpixel.reparametrize import (
+    ConvTransposeToLR,
+    carry_to_conv_transpose,
+    carry_to_lr,
+    deepcopy_module,
+    describe,
+    is_reparametrized,
+    warn_dropped_hooks,
+)
 
 __all__ = ["ConversionReport", "Replacement", "convert_model", "from_conv_transpose", "to_conv_transpose"]
 
@@ -28,10 +41,33 @@ def _conv_transpose_ndim(module: nn.Module) -> int:
     )
 
 
+def _weight_source(module: nn.Module) -> Tensor:
+    """The tensor ``module.weight`` is computed from, read without evaluating any parametrization (which could
+    advance spectral norm's power iteration): for its device and dtype."""
+    if parametrize.is_parametrized(module, "weight"):
+        plist = module.parametrizations["weight"]  # type: ignore[index]
+        return plist.original if plist.is_tensor else plist.original0
+    return module.weight  # type: ignore[return-value]  # a parameter, or a hook's last computed value
+
+
+def _has_bias(module: nn.Module) -> bool:
+    """Whether ``module`` has a bias (a reparametrized one included), without evaluating it."""
+    return "bias" not in module._parameters or module._parameters["bias"] is not None
+
+
 def from_conv_transpose(module: nn.Module) -> SubPixelConvNd:
     """The :class:`~subpixel.layers.SubPixelConvNd` that computes exactly what ``module`` computes.
 
     The new layer is on the same device, in the same dtype and training mode, with the same ``requires_grad``.
+    Its tensors are copies: ``module`` is not modified.
+
+    A reparametrized weight stays reparametrized (see :mod:`subpixel.reparametrize`): with
+    ``parametrizations.weight_norm``, ``spectral_norm`` or any ``parametrize`` module, the new layer has copies of
+    the same original tensors under the same names and the same parametrizations, followed by the exact
+    :class:`~subpixel.reparametrize.ConvTransposeToLR`; ``layer.weight`` is the LR weight, and
+    ``parametrize.remove_parametrizations(layer, "weight")`` folds it. The hook-style ``torch.nn.utils.weight_norm``
+    / ``spectral_norm`` are carried as hooks (``remove_weight_norm`` / ``remove_spectral_norm`` fold them). Other
+    hooks are not carried (a warning names them).
 
     Args:
         module: an ``nn.ConvTranspose1d``, ``nn.ConvTranspose2d`` or ``nn.ConvTranspose3d``.
@@ -47,13 +83,19 @@ def from_conv_transpose(module: nn.Module) -> SubPixelConvNd:
         >>> bool((layer(x) - deconv(x)).abs().max() < 1e-12)
         True
     """
-    n = _conv_transpose_ndim(module)
+    _conv_transpose_ndim(module)
     if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
         raise TypeError(
             f"module {type(module).__name__} has uninitialised (lazy) parameters; run it once first"
         )
-    weight: Tensor = module.weight  # type: ignore[assignment]
-    bias: Tensor | None = module.bias  # type: ignore[assignment]
+    return _from_conv_transpose(module, "")
+
+
+def _from_conv_transpose(module: nn.Module, name: str) -> SubPixelConvNd:
+    """:func:`from_conv_transpose` of a checked ``module``; ``name`` (its place in a model) labels warnings."""
+    n = _conv_transpose_ndim(module)
+    warn_dropped_hooks(module, name)
+    weight = _weight_source(module)
     layer = _SUBPIXEL[n](
         module.in_channels,  # type: ignore[arg-type]
         module.out_channels,  # type: ignore[arg-type]
@@ -62,18 +104,25 @@ def from_conv_transpose(module: nn.Module) -> SubPixelConvNd:
         padding=module.padding,  # type: ignore[arg-type]
         output_padding=module.output_padding,  # type: ignore[arg-type]
         groups=module.groups,  # type: ignore[arg-type]
-        bias=bias is not None,
+        bias=_has_bias(module),
         dilation=module.dilation,  # type: ignore[arg-type]
         padding_mode=module.padding_mode,  # type: ignore[arg-type]
         device=weight.device,
         dtype=weight.dtype,
     )
-    with torch.no_grad():
-        layer.weight.copy_(conv_transpose_weight_to_lr(weight, layer.stride, layer.dilation, layer.groups))
-        if bias is not None and layer.bias is not None:
+    if is_reparametrized(module):
+        to_lr = ConvTransposeToLR(layer.kernel_size, layer.stride, layer.dilation, layer.groups, layer.order)
+        carry_to_lr(module, layer, to_lr)
+    if "weight" in module._parameters:  # a plain weight (not reparametrized)
+        with torch.no_grad():
+            layer.weight.copy_(
+                conv_transpose_weight_to_lr(weight, layer.stride, layer.dilation, layer.groups)
+            )
+        layer.weight.requires_grad_(weight.requires_grad)
+    if module._parameters.get("bias") is not None and layer.bias is not None:
+        bias: Tensor = module.bias  # type: ignore[assignment]
+        with torch.no_grad():
             layer.bias.copy_(bias)
-    layer.weight.requires_grad_(weight.requires_grad)
-    if layer.bias is not None and bias is not None:
         layer.bias.requires_grad_(bias.requires_grad)
     return layer.train(module.training)
 
@@ -87,6 +136,14 @@ def to_conv_transpose(module: SubPixelConvNd, *, check: bool = True) -> nn.Modul
             (possible once an LR layer with ``kernel_size`` not a multiple of ``stride`` has been trained: the LR
             layer is then strictly more expressive than the ConvTranspose).
 
+    A layer converted from a reparametrized ConvTranspose goes back with the same reparametrization (its final
+    :class:`~subpixel.reparametrize.ConvTransposeToLR` step dropped), the same tensor names and copies of them.
+
+    Raises:
+        TypeError: if ``module`` is not a SubPixelConvNd.
+        ValueError: an LR weight no ConvTranspose holds (see ``check``), or a reparametrization of the LR weight
+            itself (e.g. ``weight_norm`` applied to the SubPixelConvNd): fold it first.
+
     Examples:
         >>> layer = SubPixelConv1d(4, 2, kernel_size=5, stride=2, padding=2)
         >>> deconv = to_conv_transpose(layer)
@@ -95,17 +152,19 @@ def to_conv_transpose(module: SubPixelConvNd, *, check: bool = True) -> nn.Modul
     """
     if not isinstance(module, SubPixelConvNd):
         raise TypeError(f"module must be a SubPixelConv1d/2d/3d, got {type(module).__name__}")
-    n = module._ndim
-    weight = lr_weight_to_conv_transpose(
-        module.weight.detach(),
-        module.kernel_size,
-        module.stride,
-        module.dilation,
-        module.groups,
-        order=module.order,
-        check=check,
-    )
-    deconv = _CONV_T[n](
+    weight_ct: Tensor | None = None
+    if "weight" in module._parameters:  # a plain weight (not reparametrized)
+        weight_ct = lr_weight_to_conv_transpose(
+            module.weight.detach(),
+            module.kernel_size,
+            module.stride,
+            module.dilation,
+            module.groups,
+            order=module.order,
+            check=check,
+        )
+    source = weight_ct if weight_ct is not None else _weight_source(module)
+    deconv = _CONV_T[module._ndim](
         module.in_channels,
         module.out_channels,
         module.kernel_size,  # type: ignore[arg-type]
@@ -113,21 +172,29 @@ def to_conv_transpose(module: SubPixelConvNd, *, check: bool = True) -> nn.Modul
         padding=module.padding,  # type: ignore[arg-type]
         output_padding=module.output_padding,  # type: ignore[arg-type]
         groups=module.groups,
-        bias=module.bias is not None,
+        bias=_has_bias(module),
         dilation=module.dilation,  # type: ignore[arg-type]
-        device=weight.device,
-        dtype=weight.dtype,
+        device=source.device,
+        dtype=source.dtype,
     )
-    with torch.no_grad():
-        deconv.weight.copy_(weight)
-        if module.bias is not None:
-            deconv.bias.copy_(module.bias)  # type: ignore[union-attr]
+    if is_reparametrized(module):
+        carry_to_conv_transpose(module, deconv)
+    if weight_ct is not None:
+        with torch.no_grad():
+            deconv.weight.copy_(weight_ct)
+        deconv.weight.requires_grad_(module.weight.requires_grad)
+    if module._parameters.get("bias") is not None and deconv.bias is not None:
+        bias: Tensor = module.bias  # type: ignore[assignment]
+        with torch.no_grad():
+            deconv.bias.copy_(bias)
+        deconv.bias.requires_grad_(bias.requires_grad)
     return deconv.train(module.training)
 
 
 @dataclass
 class Replacement:
-    """One layer replaced by :func:`convert_model`."""
+    """One layer replaced by :func:`convert_model`: its name in the model, one-line descriptions of the original
+    and the replacement (class, arguments, reparametrizations), and the measured deviation."""
 
     name: str
     original: str
@@ -163,11 +230,18 @@ def _layer_error(original: nn.Module, replacement: SubPixelConvNd, generator: to
     """Max abs difference of two layers on a random float64 input (batch 2, a few pixels per axis)."""
     n = replacement._ndim
     size = {1: 11, 2: 7, 3: 4}[n]
-    a = copy.deepcopy(original).to(device="cpu", dtype=torch.float64)
-    b = copy.deepcopy(replacement).to(device="cpu", dtype=torch.float64)
+    a = deepcopy_module(original).to(device="cpu", dtype=torch.float64)
+    b = deepcopy_module(replacement).to(device="cpu", dtype=torch.float64)
     x = torch.randn(2, replacement.in_channels, *([size] * n), dtype=torch.float64, generator=generator)
     with torch.no_grad():
         return (a(x) - b(x)).abs().max().item()
+
+
+def _run_on_copied_buffers(model: nn.Module, x: Tensor) -> Tensor:
+    """``model(x)`` with copies of its buffers, so that the run changes no state of ``model`` (batch-norm
+    statistics, spectral norm's power-iteration vectors): both models stay as they were, and in step."""
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    return torch.func.functional_call(model, buffers, (x,), strict=False)
 
 
 def convert_model(
@@ -185,8 +259,8 @@ def convert_model(
         model: any module; a ConvTranspose itself is converted too.
         inplace: modify ``model`` itself instead of a deep copy.
         verify: measure each replacement against the original on a random float64 input.
-        example_input: if given, also run both whole models on it (in their own dtype) and report the max
-            abs difference.
+        example_input: if given, also run both whole models on it (in their own dtype, on copies of their
+            buffers: neither model changes) and report the max abs difference.
         seed: seed of the random verification inputs.
 
     Returns:
@@ -202,7 +276,7 @@ def convert_model(
     """
     original = model
     if not inplace:
-        model = copy.deepcopy(model)
+        model = deepcopy_module(model)
     generator = torch.Generator().manual_seed(seed)
     report = ConversionReport()
     targets = [
@@ -211,9 +285,9 @@ def convert_model(
         if isinstance(module, tuple(_CONV_T.values())) and not isinstance(module, SubPixelConvNd)
     ]
     for name, module in targets:
-        new = from_conv_transpose(module)
+        new = _from_conv_transpose(module, name)
         error = _layer_error(module, new, generator) if verify else None
-        report.replacements.append(Replacement(name, repr(module), repr(new), error))
+        report.replacements.append(Replacement(name, describe(module), describe(new), error))
         if name == "":
             model = new
             continue
@@ -226,5 +300,7 @@ def convert_model(
                 "example_input needs inplace=False (the original is compared with the converted copy)"
             )
         with torch.no_grad():
-            report.model_max_abs_error = (original(example_input) - model(example_input)).abs().max().item()
+            reference = _run_on_copied_buffers(original, example_input)
+            converted = _run_on_copied_buffers(model, example_input)
+        report.model_max_abs_error = (reference - converted).abs().max().item()
     return model, report

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from subpixel import native
 from subpixel._validation import ChannelOrder, as_tuple, check_order
@@ -192,6 +193,22 @@ class SubPixelConvNd(nn.Module):
                 self.stride,
                 self.padding,
                 self.dilation,
+            )
+        if parametrize.is_parametrized(self) or "weight" not in self._parameters:
+            # a weight (or bias) computed at each access, by torch.nn.utils.parametrize or a weight-norm hook: read it
+            # once (a stateful parametrization, spectral norm, steps once per forward as in torch's layer) and cache
+            # nothing derived from it (a fresh tensor may reuse a freed one's address and version)
+            return lr_conv_shuffle(
+                input,
+                self.weight,
+                self.bias,
+                self.stride,
+                self.padding,
+                output_padding,
+                self.groups,
+                self.dilation,
+                self.kernel_size,
+                order=self.order,
             )
         weight, order = self._weight_for(input)
         n = self._ndim

@@ -6,14 +6,8 @@
   HR pixel, trained and evaluated alike (``subpixel study``).
 """
 
-from subpixel.study.lr_space import (
-    BicubicUpsample2d,
-    cubic,
-    hr_conv_to_lr,
-    hr_to_lr_weight_map,
-    interpolation_taps,
-    to_lr_space,
-)
+from subpixel.study.blocks import BicubicUpsample2d, cubic, interpolation_taps
+from subpixel.study.lr_space import hr_conv_to_lr, hr_to_lr_weight_map, to_lr_space
 from subpixel.study.macs import LayerCount, MacReport, count_macs
 
 __all__ = [

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from subpixel.layers import SubPixelConv2d
-from subpixel.study.lr_space import BicubicUpsample2d
+from subpixel.study.blocks import BicubicUpsample2d
 from subpixel.study.macs import count_macs
 
 __all__ = [

@@ -32,197 +32,24 @@ only ``C_out·C_in·k²`` free numbers (see :func:`hr_to_lr_weight_map`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from subpixel.convert import to_conv_transpose
 from subpixel.layers import SubPixelConv2d
 from subpixel.shuffle import PixelShuffle2d
-from subpixel.study.macs import POINTWISE_ACTIVATIONS
+from subpixel.study.blocks import (
+    POINTWISE_ACTIVATIONS,
+    BicubicUpsample2d,
+    interpolation_taps,
+)
 
-__all__ = [
-    "BicubicUpsample2d",
-    "cubic",
-    "hr_conv_to_lr",
-    "hr_to_lr_weight_map",
-    "interpolation_taps",
-    "to_lr_space",
-]
+__all__ = ["hr_conv_to_lr", "hr_to_lr_weight_map", "to_lr_space"]
 
 _POINTWISE = (*POINTWISE_ACTIVATIONS, nn.Identity)
-
-
-def cubic(x: Tensor, a: float = -0.5) -> Tensor:
-    """Keys' cubic convolution kernel; ``a = −0.5`` is MATLAB's ``imresize`` bicubic, ``−0.75`` PyTorch's.
-
-    Args:
-        x: sample positions.
-        a: the kernel's free parameter.
-
-    Returns:
-        The kernel at ``x``: ``(a+2)|x|³ − (a+3)|x|² + 1`` for ``|x| ≤ 1``, ``a|x|³ − 5a|x|² + 8a|x| − 4a`` for
-        ``1 < |x| < 2``, 0 beyond.
-
-    Shape:
-        - x: any; output: same as ``x``.
-
-    Examples:
-        >>> cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=torch.float64))
-        tensor([ 1.0000,  0.5625,  0.0000, -0.0625,  0.0000], dtype=torch.float64)
-    """
-    t = x.abs()
-    t2, t3 = t * t, t * t * t
-    inner = (a + 2) * t3 - (a + 3) * t2 + 1
-    outer = a * t3 - 5 * a * t2 + 8 * a * t - 4 * a
-    return torch.where(t <= 1, inner, torch.where(t < 2, outer, torch.zeros_like(t)))
-
-
-def interpolation_taps(scale: int, mode: str, a: float = -0.5) -> Tensor:
-    """The polyphase filters of an interpolator at integer scale ``r`` (half-pixel centres, no antialiasing).
-
-    Output sample ``u·r + φ`` sits at input position ``u + δ_φ`` with ``δ_φ = (φ + ½)/r − ½``, so it is
-    ``Σ_j x[u + j]·taps[φ, j + P]`` with ``taps[φ, j + P] = kernel(δ_φ − j)``, ``j ∈ [−P, P]``.
-
-    Args:
-        scale: the integer factor ``r ≥ 1``.
-        mode: ``"nearest"`` (P = 0), ``"bilinear"`` (triangle kernel, P = 1) or ``"bicubic"`` (:func:`cubic`, P = 2).
-        a: the cubic kernel's parameter (bicubic only).
-
-    Returns:
-        float64 tensor of shape ``(r, 2P + 1)``.
-
-    Examples:
-        >>> interpolation_taps(2, "bilinear")
-        tensor([[0.2500, 0.7500, 0.0000],
-                [0.0000, 0.7500, 0.2500]], dtype=torch.float64)
-    """
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise ValueError(f"scale must be a positive int, got {scale!r}")
-    phase = torch.arange(scale, dtype=torch.float64)
-    delta = (phase + 0.5) / scale - 0.5
-    if mode == "nearest":
-        return torch.ones(scale, 1, dtype=torch.float64)
-    if mode == "bilinear":
-        half = 1
-        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
-        return (1 - dist.abs()).clamp(min=0)
-    if mode == "bicubic":
-        half = 2
-        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
-        return cubic(dist, a)
-    raise ValueError(f"mode must be 'nearest', 'bilinear' or 'bicubic', got {mode!r}")
-
-
-def _taps_to_conv_transpose(taps: Tensor) -> tuple[Tensor, int]:
-    """1-D polyphase taps ``(r, 2P+1)`` -> (ConvTranspose kernel ``h`` with zero ends trimmed, its padding)."""
-    r, width = taps.shape
-    half = (width - 1) // 2
-    # ConvTranspose: y[m] = Σ_n x[n] h[m + p − n r]; with m = u r + φ, n = u + j: h[φ + p − j r] = taps[φ, j]
-    h = taps.new_zeros(width * r)
-    for phi in range(r):
-        for j in range(-half, half + 1):
-            h[phi + half * r - j * r] = taps[phi, j + half]
-    nz = torch.nonzero(h).flatten()
-    lo, hi = int(nz.min()), int(nz.max())
-    if lo + hi + 1 != width * r:  # the trimmed kernel must stay centred for an output of exactly r·L
-        lo, hi = 0, width * r - 1
-    return h[lo : hi + 1].clone(), half * r - lo
-
-
-class BicubicUpsample2d(nn.Module):
-    """Bicubic upsampling by an integer factor, written as a fixed depthwise transposed convolution.
-
-    The resampler, precisely: output pixel ``(u·r + φ_h, v·r + φ_w)`` sits at input position
-    ``(u + δ_h, v + δ_w)``, ``δ = (φ + ½)/r − ½`` (pixel centres aligned, as MATLAB's ``imresize`` and
-    ``align_corners=False``), and is ``Σ x[u + i, v + j]·c(δ_h − i)·c(δ_w − j)`` with Keys' kernel
-    :func:`cubic` (``a = −0.5``: MATLAB's bicubic). Samples outside the image are the nearest edge sample
-    (``edge="replicate"``) or zero (``edge="zeros"``). Computation: replication padding of 2 LR pixels (for
-    ``"replicate"``), then ``conv_transpose2d`` with stride ``r`` and the separable kernel ``h ⊗ h``,
-    ``h[q] = c((q − p − (r − 1)/2)/r)``, whose zero end taps are trimmed (``4r − 1`` taps for odd ``r``,
-    ``4r`` for even ``r``). With ``edge="zeros"`` it *is* an ``nn.ConvTranspose2d`` (see :meth:`as_conv_transpose`).
-
-    Args:
-        scale: integer factor ``r``.
-        channels: number of channels (each resampled on its own).
-        a: cubic kernel parameter (−0.5 MATLAB, −0.75 PyTorch).
-        edge: ``"replicate"`` or ``"zeros"``.
-
-    Shape:
-        - input: ``(N, C, H, W)``; output: ``(N, C, r·H, r·W)``.
-
-    Examples:
-        >>> up = BicubicUpsample2d(3)
-        >>> up.weight.shape, up(torch.ones(1, 1, 4, 5)).shape
-        (torch.Size([1, 1, 11, 11]), torch.Size([1, 1, 12, 15]))
-        >>> bool(torch.allclose(up(torch.ones(1, 1, 4, 5)), torch.ones(1, 1, 12, 15)))   # constants stay
-        True
-    """
-
-    def __init__(
-        self,
-        scale: int,
-        channels: int = 1,
-        *,
-        a: float = -0.5,
-        edge: str = "replicate",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-            raise ValueError(f"scale must be a positive int, got {scale!r}")
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
-        if edge not in ("replicate", "zeros"):
-            raise ValueError(f"edge must be 'replicate' or 'zeros', got {edge!r}")
-        self.scale, self.channels, self.a, self.edge = scale, channels, a, edge
-        taps = interpolation_taps(scale, "bicubic", a)
-        h, pad = _taps_to_conv_transpose(taps)
-        self.half = (taps.shape[1] - 1) // 2
-        self.kernel_size = (h.numel(), h.numel())
-        self.stride = (scale, scale)
-        self.padding = (pad, pad)
-        w = (h[:, None] * h[None, :]).expand(channels, 1, -1, -1).contiguous()
-        self.register_buffer("weight", w.to(device=device, dtype=dtype or torch.get_default_dtype()))
-
-    def forward(self, input: Tensor) -> Tensor:
-        """Upsample ``input`` of shape ``(N, C, H, W)`` to ``(N, C, r·H, r·W)``."""
-        if input.dim() != 4 or input.shape[1] != self.channels:
-            raise ValueError(f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}")
-        pad = self.padding[0]
-        if self.edge == "replicate":
-            input = F.pad(input, (self.half,) * 4, mode="replicate")
-            pad += self.half * self.scale
-        return F.conv_transpose2d(input, self.weight, None, self.scale, pad, groups=self.channels)
-
-    def as_conv_transpose(self, padding: int | None = None) -> nn.ConvTranspose2d:
-        """The ``nn.ConvTranspose2d`` with this resampler's kernel and stride, weights frozen.
-
-        With the default ``padding`` it equals this module when ``edge="zeros"``. With ``edge="replicate"`` this
-        module is ``ReplicationPad2d(2)`` followed by ``as_conv_transpose(padding=self.padding[0] + 2·r)``.
-        """
-        w = self.weight
-        pad = self.padding[0] if padding is None else padding
-        layer = nn.ConvTranspose2d(
-            self.channels,
-            self.channels,
-            self.kernel_size,
-            self.scale,
-            pad,
-            groups=self.channels,
-            bias=False,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        with torch.no_grad():
-            layer.weight.copy_(w)
-        layer.weight.requires_grad_(False)
-        return layer
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale}, channels={self.channels}, a={self.a}, edge={self.edge!r}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -423,8 +250,6 @@ def _upsample_to_lr(layer: nn.Module, scale: int, channels: int | None, like: Te
     if isinstance(layer, nn.ConvTranspose2d):
         return _conv_transpose_to_lr(layer, scale)
     if isinstance(layer, SubPixelConv2d):
-        from subpixel.convert import to_conv_transpose
-
         return _conv_transpose_to_lr(to_conv_transpose(layer), scale)  # type: ignore[arg-type]
     assert isinstance(layer, nn.Upsample)
     sf = layer.scale_factor
@@ -436,12 +261,35 @@ def _upsample_to_lr(layer: nn.Module, scale: int, channels: int | None, like: Te
     if layer.align_corners:
         raise ValueError("nn.Upsample with align_corners=True is not a polyphase filter at integer scale")
     if channels is None:
-        raise ValueError("the number of channels before nn.Upsample is unknown: put a Conv2d before it")
+        raise ValueError(
+            "the number of channels before nn.Upsample is unknown: pass in_channels= or example_input=, or follow "
+            "it with a Conv2d"
+        )
     # PyTorch: bicubic with a = −0.75; all modes read clamped (edge-replicated) indices.
     return _interpolator_to_lr(interpolation_taps(scale, layer.mode, -0.75), channels, "replicate", like)
 
 
-def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | None = None) -> nn.Sequential:
+def _channels_from_next_conv(layers: Sequence[nn.Module]) -> int | None:
+    """The channels entering ``layers``, read from the first layer that fixes them (a ``Conv2d``, a resampling
+    ``ConvTranspose2d``/``SubPixelConv2d``, a per-channel ``PReLU``) past pointwise activations; ``None`` if none.
+    """
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | SubPixelConv2d):
+            return int(layer.in_channels)
+        if isinstance(layer, nn.PReLU) and layer.num_parameters > 1:
+            return int(layer.num_parameters)
+        if not isinstance(layer, (*_POINTWISE, nn.PReLU)):
+            return None
+    return None
+
+
+def to_lr_space(
+    hr_network: nn.Sequential,
+    scale: int,
+    *,
+    in_channels: int | None = None,
+    example_input: Tensor | None = None,
+) -> nn.Sequential:
     """Rewrite an upsample-first network as an exactly equal LR-space network ending in one pixel shuffle.
 
     Args:
@@ -451,7 +299,11 @@ def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | Non
             :class:`~subpixel.SubPixelConv2d` with stride ``scale``), then stride-1 ``nn.Conv2d`` with zero padding
             and pointwise activations (``ReLU``, ``PReLU``, ``Tanh``, ...).
         scale: the integer upscaling factor ``r``.
-        in_channels: channels of the network input, needed only when it starts with ``nn.Upsample``.
+        in_channels: channels of the network input. Needed only when it starts with ``nn.Upsample``, and even then
+            only when neither ``example_input`` nor the layer after the upsampling (the first ``Conv2d``, past
+            pointwise activations) gives them.
+        example_input: an input of the network, ``(N, C, H, W)``, for its channels ``C`` (not run), and for the
+            dtype and device of a network without parameters or buffers (float32 otherwise).
 
     Returns:
         ``nn.Sequential`` of LR layers (``ZeroPad2d``/``ReplicationPad2d``, ``Conv2d``, activations) and a final
@@ -460,7 +312,8 @@ def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | Non
 
     Raises:
         TypeError: ``hr_network`` is not an ``nn.Sequential`` or contains an unsupported layer.
-        ValueError: no resampler, two resamplers, a wrong scale, or a layer whose output is not a whole LR tensor.
+        ValueError: no resampler, two resamplers, a wrong scale, a layer whose output is not a whole LR tensor, or
+            ``in_channels`` / ``example_input`` that disagree with each other or with the network.
 
     Shape:
         - input: ``(N, C, H, W)``; output: as ``hr_network``'s, ``(N, C_out, r·H + …, r·W + …)``.
@@ -472,14 +325,32 @@ def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | Non
         >>> x = torch.randn(1, 1, 6, 7, dtype=torch.float64)
         >>> lr(x).shape, bool((lr(x) - hr(x)).abs().max() < 1e-12)
         (torch.Size([1, 1, 12, 14]), True)
+        >>> srcnn = torch.nn.Sequential(torch.nn.Upsample(scale_factor=3), torch.nn.Conv2d(1, 8, 9, padding=4),
+        ...                             torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 5, padding=2)).double()
+        >>> lr = to_lr_space(srcnn, 3)      # the input's channels: those of the Conv2d after the upsampling
+        >>> lr[0], bool((lr(x) - srcnn(x)).abs().max() < 1e-12)
+        (Conv2d(1, 9, kernel_size=(1, 1), stride=(1, 1), bias=False), True)
     """
     if not isinstance(hr_network, nn.Sequential):
         raise TypeError(f"hr_network must be an nn.Sequential, got {type(hr_network).__name__}")
     if not isinstance(scale, int) or isinstance(scale, bool) or scale < 2:
         raise ValueError(f"scale must be an int >= 2, got {scale!r}")
-    like = next(
-        (t for t in (*hr_network.parameters(), *hr_network.buffers())), torch.zeros((), dtype=torch.float32)
-    )
+    fallback = example_input if example_input is not None else torch.zeros((), dtype=torch.float32)
+    like = next((t for t in (*hr_network.parameters(), *hr_network.buffers())), fallback)
+    if example_input is not None:
+        if not isinstance(example_input, Tensor) or example_input.dim() != 4:
+            shape = (
+                tuple(example_input.shape)
+                if isinstance(example_input, Tensor)
+                else type(example_input).__name__
+            )
+            raise ValueError(f"example_input must be a tensor of shape (N, C, H, W), got {shape}")
+        c = int(example_input.shape[1])
+        if in_channels is not None and in_channels != c:
+            raise ValueError(
+                f"in_channels={in_channels} disagrees with example_input of shape {tuple(example_input.shape)}"
+            )
+        in_channels = c
     out: list[nn.Module] = []
     channels = in_channels
     upsampled = False
@@ -489,6 +360,15 @@ def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | Non
         if isinstance(layer, nn.Upsample | BicubicUpsample2d | nn.ConvTranspose2d | SubPixelConv2d):
             if upsampled:
                 raise ValueError(f"{where}: a second resampler; only one upsampling layer is supported")
+            following = _channels_from_next_conv(list(hr_network)[index + 1 :])
+            if isinstance(layer, nn.Upsample):
+                if channels is None:
+                    channels = following
+                elif following is not None and following != channels:
+                    raise ValueError(
+                        f"{where}: {channels} channels reach it (in_channels / example_input / earlier layers), but "
+                        f"the layer after it takes {following}"
+                    )
             try:
                 out.extend(_upsample_to_lr(layer, scale, channels, like))
             except ValueError as exc:
@@ -527,8 +407,6 @@ def to_lr_space(hr_network: nn.Sequential, scale: int, *, in_channels: int | Non
 
 
 def _copy(layer: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(layer)
 
 

@@ -17,6 +17,8 @@ One MAC is one multiplication followed by one addition; FLOPs in the convention 
 * :class:`subpixel.study.BicubicUpsample2d`: the transposed convolution it runs (as ``nn.ConvTranspose2d``),
   on the replication-padded input when ``edge="replicate"``.
 * ``nn.Linear``: ``in_features`` per output element.
+* a layer under ``torch.nn.utils.parametrize`` (weight norm, spectral norm, the LR step of a converted layer):
+  as the plain layer, with the parameters it derives its weight from; computing the weight is not counted.
 
 Leaf modules are counted through forward hooks during one forward pass (on the ``meta`` device when possible,
 so even 1080p shapes cost nothing). A leaf module with parameters that is not in the list above raises
@@ -32,30 +34,13 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from subpixel.functional import lr_geometry
 from subpixel.layers import SubPixelConvNd
+from subpixel.study.blocks import POINTWISE_ACTIVATIONS, BicubicUpsample2d
 
 __all__ = ["LayerCount", "MacReport", "count_macs"]
-
-#: Pointwise activations without parameters (they commute with periodic shuffling).
-POINTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Hardswish,
-    nn.Softplus,
-)
 
 _ZERO_COST = (
     nn.PixelShuffle,
@@ -165,8 +150,6 @@ def _nnz(weight: Tensor) -> int:
 
 def _count_leaf(module: nn.Module, weight: Tensor | None, x: Tensor, y: Tensor) -> tuple[int, int]:
     """(MACs, non-zero-weight MACs) of one call of a leaf module."""
-    from subpixel.study.lr_space import BicubicUpsample2d
-
     n = x.shape[0] if x.dim() > 1 else 1
     if isinstance(module, SubPixelConvNd):
         nd = module._ndim
@@ -251,7 +234,7 @@ def count_macs(
     ):
         raise ValueError(f"input_shape must be a sequence of positive ints, got {input_shape!r}")
     params = sum(p.numel() for p in model.parameters())
-    for name, m in model.named_modules():
+    for name, m in _layers(model):
         if not _is_leaf(m) and any(True for _ in m.parameters(recurse=False)):
             raise TypeError(
                 f"count_macs: module {name or '.'} ({type(m).__name__}) has its own parameters and children; "
@@ -268,7 +251,34 @@ def count_macs(
 
 
 def _is_leaf(m: nn.Module) -> bool:
-    return isinstance(m, SubPixelConvNd) or not any(True for _ in m.children())
+    """Whether ``m`` is counted as one layer: no children, a SubPixelConvNd, or a layer whose only child holds its
+    parametrizations (``torch.nn.utils.parametrize``: weight norm, spectral norm, a converted layer's LR step)."""
+    children = list(m.children())
+    if isinstance(m, SubPixelConvNd) or not children:
+        return True
+    return parametrize.is_parametrized(m) and all(c is m.parametrizations for c in children)
+
+
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``model.named_modules()`` without the modules inside a layer's parametrizations (they compute its
+    weight, not its output: the layer is counted as a whole)."""
+    inside = {
+        id(sub)
+        for m in model.modules()
+        if parametrize.is_parametrized(m)
+        for sub in m.parametrizations.modules()  # type: ignore[union-attr]
+    }
+    return [(name, m) for name, m in model.named_modules() if id(m) not in inside]
+
+
+def _weight_of(module: nn.Module) -> Tensor | None:
+    """``module.weight`` for counting non-zero taps; a parametrized weight is computed on a copy of its
+    parametrizations, so counting steps no state (spectral norm's power iteration)."""
+    if parametrize.is_parametrized(module, "weight"):
+        with torch.no_grad():
+            return copy.deepcopy(module.parametrizations["weight"])()  # type: ignore[index, operator]
+    weight = getattr(module, "weight", None)
+    return weight if isinstance(weight, Tensor) else None
 
 
 def _run(
@@ -287,21 +297,20 @@ def _run(
         if not isinstance(x, Tensor) or not isinstance(output, Tensor):
             raise TypeError(f"count_macs: {type(module).__name__} must take and return a tensor")
         name = names.get(module, "")
-        weight = getattr(originals.get(name, module), "weight", None)
-        macs, nonzero = _count_leaf(module, weight if isinstance(weight, Tensor) else None, x, output)
+        macs, nonzero = _count_leaf(module, _weight_of(originals.get(name, module)), x, output)
         layers.append(
             LayerCount(
                 name,
-                type(module).__name__,
+                parametrize.type_before_parametrizations(module).__name__,
                 tuple(x.shape),
                 tuple(output.shape),
                 int(macs),
-                sum(p.numel() for p in module.parameters(recurse=False)),
+                sum(p.numel() for p in module.parameters()),  # a leaf: its own and its parametrizations'
                 int(nonzero),
             )
         )
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if _is_leaf(m)]
+    handles = [m.register_forward_hook(hook) for _, m in _layers(model) if _is_leaf(m)]
     try:
         with torch.no_grad():
             y = model(torch.zeros(input_shape, dtype=dtype, device=device))

@@ -1,0 +1,203 @@
+"""The layers the study's tools share: pointwise activations and fixed resamplers.
+
+:mod:`subpixel.study.lr_space` rewrites networks made of them and :mod:`subpixel.study.macs` counts their cost;
+both import them from here (neither imports the other).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["POINTWISE_ACTIVATIONS", "BicubicUpsample2d", "cubic", "interpolation_taps"]
+
+#: Pointwise activations without parameters (they commute with periodic shuffling).
+POINTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Softplus,
+)
+
+
+def cubic(x: Tensor, a: float = -0.5) -> Tensor:
+    """Keys' cubic convolution kernel; ``a = −0.5`` is MATLAB's ``imresize`` bicubic, ``−0.75`` PyTorch's.
+
+    Args:
+        x: sample positions.
+        a: the kernel's free parameter.
+
+    Returns:
+        The kernel at ``x``: ``(a+2)|x|³ − (a+3)|x|² + 1`` for ``|x| ≤ 1``, ``a|x|³ − 5a|x|² + 8a|x| − 4a`` for
+        ``1 < |x| < 2``, 0 beyond.
+
+    Shape:
+        - x: any; output: same as ``x``.
+
+    Examples:
+        >>> cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=torch.float64))
+        tensor([ 1.0000,  0.5625,  0.0000, -0.0625,  0.0000], dtype=torch.float64)
+    """
+    t = x.abs()
+    t2, t3 = t * t, t * t * t
+    inner = (a + 2) * t3 - (a + 3) * t2 + 1
+    outer = a * t3 - 5 * a * t2 + 8 * a * t - 4 * a
+    return torch.where(t <= 1, inner, torch.where(t < 2, outer, torch.zeros_like(t)))
+
+
+def interpolation_taps(scale: int, mode: str, a: float = -0.5) -> Tensor:
+    """The polyphase filters of an interpolator at integer scale ``r`` (half-pixel centres, no antialiasing).
+
+    Output sample ``u·r + φ`` sits at input position ``u + δ_φ`` with ``δ_φ = (φ + ½)/r − ½``, so it is
+    ``Σ_j x[u + j]·taps[φ, j + P]`` with ``taps[φ, j + P] = kernel(δ_φ − j)``, ``j ∈ [−P, P]``.
+
+    Args:
+        scale: the integer factor ``r ≥ 1``.
+        mode: ``"nearest"`` (P = 0), ``"bilinear"`` (triangle kernel, P = 1) or ``"bicubic"`` (:func:`cubic`, P = 2).
+        a: the cubic kernel's parameter (bicubic only).
+
+    Returns:
+        float64 tensor of shape ``(r, 2P + 1)``.
+
+    Examples:
+        >>> interpolation_taps(2, "bilinear")
+        tensor([[0.2500, 0.7500, 0.0000],
+                [0.0000, 0.7500, 0.2500]], dtype=torch.float64)
+    """
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    phase = torch.arange(scale, dtype=torch.float64)
+    delta = (phase + 0.5) / scale - 0.5
+    if mode == "nearest":
+        return torch.ones(scale, 1, dtype=torch.float64)
+    if mode == "bilinear":
+        half = 1
+        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
+        return (1 - dist.abs()).clamp(min=0)
+    if mode == "bicubic":
+        half = 2
+        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
+        return cubic(dist, a)
+    raise ValueError(f"mode must be 'nearest', 'bilinear' or 'bicubic', got {mode!r}")
+
+
+def _taps_to_conv_transpose(taps: Tensor) -> tuple[Tensor, int]:
+    """1-D polyphase taps ``(r, 2P+1)`` -> (ConvTranspose kernel ``h`` with zero ends trimmed, its padding)."""
+    r, width = taps.shape
+    half = (width - 1) // 2
+    # ConvTranspose: y[m] = Σ_n x[n] h[m + p − n r]; with m = u r + φ, n = u + j: h[φ + p − j r] = taps[φ, j]
+    h = taps.new_zeros(width * r)
+    for phi in range(r):
+        for j in range(-half, half + 1):
+            h[phi + half * r - j * r] = taps[phi, j + half]
+    nz = torch.nonzero(h).flatten()
+    lo, hi = int(nz.min()), int(nz.max())
+    if lo + hi + 1 != width * r:  # the trimmed kernel must stay centred for an output of exactly r·L
+        lo, hi = 0, width * r - 1
+    return h[lo : hi + 1].clone(), half * r - lo
+
+
+class BicubicUpsample2d(nn.Module):
+    """Bicubic upsampling by an integer factor, written as a fixed depthwise transposed convolution.
+
+    The resampler, precisely: output pixel ``(u·r + φ_h, v·r + φ_w)`` sits at input position
+    ``(u + δ_h, v + δ_w)``, ``δ = (φ + ½)/r − ½`` (pixel centres aligned, as MATLAB's ``imresize`` and
+    ``align_corners=False``), and is ``Σ x[u + i, v + j]·c(δ_h − i)·c(δ_w − j)`` with Keys' kernel
+    :func:`cubic` (``a = −0.5``: MATLAB's bicubic). Samples outside the image are the nearest edge sample
+    (``edge="replicate"``) or zero (``edge="zeros"``). Computation: replication padding of 2 LR pixels (for
+    ``"replicate"``), then ``conv_transpose2d`` with stride ``r`` and the separable kernel ``h ⊗ h``,
+    ``h[q] = c((q − p − (r − 1)/2)/r)``, whose zero end taps are trimmed (``4r − 1`` taps for odd ``r``,
+    ``4r`` for even ``r``). With ``edge="zeros"`` it *is* an ``nn.ConvTranspose2d`` (see :meth:`as_conv_transpose`).
+
+    Args:
+        scale: integer factor ``r``.
+        channels: number of channels (each resampled on its own).
+        a: cubic kernel parameter (−0.5 MATLAB, −0.75 PyTorch).
+        edge: ``"replicate"`` or ``"zeros"``.
+
+    Shape:
+        - input: ``(N, C, H, W)``; output: ``(N, C, r·H, r·W)``.
+
+    Examples:
+        >>> up = BicubicUpsample2d(3)
+        >>> up.weight.shape, up(torch.ones(1, 1, 4, 5)).shape
+        (torch.Size([1, 1, 11, 11]), torch.Size([1, 1, 12, 15]))
+        >>> bool(torch.allclose(up(torch.ones(1, 1, 4, 5)), torch.ones(1, 1, 12, 15)))   # constants stay
+        True
+    """
+
+    def __init__(
+        self,
+        scale: int,
+        channels: int = 1,
+        *,
+        a: float = -0.5,
+        edge: str = "replicate",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+            raise ValueError(f"scale must be a positive int, got {scale!r}")
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if edge not in ("replicate", "zeros"):
+            raise ValueError(f"edge must be 'replicate' or 'zeros', got {edge!r}")
+        self.scale, self.channels, self.a, self.edge = scale, channels, a, edge
+        taps = interpolation_taps(scale, "bicubic", a)
+        h, pad = _taps_to_conv_transpose(taps)
+        self.half = (taps.shape[1] - 1) // 2
+        self.kernel_size = (h.numel(), h.numel())
+        self.stride = (scale, scale)
+        self.padding = (pad, pad)
+        w = (h[:, None] * h[None, :]).expand(channels, 1, -1, -1).contiguous()
+        self.register_buffer("weight", w.to(device=device, dtype=dtype or torch.get_default_dtype()))
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Upsample ``input`` of shape ``(N, C, H, W)`` to ``(N, C, r·H, r·W)``."""
+        if input.dim() != 4 or input.shape[1] != self.channels:
+            raise ValueError(f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}")
+        pad = self.padding[0]
+        if self.edge == "replicate":
+            input = F.pad(input, (self.half,) * 4, mode="replicate")
+            pad += self.half * self.scale
+        return F.conv_transpose2d(input, self.weight, None, self.scale, pad, groups=self.channels)
+
+    def as_conv_transpose(self, padding: int | None = None) -> nn.ConvTranspose2d:
+        """The ``nn.ConvTranspose2d`` with this resampler's kernel and stride, weights frozen.
+
+        With the default ``padding`` it equals this module when ``edge="zeros"``. With ``edge="replicate"`` this
+        module is ``ReplicationPad2d(2)`` followed by ``as_conv_transpose(padding=self.padding[0] + 2·r)``.
+        """
+        w = self.weight
+        pad = self.padding[0] if padding is None else padding
+        layer = nn.ConvTranspose2d(
+            self.channels,
+            self.channels,
+            self.kernel_size,
+            self.scale,
+            pad,
+            groups=self.channels,
+            bias=False,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(w)
+        layer.weight.requires_grad_(False)
+        return layer
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, channels={self.channels}, a={self.a}, edge={self.edge!r}"
