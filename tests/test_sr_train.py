@@ -17,16 +17,15 @@ import numpy as np
 import pytest
 import torch
 
+from subpixel.cli.train import add_arguments, run
 from subpixel.imageio import write_image
 from subpixel.sr import load
 from subpixel.sr.protocol import imresize
 from subpixel.sr.train import (
     CHECKPOINT,
     TrainConfig,
-    add_arguments,
     learning_rate,
     load_checkpoint,
-    run,
     train,
 )
 
@@ -143,11 +142,16 @@ def test_unfinished_run_needs_resume_or_force(hr_folder: Path, tmp_path: Path, o
 
 
 def test_cli_errors(hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subpixel.cli import main
+
     missing = tmp_path / "nowhere"
-    assert run(cli_args("--data", str(missing), "--out", str(tmp_path / "r"), "--no-progress", *TINY)) == 2
-    assert str(missing) in capsys.readouterr().err
+    assert main(["train", "--data", str(missing), "--out", str(tmp_path / "r"), "--no-progress", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and len(err.strip().splitlines()) == 1
     assert (
-        run(cli_args("--data", str(hr_folder), "--out", str(tmp_path / "r"), *TINY[:2], "--patch-size", "30"))
+        main(
+            ["train", "--data", str(hr_folder), "--out", str(tmp_path / "r"), *TINY[:2], "--patch-size", "30"]
+        )
         == 2
     )
     assert "smaller than one HR patch" in capsys.readouterr().err

@@ -36,8 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "subpixel.cli.convert_demo",
         "show that ConvTranspose and SubPixelConv agree, and time both",
     ),
-    # its argparse code is still in subpixel.sr.train (add_arguments / run); it runs inside the same handler
-    "train": ("subpixel.sr.train", "train an ESPCN super-resolution model"),
+    "train": ("subpixel.cli.train", "train a super-resolution model (RepESPCN or ESPCN)"),
     "evaluate": ("subpixel.cli.evaluate", "evaluate SR weights by the standard protocol (Y-PSNR/SSIM)"),
     "upscale": ("subpixel.cli.upscale", "upscale images, folders or videos"),
     "study": ("subpixel.cli.study", "LR-space vs HR-space networks at equal compute"),

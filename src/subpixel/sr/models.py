@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from subpixel._atomic import atomic_write
 from subpixel.init import icnr_
 from subpixel.layers import SubPixelConv2d
 
@@ -504,19 +504,6 @@ def config_path(weights: str | os.PathLike[str]) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` for a temporary file in ``path``'s folder, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(
     model: ESPCN,
     path: str | os.PathLike[str],
@@ -553,8 +540,9 @@ def save(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     document = {"format": FORMAT, "config": model.config.to_dict(), **dict(metadata or {})}
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
-    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
-    _atomic_write(config_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    atomic_write(config_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 

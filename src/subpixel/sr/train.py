@@ -1,4 +1,4 @@
-"""Train ESPCN: ``subpixel train --scale 3 --data DIR [DIR ...] --out RUN_DIR`` and :func:`train`.
+"""Train SR networks (:func:`train`; from the shell ``subpixel train --scale 3 --data DIR [DIR ...] --out RUN_DIR``).
 
 What a run does:
 
@@ -22,14 +22,12 @@ rank 0 writes files, and the run records a digest of every rank's final weights.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import hashlib
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -43,11 +41,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from subpixel._atomic import atomic_write
 from subpixel.sr.data import PatchDataset
-from subpixel.sr.models import ESPCN, FAMILIES, SKIPS, RepESPCN, _atomic_write, save
+from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, save
 from subpixel.sr.protocol import find_test_images, load_test_image, score_pair
 
-__all__ = ["TrainConfig", "add_arguments", "learning_rate", "run", "train"]
+__all__ = ["TrainConfig", "learning_rate", "train"]
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
@@ -256,7 +255,7 @@ def save_checkpoint(
         "optimizer": opt_plain,
         "config": config.to_dict(),
     }
-    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)}))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)}))
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -385,7 +384,7 @@ def _read_log(path: Path, until_step: int) -> list[dict[str, Any]]:
 
 def _write_log(path: Path, entries: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(e) + "\n" for e in entries)
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _plot(path: Path, entries: list[dict[str, Any]], title: str) -> None:
@@ -404,7 +403,7 @@ def _plot(path: Path, entries: list[dict[str, Any]], title: str) -> None:
         ax[0, 1].plot(*zip(*vals), marker="o")
         ax[0, 1].set(xlabel="step", ylabel="validation Y-PSNR (dB)")
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
@@ -593,117 +592,3 @@ def train(config: TrainConfig) -> Path:
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-# ------------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``subpixel train``."""
-    d = TrainConfig(data=[], out="")
-    parser.add_argument("--scale", type=int, default=d.scale, help="upscaling factor (default %(default)s)")
-    parser.add_argument(
-        "--data", nargs="+", required=True, metavar="DIR", help="folders of HR training images"
-    )
-    parser.add_argument(
-        "--out", required=True, metavar="RUN_DIR", help="run folder (checkpoints, log, weights)"
-    )
-    parser.add_argument("--val", metavar="DIR", help="validation folder (e.g. Set5) for periodic Y-PSNR")
-    parser.add_argument("--channels", choices=("y", "rgb"), default=d.channels)
-    parser.add_argument(
-        "--model",
-        choices=sorted(FAMILIES),
-        default=d.model,
-        help="'rep': re-parameterized blocks + nearest skip (saved collapsed); 'espcn': the paper's network",
-    )
-    parser.add_argument("--widths", type=int, nargs="+", help="hidden layer widths (default: the model's)")
-    parser.add_argument("--kernel-sizes", type=int, nargs="+", help="odd kernels (default: the model's)")
-    parser.add_argument(
-        "--activation", choices=("tanh", "relu", "prelu", "identity"), help="(default: the model's)"
-    )
-    parser.add_argument("--skip", choices=SKIPS, help="global skip (default: the model's)")
-    parser.add_argument("--patch-size", type=int, default=d.patch_size, help="LR patch size (HR = ×scale)")
-    parser.add_argument(
-        "--skip-small",
-        action="store_true",
-        help="leave out images smaller than one HR patch instead of failing",
-    )
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="patches per step per process")
-    parser.add_argument("--steps", type=int, default=d.steps)
-    parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    parser.add_argument("--lr-min", type=float, default=d.lr_min, help="final learning rate of 'cosine'")
-    parser.add_argument("--schedule", choices=("cosine", "step", "constant"), default=d.schedule)
-    parser.add_argument("--loss", choices=("l2", "l1"), default=d.loss)
-    parser.add_argument("--val-every", type=int, default=d.val_every, metavar="STEPS")
-    parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="STEPS")
-    parser.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument(
-        "--init",
-        metavar="WEIGHTS",
-        help="start from these weights (.safetensors + .json) or a run's checkpoint.safetensors, e.g. another "
-        "scale's (the sub-pixel layer is then initialised afresh)",
-    )
-    parser.add_argument(
-        "--precision", choices=("fp32", "bf16"), default=d.precision, help="bf16: autocast forward pass"
-    )
-    parser.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=d.channels_last,
-        help="channels-last memory format (default on: faster on CPU)",
-    )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the training step's forward")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.safetensors")
-    parser.add_argument("--force", action="store_true", help="start over, overwriting RUN_DIR's weights")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``subpixel train``: returns 0 on success, 2 on bad input or a run folder that must not be overwritten."""
-    try:
-        config = TrainConfig(
-            data=args.data,
-            out=args.out,
-            scale=args.scale,
-            channels=args.channels,
-            model=args.model,
-            widths=tuple(args.widths) if args.widths else None,
-            kernel_sizes=tuple(args.kernel_sizes) if args.kernel_sizes else None,
-            activation=args.activation,
-            skip=args.skip,
-            patch_size=args.patch_size,
-            skip_small=args.skip_small,
-            batch_size=args.batch_size,
-            steps=args.steps,
-            lr=args.lr,
-            lr_min=args.lr_min,
-            schedule=args.schedule,
-            loss=args.loss,
-            val=args.val,
-            val_every=args.val_every,
-            checkpoint_every=args.checkpoint_every,
-            log_every=args.log_every,
-            seed=args.seed,
-            workers=args.workers,
-            threads=args.threads,
-            device=args.device,
-            init=args.init,
-            precision=args.precision,
-            channels_last=args.channels_last,
-            compile=args.compile,
-            resume=args.resume,
-            force=args.force,
-            progress=not args.no_progress,
-            command=["subpixel", "train", *sys.argv[2:]] if len(sys.argv) > 1 else [],
-        )
-        path = train(config)
-    except (ValueError, FileExistsError) as exc:
-        print(f"subpixel train: error: {exc}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"weights: {path}  ({shlex.join(config.command) or 'train()'})")
-    return 0
