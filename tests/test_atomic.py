@@ -51,9 +51,13 @@ def test_every_writer_of_the_package_respects_the_umask(tmp_path: Path) -> None:
             [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
         )
         save_model_atomic(onnx.helper.make_model(graph), tmp_path / "m.onnx")
+        # safetensors replaces the temporary file with one of its own, made 0600
+        from subpixel.sr.models import ESPCN, save
+
+        save(ESPCN(2, widths=(2,), kernel_sizes=(3, 3)), tmp_path / "w.safetensors")
     finally:
         os.umask(old)
-    for name in ("a.png", "results.json", "m.onnx"):
+    for name in ("a.png", "results.json", "m.onnx", "w.safetensors", "w.json"):
         assert _mode(tmp_path / name) == 0o644, name
 
 

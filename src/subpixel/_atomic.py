@@ -146,11 +146,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         # O_EXCL: never reuse someone else's file; mode 0o666 is reduced by the umask like any program's output
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        mode = os.stat(tmp).st_mode & 0o777
     except OSError as exc:
         raise _naming(exc, path, tmp) from None
     try:
         try:
             yield tmp
+            # a writer that replaced the file (safetensors does) may have left its own mode, e.g. 0o600
+            if os.stat(tmp).st_mode & 0o777 != mode:
+                os.chmod(tmp, mode)
             os.replace(tmp, path)
         except OSError as exc:
             renamed = _naming(exc, path, tmp)

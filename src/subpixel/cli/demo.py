@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from subpixel.cli._args import positive_int
+from subpixel.sr.models import DEFAULT_MODEL, FAMILIES
 
 __all__ = ["add_arguments", "crop_box", "run", "sample_image"]
 
@@ -68,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", type=Path, help="a .safetensors file from 'subpixel train' (default: bundled)"
     )
     parser.add_argument(
+        "--model",
+        choices=sorted(FAMILIES),
+        default=DEFAULT_MODEL,
+        help="bundled family: 'rep' (default; the re-parameterized LR-space network) or 'espcn' (the paper's)",
+    )
+    parser.add_argument(
         "-o",
         "--output",
         type=Path,
@@ -93,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from subpixel.upscale.image import upscale_pixels
 
     try:
-        model = sr.load(args.weights) if args.weights else sr.pretrained(args.scale or 3)
+        model = sr.load(args.weights) if args.weights else sr.pretrained(args.scale or 3, model=args.model)
         scale = int(model.scale)
         if args.scale is not None and model.scale != args.scale:
             raise ValueError(
@@ -125,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"image: {name}, {hr.shape[1]}×{hr.shape[0]}, low resolution {lr.shape[1]}×{lr.shape[0]} (×{scale})"
     )
-    print(f"weights: {args.weights or f'bundled ESPCN ×{scale}'} ({model.channels} channel)")
+    print(f"weights: {args.weights or f'bundled {args.model!r} ×{scale}'} ({model.channels} channel)")
     print(f"{'method':<12} {'Y-PSNR (dB)':>12} {'SSIM':>8}")
     for label, score in scores.items():
         print(f"{label:<12} {score.psnr:>12.2f} {score.ssim:>8.4f}")

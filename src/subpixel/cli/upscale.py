@@ -29,6 +29,7 @@ from subpixel._atomic import clean_temporaries, is_temporary
 from subpixel.cli._args import positive_int
 from subpixel.cli._errors import describe
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, ImageReadError
+from subpixel.sr.models import DEFAULT_MODEL, FAMILIES
 from subpixel.upscale.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights", type=Path, help="a .safetensors file from 'subpixel train' (default: bundled)"
+    )
+    parser.add_argument(
+        "--model",
+        choices=sorted(FAMILIES),
+        default=DEFAULT_MODEL,
+        help="bundled family: 'rep' (default; the re-parameterized LR-space network) or 'espcn' (the paper's)",
     )
     parser.add_argument(
         "--format",
@@ -240,7 +247,7 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
             raise ValueError(
                 "--scale is needed with the bundled weights (2, 3 or 4); a --weights file knows its own scale"
             )
-        return sr.pretrained(args.scale)
+        return sr.pretrained(args.scale, model=args.model)
     if not args.weights.is_file():
         raise ValueError(f"--weights {str(args.weights)!r}: file not found")
     model = sr.load(args.weights)

@@ -1,7 +1,9 @@
-"""Super-resolution with ESPCN: models, weights, training data and training.
+"""Super-resolution in LR space: models, weights, training data and training.
 
-* :class:`ESPCN` and its :class:`ESPCNConfig`; :func:`save` / :func:`load` (safetensors + JSON config);
-  :func:`pretrained` (the bundled ×2, ×3, ×4 weights, no network).
+* :class:`ESPCN` and its :class:`ESPCNConfig` (the deployed network: LR convolutions, one sub-pixel layer, an
+  optional nearest-neighbour skip); :class:`RepESPCN`, its re-parameterized training form
+  (:mod:`subpixel.sr.reparam`); :func:`save` / :func:`load` (safetensors + JSON config);
+  :func:`pretrained` (bundled ×2, ×3, ×4 weights of the ``"rep"`` and ``"espcn"`` families, no network).
 * :mod:`subpixel.sr.data`: random aligned LR/HR patches from folders of HR images.
 * :mod:`subpixel.sr.train`: ``subpixel train`` and :func:`subpixel.sr.train.train`.
 * :mod:`subpixel.sr.protocol`: the standard evaluation protocol (MATLAB bicubic ``imresize``, BT.601 Y, PSNR, SSIM).
@@ -15,16 +17,27 @@ Examples:
 """
 
 from subpixel.sr.evaluate import evaluate
-from subpixel.sr.models import ESPCN, ESPCNConfig, load, pretrained, pretrained_scales, save
+from subpixel.sr.models import (
+    ESPCN,
+    ESPCNConfig,
+    RepESPCN,
+    load,
+    pretrained,
+    pretrained_models,
+    pretrained_scales,
+    save,
+)
 from subpixel.sr.protocol import imresize, psnr, run_protocol, score_pair, ssim
 
 __all__ = [
     "ESPCN",
     "ESPCNConfig",
+    "RepESPCN",
     "evaluate",
     "imresize",
     "load",
     "pretrained",
+    "pretrained_models",
     "pretrained_scales",
     "psnr",
     "run_protocol",

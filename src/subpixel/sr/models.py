@@ -35,6 +35,7 @@ from subpixel.init import icnr_
 from subpixel.layers import SubPixelConv2d
 
 __all__ = [
+    "DEFAULT_MODEL",
     "ESPCN",
     "FAMILIES",
     "FORMAT",
@@ -45,6 +46,7 @@ __all__ = [
     "load",
     "nearest_skip",
     "pretrained",
+    "pretrained_models",
     "pretrained_scales",
     "read_config",
     "save",
@@ -616,42 +618,69 @@ def load(
     return model.to(device).eval()
 
 
-def pretrained_scales() -> tuple[int, ...]:
-    """The scales with bundled weights.
+#: the model family that :func:`pretrained`, ``subpixel upscale`` and ``subpixel demo`` use unless told otherwise
+DEFAULT_MODEL = "rep"
+
+
+def pretrained_models(scale: int | None = None) -> tuple[str, ...]:
+    """The model families with bundled weights (for ``scale``, or for any scale), default family first.
 
     Examples:
-        >>> pretrained_scales()
-        (2, 3, 4)
+        >>> pretrained_models(3)
+        ('rep', 'espcn')
+    """
+    names = set()
+    for file in _WEIGHTS_DIR.glob("*_x*.safetensors"):
+        name, _, suffix = file.stem.rpartition("_x")
+        if name in FAMILIES and suffix.isdigit() and (scale is None or int(suffix) == scale):
+            names.add(name)
+    return tuple(sorted(names, key=lambda n: (n != DEFAULT_MODEL, n)))
+
+
+def pretrained_scales(model: str = DEFAULT_MODEL) -> tuple[int, ...]:
+    """The scales with bundled weights of ``model``.
+
+    Examples:
+        >>> pretrained_scales(), pretrained_scales("espcn")
+        ((2, 3, 4), (2, 3, 4))
     """
     scales = []
-    for file in _WEIGHTS_DIR.glob("espcn_x*.safetensors"):
-        suffix = file.stem.removeprefix("espcn_x")
+    for file in _WEIGHTS_DIR.glob(f"{model}_x*.safetensors"):
+        suffix = file.stem.removeprefix(f"{model}_x")
         if suffix.isdigit():
             scales.append(int(suffix))
     return tuple(sorted(scales))
 
 
-def pretrained(scale: int, *, device: torch.device | str | None = None) -> ESPCN:
-    """The bundled ESPCN weights for ``scale`` (Y channel, trained with ``subpixel train`` on T91 + BSDS200).
+def pretrained(scale: int, *, model: str = DEFAULT_MODEL, device: torch.device | str | None = None) -> ESPCN:
+    """Bundled weights for ``scale`` (Y channel, trained with ``subpixel train`` on T91 + BSDS200).
 
     Nothing is downloaded: the files ship inside the package (``subpixel/sr/weights``).
 
     Args:
         scale: 2, 3 or 4.
+        model: ``"rep"`` (default: the re-parameterized LR-space network with a nearest skip, collapsed; at most
+            the paper's ESPCN's multiply-adds) or ``"espcn"`` (the paper's network: 5×5 → 64, 3×3 → 32, tanh).
         device: where to put the model.
 
     Returns:
-        The model in eval mode.
+        The model (an :class:`ESPCN`) in eval mode.
 
     Raises:
-        ValueError: no weights for ``scale``.
+        ValueError: no weights for ``model`` at ``scale``.
 
     Examples:
         >>> model = pretrained(3)
-        >>> model.scale, model.channels
-        (3, 'y')
+        >>> model.scale, model.channels, model.config.skip
+        (3, 'y', 'nearest')
+        >>> pretrained(3, model="espcn").config.activation
+        'tanh'
     """
-    supported = pretrained_scales()
+    if model not in FAMILIES:
+        raise ValueError(f"model must be one of {sorted(FAMILIES)}, got {model!r}")
+    supported = pretrained_scales(model)
     if isinstance(scale, bool) or not isinstance(scale, int) or scale not in supported:
-        raise ValueError(f"no bundled weights for scale={scale!r}; supported scales are {list(supported)}")
-    return load(_WEIGHTS_DIR / f"espcn_x{scale}.safetensors", device=device)
+        raise ValueError(
+            f"no bundled {model!r} weights for scale={scale!r}; supported scales are {list(supported)}"
+        )
+    return load(_WEIGHTS_DIR / f"{model}_x{scale}.safetensors", device=device)

@@ -56,6 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from subpixel.sr.models import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from subpixel.upscale.image import Backend, Precision, Upscaler
 
@@ -68,10 +70,10 @@ _KINDS = (
 
 
 @functools.lru_cache(maxsize=4)
-def _bundled(scale: int) -> nn.Module:
+def _bundled(scale: int, family: str) -> nn.Module:
     from subpixel.sr import pretrained
 
-    return pretrained(scale)
+    return pretrained(scale, model=family)
 
 
 @functools.lru_cache(maxsize=4)
@@ -98,14 +100,16 @@ def _cached_upscaler(
 
 
 def _resolve_model(
-    scale: int | None, model: nn.Module | None, weights: str | os.PathLike[str] | None
+    scale: int | None, model: nn.Module | str | None, weights: str | os.PathLike[str] | None
 ) -> tuple[nn.Module, bool]:
     """The model to run and whether it may be cached (bundled weights or an unchanged weights file)."""
     if model is not None and weights is not None:
         raise ValueError("give model= or weights=, not both")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
         raise ValueError(f"scale must be an int >= 1, got {scale!r}")
-    if model is not None:
+    if isinstance(model, str):
+        chosen, cacheable = _bundled(3 if scale is None else scale, model), True
+    elif model is not None:
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"model must be a torch.nn.Module with scale and channels, got {type(model).__name__}"
@@ -118,7 +122,7 @@ def _resolve_model(
         stat = path.stat()
         chosen, cacheable = _weights_file(str(path.resolve()), stat.st_mtime_ns, stat.st_size), True
     else:
-        chosen, cacheable = _bundled(3 if scale is None else scale), True
+        chosen, cacheable = _bundled(3 if scale is None else scale, DEFAULT_MODEL), True
     declared = getattr(chosen, "scale", None)
     if scale is not None and declared != scale:
         source = "model" if model is not None else f"weights {weights}" if weights is not None else "bundled"
@@ -172,7 +176,7 @@ def upscale(
     image: Any,
     scale: int | None = None,
     *,
-    model: nn.Module | None = None,
+    model: nn.Module | str | None = None,
     weights: str | os.PathLike[str] | None = None,
     backend: Backend = "torch",
     precision: Precision = "fp32",
@@ -187,7 +191,8 @@ def upscale(
             [0, 1]) or a torch tensor ``(H, W)``/``(C, H, W)``/``(N, C, H, W)`` (uint8, or float in [0, 1]).
         scale: the factor. Default: the model's or the weights' own; 3 for the bundled weights. Given together
             with ``model`` or ``weights``, it must match theirs.
-        model: an SR network with ``scale`` and ``channels`` (``"y"``/``"rgb"``) attributes, e.g.
+        model: the name of a bundled family (``"rep"``, the default, or ``"espcn"``, the paper's), or an SR
+            network with ``scale`` and ``channels`` (``"y"``/``"rgb"``) attributes, e.g.
             :func:`subpixel.sr.pretrained` ``(4)`` or your own :class:`subpixel.sr.ESPCN` (copied at every call,
             so later changes to its weights are seen; for many calls with ``compile=True`` build a
             :class:`subpixel.upscale.image.Upscaler` once).
