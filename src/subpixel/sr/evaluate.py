@@ -41,19 +41,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from subpixel.sr.protocol import (
-    Score,
-    Upscaler,
-    _upscale_checked,
-    bicubic_upscaler,
-    find_test_images,
-    load_test_image,
-    quantize_uint8,
-    rgb_to_ycbcr,
-    score_pair,
-    to_y,
-    ycbcr_to_rgb,
-)
+from subpixel.sr.color import quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
+from subpixel.sr.metrics import Score, score_pair
+from subpixel.sr.protocol import Upscaler, score_images
+from subpixel.sr.resize import bicubic_upscaler
+from subpixel.sr.testsets import find_test_images
 
 __all__ = [
     "EvaluationResult",
@@ -263,25 +255,21 @@ def evaluate(
             f"model_or_upscaler must be an nn.Module or a callable, got {type(model_or_upscaler).__name__}"
         )
     folder = Path(data_dir)
-    images = find_test_images(folder, r)
-    iterator: Any = images
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(images, desc=f"{folder.name} ×{r}", unit="image", leave=False)
+    scored = score_images(
+        upscaler, find_test_images(folder, r), r, progress=progress, desc=f"{folder.name} ×{r}"
+    )
     results = []
-    for image in iterator:
-        hr, lr = load_test_image(image, r)
+    for item in scored:
+        hr, lr = item.image.hr, item.image.lr
         bicubic = bicubic_upscaler(lr, r)
-        sr = _upscale_checked(upscaler, lr, hr, r, image.name)
         results.append(
             ImageEvaluation(
-                name=image.name,
-                path=str(image.hr_path),
+                name=item.image.name,
+                path=item.image.path,
                 shape=(hr.shape[0], hr.shape[1]),
-                model=score_pair(hr, sr, r),
+                model=item.score,
                 bicubic=score_pair(hr, bicubic, r),
-                pictures=_display_pictures(hr, bicubic, sr) if keep_pictures else None,
+                pictures=_display_pictures(hr, bicubic, item.sr) if keep_pictures else None,
             )
         )
     return EvaluationResult(folder.name, str(folder), r, tuple(results))

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Sampler
 from subpixel._atomic import atomic_write
 from subpixel.sr.data import PatchDataset
 from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, save
-from subpixel.sr.protocol import find_test_images, load_test_image, score_pair
+from subpixel.sr.protocol import find_test_images, load_test_image, score_images
 
 __all__ = ["TrainConfig", "learning_rate", "train"]
 
@@ -289,15 +289,14 @@ def _prepare_validation(folder: str, scale: int) -> list[tuple[np.ndarray, np.nd
 def validate(model: nn.Module, data: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
     """Mean Y-PSNR (dB) by the protocol, the model run as ``subpixel evaluate`` runs it.
 
-    (:func:`~subpixel.sr.evaluate.model_upscaler`, then :func:`~subpixel.sr.protocol.score_pair`: clamp, 8-bit
+    (:func:`~subpixel.sr.evaluate.model_upscaler` through :func:`~subpixel.sr.protocol.score_images`: clamp, 8-bit
     rounding, Y, border crop = scale.)
     """
     from subpixel.sr.evaluate import model_upscaler
 
     module = getattr(model, "module", model)
     was_training = module.training
-    upscale = model_upscaler(module)
-    psnrs = [score_pair(hr, upscale(lr, scale), scale).psnr for hr, lr in data]
+    psnrs = [s.score.psnr for s in score_images(model_upscaler(module), data, scale)]
     module.train(was_training)
     return float(np.mean(psnrs))
 
