@@ -26,7 +26,6 @@ import dataclasses
 import gc
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -44,6 +43,7 @@ from torch.utils.data import DataLoader, Sampler
 from subpixel._atomic import atomic_write
 from subpixel.sr.data import PatchDataset
 from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, save
+from subpixel.sr.optim import scheduled_lr
 from subpixel.sr.protocol import find_test_images, load_test_image, score_images
 
 __all__ = ["TrainConfig", "learning_rate", "train"]
@@ -177,19 +177,14 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """The learning rate for optimiser step ``step`` (0-based), a pure function of the step.
+    """The learning rate for optimiser step ``step`` (0-based): :func:`subpixel.sr.optim.scheduled_lr` of ``config``.
 
     Examples:
         >>> cfg = TrainConfig(data=["."], out=".", steps=100, lr=1e-3, lr_min=1e-5)
         >>> learning_rate(cfg, 0), round(learning_rate(cfg, 50), 6), round(learning_rate(cfg, 100), 8)
         (0.001, 0.000505, 1e-05)
     """
-    t = min(max(step / config.steps, 0.0), 1.0)
-    if config.schedule == "constant":
-        return config.lr
-    if config.schedule == "step":
-        return config.lr * (0.1 ** (int(t >= 0.5) + int(t >= 0.75)))
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * t))
+    return scheduled_lr(config.lr, config.lr_min, config.schedule, step, config.steps)
 
 
 class _StepBatches(Sampler[list[int]]):

@@ -8,7 +8,7 @@
    the parameters and MACs of both forms;
 3. trains every network with the same recipe: the same patches in the same order
    (:class:`~subpixel.sr.data.PatchDataset` over the training folders: sample ``i`` depends only on the seed and
-   ``i``), the same initialisation seed, Adam with the learning rate of :func:`subpixel.sr.train.learning_rate`,
+   ``i``), the same initialisation seed, Adam with the learning rate of :func:`subpixel.sr.optim.scheduled_lr`,
    MSE loss, the same number of steps. The project's ``subpixel.sr.train.train`` trains only
    :class:`~subpixel.sr.models.ESPCN` models, so the loop here is a small one over any ``nn.Module``;
 4. evaluates each on the test folders by the SR protocol (:func:`subpixel.sr.protocol.run_protocol`: MATLAB
@@ -251,9 +251,8 @@ def train_model(
     Returns:
         ``{"seconds": …, "final_loss": …, "loss": [mean loss per 1% of the steps]}``.
     """
-    from subpixel.sr.train import TrainConfig, learning_rate
+    from subpixel.sr.optim import optimization_step, scheduled_lr
 
-    schedule = TrainConfig(data=["."], out=".", steps=steps, lr=lr, lr_min=lr_min, schedule="cosine")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     model.train()
@@ -269,13 +268,9 @@ def train_model(
     for step, (lr_batch, hr_batch) in enumerate(loader):
         if step >= steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(schedule, step)
-        loss = nn.functional.mse_loss(model(lr_batch), hr_batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+        rate = scheduled_lr(lr, lr_min, "cosine", step, steps)
+        loss = optimization_step(model, optimizer, nn.functional.mse_loss, lr_batch, hr_batch, lr=rate)
+        losses.append(float(loss))
         if (step + 1) % every == 0:
             curve.append(float(np.mean(losses[-every:])))
         if bar is not None:
