@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Sampler
 from subpixel._atomic import atomic_write
 from subpixel.sr.data import PatchDataset
 from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, save
-from subpixel.sr.optim import scheduled_lr
+from subpixel.sr.optim import optimization_step, scheduled_lr
 from subpixel.sr.protocol import find_test_images, load_test_image, score_images
 
 __all__ = ["TrainConfig", "learning_rate", "train"]
@@ -499,20 +499,15 @@ def train(config: TrainConfig) -> Path:
         step = start
         for lr_batch, hr_batch in loader:
             rate = learning_rate(config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
             lr_batch = lr_batch.to(device, non_blocking=True)
             hr_batch = hr_batch.to(device, non_blocking=True)
             if config.channels_last:
                 lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                prediction = forward(lr_batch)
-            loss = loss_fn(prediction.float(), hr_batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = optimization_step(
+                forward, optimizer, loss_fn, lr_batch, hr_batch, lr=rate, bf16=config.precision == "bf16"
+            )
             step += 1
-            running += float(loss.detach())
+            running += float(loss)
             running_n += 1
             if not main:
                 continue
