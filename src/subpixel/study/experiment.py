@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from subpixel._atomic import atomic_write
+from subpixel._paths import portable_paths
 from subpixel.study.families import (
     FAMILIES,
     FRAME_HR,
@@ -530,7 +531,8 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     if not files:
         raise ValueError(f"no training images found in {config.train}")
     results: dict[str, Any] = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        # paths relative to the working directory: the record is shipped, the machine's folders are not
+        "config": portable_paths(asdict(config)),
         "environment": {
             "torch": torch.__version__,
             "python": platform.python_version(),
