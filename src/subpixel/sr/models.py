@@ -45,6 +45,7 @@ __all__ = [
     "load",
     "nearest_skip",
     "pretrained",
+    "pretrained_models",
     "pretrained_scales",
     "read_config",
     "save",
@@ -631,27 +632,53 @@ def pretrained_scales() -> tuple[int, ...]:
     return tuple(sorted(scales))
 
 
-def pretrained(scale: int, *, device: torch.device | str | None = None) -> ESPCN:
-    """The bundled ESPCN weights for ``scale`` (Y channel, trained with ``subpixel train`` on T91 + BSDS200).
+def pretrained_models(scale: int) -> tuple[str, ...]:
+    """The names of the models with bundled weights (``weights/{name}_x{scale}.safetensors``) for ``scale``.
+
+    The families of :data:`FAMILIES` come first, in its order (the default family first), then any other name.
+
+    Examples:
+        >>> "espcn" in pretrained_models(3), pretrained_models(99)
+        (True, ())
+    """
+    suffix = f"_x{scale}"
+    names = {
+        file.stem.removesuffix(suffix)
+        for file in _WEIGHTS_DIR.glob(f"*{suffix}.safetensors")
+        if file.stem.endswith(suffix) and file.with_suffix(".json").is_file()
+    }
+    known = [name for name in FAMILIES if name in names]
+    return (*known, *sorted(names - set(known)))
+
+
+def pretrained(scale: int, *, model: str | None = None, device: torch.device | str | None = None) -> ESPCN:
+    """Bundled weights for ``scale`` (Y channel, trained with ``subpixel train`` on T91 + BSDS200).
 
     Nothing is downloaded: the files ship inside the package (``subpixel/sr/weights``).
 
     Args:
         scale: 2, 3 or 4.
+        model: the bundled model's name (:func:`pretrained_models`): ``"rep"`` (the default family) or
+            ``"espcn"`` (the paper's); ``None``: the first of :func:`pretrained_models` (the default family when
+            its weights are bundled).
         device: where to put the model.
 
     Returns:
         The model in eval mode.
 
     Raises:
-        ValueError: no weights for ``scale``.
+        ValueError: no weights for ``scale``, or none named ``model``.
 
     Examples:
-        >>> model = pretrained(3)
-        >>> model.scale, model.channels
+        >>> net = pretrained(3, model="espcn")
+        >>> net.scale, net.channels
         (3, 'y')
     """
     supported = pretrained_scales()
     if isinstance(scale, bool) or not isinstance(scale, int) or scale not in supported:
         raise ValueError(f"no bundled weights for scale={scale!r}; supported scales are {list(supported)}")
-    return load(_WEIGHTS_DIR / f"espcn_x{scale}.safetensors", device=device)
+    names = pretrained_models(scale)
+    name = names[0] if model is None else model
+    if name not in names:
+        raise ValueError(f"no bundled weights for model={model!r} at scale {scale}; bundled: {list(names)}")
+    return load(_WEIGHTS_DIR / f"{name}_x{scale}.safetensors", device=device)
