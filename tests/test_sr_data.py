@@ -163,3 +163,18 @@ def test_errors(image_folder: Path, tmp_path: Path) -> None:
         PatchDataset([image_folder], 0)
     with pytest.raises(IndexError):
         PatchDataset([image_folder], 2, patch_size=4)[-1]
+
+
+def test_training_and_evaluation_read_the_same_image_files(tmp_path: Path) -> None:
+    """One list of image extensions: a folder's images for training are the test images of the protocol."""
+    from subpixel.imageio import FORMAT_EXTENSIONS, IMAGE_EXTENSIONS
+    from subpixel.sr.protocol import find_test_images
+
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.webp", "c.jpeg", "d.tiff", "e.bmp"):
+        write_image(tmp_path / name, smooth_image(rng, 24, 24, 3))
+    (tmp_path / "notes.txt").write_text("not an image")
+    trained = [p.name for p in list_images([tmp_path])]
+    assert trained == ["a.png", "b.webp", "c.jpeg", "d.tiff", "e.bmp"]
+    assert [t.hr_path.name for t in find_test_images(tmp_path, 2)] == trained
+    assert set(IMAGE_EXTENSIONS) == {s for group in FORMAT_EXTENSIONS.values() for s in group}

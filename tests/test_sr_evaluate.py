@@ -123,8 +123,9 @@ def test_cli_end_to_end_on_set5(
     printed = capsys.readouterr().out
     assert "Set5 ×3" in printed and "butterfly" in printed and "mean" in printed
     document = json.loads((out / "set5.json").read_text())
-    (result,) = document["results"]
-    assert document["scale"] == 3 and document["model"]["channels"] == "y"
+    (model_entry,) = document["models"]
+    (result,) = model_entry["results"]
+    assert document["scale"] == 3 and model_entry["channels"] == "y" and model_entry["name"] == "tiny"
     assert [i["name"] for i in result["images"]] == ["baby", "bird", "butterfly", "head", "woman"]
     assert abs(result["mean"]["bicubic_psnr"] - 30.39) <= 0.05  # the published bicubic figure
     assert all(np.isfinite(i["psnr"]) and 0 <= i["ssim"] <= 1 for i in result["images"])
@@ -152,6 +153,9 @@ def test_cli_default_scale_is_the_weights_scale(
         (["--pretrained", "--scale", "7"], "scale=7"),
         (["--weights", "{weights}", "--figure", "{tmp}/fig.jpg"], "expected a .png file name"),
         (["--weights", "{weights}", "--json", "{tmp}/no/such/dir/out.json"], "its folder does not exist"),
+        (["--weights", "{weights}", "--figure-macs", "{tmp}/macs.svg"], "expected a .png file name"),
+        (["--weights", "{weights}", "--model", "espcn"], "needs --pretrained"),
+        (["--pretrained", "--scale", "3", "--model", "no-such-model"], "'no-such-model': no bundled weights"),
     ],
 )
 def test_cli_errors(
@@ -180,3 +184,83 @@ def test_cli_rejects_missing_data_and_bad_scale(
         cli.main(["evaluate", "--weights", str(tiny_weights), "--data", str(tmp_path), "--scale", "0"])
     assert exc.value.code == 2
     assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_published_results_table() -> None:
+    """One row per (model, scale), Set5 above Set14, and ESPCN's MACs are our ESPCN architecture's."""
+    from subpixel.sr.evaluate import PUBLISHED_RESULTS
+    from subpixel.sr.models import pretrained
+
+    keys = [(p.model, p.scale) for p in PUBLISHED_RESULTS]
+    assert len(keys) == len(set(keys))
+    for scale in (2, 3, 4):
+        assert {"SRCNN 9-5-5", "FSRCNN (56,12,4)"} <= {m for m, s in keys if s == scale}
+    assert all(p.set5 is not None and p.set14 is not None and p.set5 > p.set14 for p in PUBLISHED_RESULTS)
+    (espcn,) = [p for p in PUBLISHED_RESULTS if p.model == "ESPCN"]
+    assert round(pretrained(espcn.scale, model="espcn").multiply_adds_per_pixel()) == espcn.macs_per_pixel
+
+
+def test_cli_pretrained_evaluates_every_bundled_model_and_the_standing(
+    small_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from subpixel.sr.evaluate import PUBLISHED_RESULTS
+    from subpixel.sr.models import pretrained_models
+
+    bundled = pretrained_models(3)
+    assert "espcn" in bundled
+    json_path, figure = tmp_path / "x3.json", tmp_path / "x3_macs.png"
+    args = ["evaluate", "--pretrained", "--scale", "3", "--data", str(small_set), "--no-progress"]
+    assert cli.main([*args, "--json", str(json_path), "--figure-macs", str(figure)]) == 0
+    printed = capsys.readouterr().out
+    standing_text = printed[printed.index("Standing at ×3") :]
+    document = json.loads(json_path.read_text())
+    assert [m["name"] for m in document["models"]] == list(bundled)
+    published = [p for p in PUBLISHED_RESULTS if p.scale == 3]
+    rows = document["standing"]
+    by_macs = [p.model for p in sorted(published, key=lambda p: p.macs_per_pixel)]
+    assert [r["name"] for r in rows] == ["bicubic", *bundled, *by_macs]
+    for row in rows:
+        assert row["name"][:22] in standing_text
+    for model, row in zip(document["models"], rows[1 : 1 + len(bundled)], strict=True):
+        assert row["psnr"]["small"] == model["results"][0]["mean"]["psnr"]
+        assert row["macs_per_pixel"] == model["multiply_adds_per_pixel"] > 0
+    assert rows[0]["psnr"]["small"] == document["models"][0]["results"][0]["mean"]["bicubic_psnr"]
+    assert all(
+        r["psnr"]["small"] is None for r in rows if r["kind"] == "published"
+    )  # no figures for this set
+    assert not any(Path(i["path"]).is_absolute() for i in document["models"][0]["results"][0]["images"])
+    with Image.open(figure) as image:
+        assert image.format == "PNG"
+
+    assert cli.main([*args, "--model", "espcn"]) == 0
+    printed = capsys.readouterr().out
+    assert "espcn (pretrained:espcn_x3)" in printed and printed.count("(pretrained:") == 1
+
+
+def test_standing_takes_published_figures_for_set5_and_set14(tmp_path: Path) -> None:
+    from subpixel.sr.evaluate import (
+        PUBLISHED_RESULTS,
+        EvaluationResult,
+        ImageEvaluation,
+        format_standing,
+        save_macs_figure,
+        standing,
+    )
+    from subpixel.sr.protocol import Score
+
+    def result(dataset: str, psnr: float) -> EvaluationResult:
+        image = ImageEvaluation("a", "a.png", (8, 8), Score(psnr, 0.9), Score(psnr - 2.0, 0.8))
+        return EvaluationResult(dataset, dataset, 4, (image,))
+
+    rows = standing({"mine": (700.0, [result("Set5", 31.0), result("Set14", 28.0)])}, 4)
+    by_name = {r.name: r for r in rows}
+    assert by_name["bicubic"].psnr == {"Set5": 29.0, "Set14": 26.0}
+    for p in (p for p in PUBLISHED_RESULTS if p.scale == 4):
+        assert by_name[p.model].psnr == {"Set5": p.set5, "Set14": p.set14}
+        assert by_name[p.model].macs_per_pixel == p.macs_per_pixel
+    assert "ESPCN" not in by_name  # its authors published ×3 only
+    table = format_standing(rows, 4)
+    assert "mine" in table and "31.00" in table and "FSRCNN" in table
+    with pytest.raises(ValueError, match="not ×3"):
+        standing({"mine": (700.0, [result("Set5", 31.0)])}, 3)
+    assert save_macs_figure(rows, tmp_path / "m.png", 4).is_file()

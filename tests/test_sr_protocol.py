@@ -448,3 +448,25 @@ def test_bad_input_errors(tmp_path: Path) -> None:
     (tmp_path / "img_001_SRF_2_LR.png").unlink()
     with pytest.raises(ValueError, match="upscaler returned shape"):
         run_protocol(lambda lr, r: lr, tmp_path, 2)
+
+
+def test_one_keys_kernel_in_the_package() -> None:
+    """subpixel.bicubic.cubic is the only definition of Keys' kernel; resizing, upscaling and the study use it."""
+    import re
+
+    import subpixel
+    import subpixel.bicubic
+    import subpixel.sr.resize
+    import subpixel.study.blocks
+    import subpixel.upscale.image
+
+    assert subpixel.study.blocks.cubic is subpixel.bicubic.cubic
+    assert subpixel.sr.resize.cubic is subpixel.bicubic.cubic
+    assert subpixel.upscale.image.cubic is subpixel.bicubic.cubic
+    root = Path(subpixel.__file__).parent
+    # a definition of the kernel, or Keys' coefficients written out
+    kernel = re.compile(r"def _?(keys_)?cubic\(|2\.5 \* \w+2|\(a \+ 3\)")
+    defining = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.py") if kernel.search(p.read_text("utf-8"))
+    )
+    assert defining == ["bicubic.py"]

@@ -113,7 +113,11 @@ def test_resume_of_a_finished_run_trains_nothing(study: Study, tmp_path: Path, t
     assert sum(" reused " in line for line in lines) == 3
     assert results["runs"] == study.results["runs"]
     assert results["complete"] and set(results["timing"]["ms"]) == set(study.results["timing"]["ms"])
-    assert json.loads((out / "results.json").read_text())["runs"] == study.results["runs"]
+    recorded = json.loads((out / "results.json").read_text())
+    assert recorded["runs"] == study.results["runs"]
+    # the shipped record names folders relative to the working directory, never absolutely
+    assert not os.path.isabs(recorded["config"]["out"])
+    assert Path(recorded["config"]["out"]).resolve() == out.resolve()
 
 
 def test_resume_after_a_kill_trains_only_the_rest(

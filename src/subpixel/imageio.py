@@ -50,6 +50,7 @@ from subpixel._atomic import atomic_output
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMAT_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
     "ImageReadError",
     "LoadedImage",
     "apply_orientation",
@@ -72,6 +73,9 @@ FORMAT_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "TIFF": (".tif", ".tiff"),
     "WEBP": (".webp",),
 }
+#: Every file extension read as an image, lower case: the one list used wherever a folder's images are listed
+#: (training data, test sets, ``subpixel upscale`` on a folder).
+IMAGE_EXTENSIONS: tuple[str, ...] = tuple(s for group in FORMAT_EXTENSIONS.values() for s in group)
 _FORMATS_16BIT = ("PNG", "TIFF")
 _FORMATS_NO_ALPHA = ("JPEG", "BMP")  # PIL reads 32-bit BMP back without its alpha
 

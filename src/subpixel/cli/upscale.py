@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from subpixel._atomic import clean_temporaries, is_temporary
 from subpixel.cli._args import positive_int
 from subpixel.cli._errors import describe
-from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, ImageReadError
+from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS, ImageReadError
 from subpixel.sr.models import DEFAULT_MODEL, FAMILIES
 from subpixel.upscale.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["add_arguments", "collect_jobs", "run"]
-
-_IMAGE_EXTENSIONS = tuple(s for group in FORMAT_EXTENSIONS.values() for s in group)
 
 
 def _memory(text: str) -> int:
@@ -123,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in _IMAGE_EXTENSIONS
+    return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _out_suffix(source: Path, fmt: str | None) -> str:

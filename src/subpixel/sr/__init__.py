@@ -6,8 +6,11 @@
   :func:`pretrained` (bundled ×2, ×3, ×4 weights of the ``"rep"`` and ``"espcn"`` families, no network).
 * :mod:`subpixel.sr.data`: random aligned LR/HR patches from folders of HR images.
 * :mod:`subpixel.sr.train`: ``subpixel train`` and :func:`subpixel.sr.train.train`.
-* :mod:`subpixel.sr.protocol`: the standard evaluation protocol (MATLAB bicubic ``imresize``, BT.601 Y, PSNR, SSIM).
-* :mod:`subpixel.sr.evaluate`: ``subpixel evaluate`` and :func:`evaluate`.
+* :mod:`subpixel.sr.protocol`: the standard evaluation protocol and its one evaluation loop
+  (:func:`~subpixel.sr.protocol.score_images`), over :mod:`~subpixel.sr.resize` (MATLAB bicubic ``imresize``),
+  :mod:`~subpixel.sr.color` (BT.601 Y), :mod:`~subpixel.sr.metrics` (PSNR, SSIM) and :mod:`~subpixel.sr.testsets`.
+* :mod:`subpixel.sr.evaluate`: ``subpixel evaluate`` and :func:`evaluate`; the standing beside the published figures.
+* :mod:`subpixel.sr.optim`: the learning-rate schedule and the optimisation step of every training loop.
 
 Examples:
     >>> import torch, subpixel.sr

@@ -47,8 +47,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from subpixel.imageio import read_image
-from subpixel.sr.protocol import imresize, quantize_uint8, to_y
+from subpixel.imageio import IMAGE_EXTENSIONS, read_image
+from subpixel.sr.color import quantize_uint8, to_y
+from subpixel.sr.resize import imresize
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 #: file name endings read as images (case-insensitive)
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the one list, subpixel.imageio.IMAGE_EXTENSIONS (kept for old imports)
 
 
 def list_images(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -82,14 +83,14 @@ def list_images(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for source in given:
         if source.is_dir():
             files.extend(
-                sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             )
         elif source.is_file():
             files.append(source)
         else:
             raise ValueError(f"image source {str(source)!r} is neither a folder nor a file")
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {[str(s) for s in given]}")
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {[str(s) for s in given]}")
     return files
 
 

@@ -13,12 +13,14 @@ How a model sees an image (the convention of training, :func:`subpixel.sr.data.t
 * ``channels == "rgb"``: the input is RGB in [0, 1] (a grayscale image repeated three times; the output's mean
   over the channels is then the gray result); the output is RGB in [0, 1], scored through its Y.
 
-Python API: :func:`evaluate` (one folder), :func:`format_table`, :func:`save_figure`. Command line
+Python API: :func:`evaluate` (one folder), :func:`format_table`, :func:`save_figure`; the standing beside the
+published references (:data:`PUBLISHED_RESULTS`): :func:`standing`, :func:`format_standing`, :func:`save_macs_figure`. Command line
 (:mod:`subpixel.cli.evaluate`)::
 
     subpixel evaluate --weights W.safetensors --data ../shared/data/sr/Set5 ../shared/data/sr/Set14 --scale 3 \\
         --json results.json --figure crops.png
-    subpixel evaluate --pretrained --scale 3 --data ../shared/data/sr/Set5
+    subpixel evaluate --pretrained --scale 3 --data ../shared/data/sr/Set5 ../shared/data/sr/Set14 \\
+        --figure-macs standing_x3.png
 
 Examples:
     >>> import tempfile, pathlib
@@ -32,7 +34,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,27 +43,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from subpixel.sr.protocol import (
-    Score,
-    Upscaler,
-    _upscale_checked,
-    bicubic_upscaler,
-    find_test_images,
-    load_test_image,
-    quantize_uint8,
-    rgb_to_ycbcr,
-    score_pair,
-    to_y,
-    ycbcr_to_rgb,
-)
+from subpixel.sr.color import quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
+from subpixel.sr.metrics import Score, score_pair
+from subpixel.sr.protocol import Upscaler, score_images
+from subpixel.sr.resize import bicubic_upscaler
+from subpixel.sr.testsets import find_test_images
 
 __all__ = [
+    "PUBLISHED_RESULTS",
     "EvaluationResult",
     "ImageEvaluation",
+    "PublishedResult",
+    "StandingRow",
     "evaluate",
+    "format_standing",
     "format_table",
     "model_upscaler",
     "save_figure",
+    "save_macs_figure",
+    "standing",
 ]
 
 PROTOCOL_DESCRIPTION = (
@@ -263,25 +263,21 @@ def evaluate(
             f"model_or_upscaler must be an nn.Module or a callable, got {type(model_or_upscaler).__name__}"
         )
     folder = Path(data_dir)
-    images = find_test_images(folder, r)
-    iterator: Any = images
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(images, desc=f"{folder.name} ×{r}", unit="image", leave=False)
+    scored = score_images(
+        upscaler, find_test_images(folder, r), r, progress=progress, desc=f"{folder.name} ×{r}"
+    )
     results = []
-    for image in iterator:
-        hr, lr = load_test_image(image, r)
+    for item in scored:
+        hr, lr = item.image.hr, item.image.lr
         bicubic = bicubic_upscaler(lr, r)
-        sr = _upscale_checked(upscaler, lr, hr, r, image.name)
         results.append(
             ImageEvaluation(
-                name=image.name,
-                path=str(image.hr_path),
+                name=item.image.name,
+                path=item.image.path,
                 shape=(hr.shape[0], hr.shape[1]),
-                model=score_pair(hr, sr, r),
+                model=item.score,
                 bicubic=score_pair(hr, bicubic, r),
-                pictures=_display_pictures(hr, bicubic, sr) if keep_pictures else None,
+                pictures=_display_pictures(hr, bicubic, item.sr) if keep_pictures else None,
             )
         )
     return EvaluationResult(folder.name, str(folder), r, tuple(results))
@@ -323,7 +319,12 @@ def _crop_window(hr: np.ndarray, bicubic: np.ndarray, size: int) -> tuple[int, i
 
 
 def save_figure(
-    results: Sequence[EvaluationResult], path: str | Path, *, crop: int = 96, max_rows: int = 8
+    results: Sequence[EvaluationResult],
+    path: str | Path,
+    *,
+    crop: int = 96,
+    max_rows: int = 8,
+    label: str = "model",
 ) -> Path:
     """Save a PNG of side-by-side crops (HR, bicubic, model), one row per image, written atomically.
 
@@ -334,6 +335,7 @@ def save_figure(
         path: the PNG file (its folder must exist).
         crop: crop size in HR pixels (clipped to the image).
         max_rows: at most this many images (the first ones, in order).
+        label: the model's name in the panel titles.
 
     Returns:
         ``path``.
@@ -364,7 +366,7 @@ def save_figure(
         titles = {
             "hr": f"{res.dataset}/{img.name} ×{res.scale}: HR",
             "bicubic": f"bicubic {img.bicubic.psnr:.2f} dB",
-            "model": f"model {img.model.psnr:.2f} dB",
+            "model": f"{label} {img.model.psnr:.2f} dB",
         }
         for col, key in enumerate(("hr", "bicubic", "model")):
             picture = np.clip(pics[key][top : top + size, left : left + size], 0.0, 1.0)
@@ -375,6 +377,230 @@ def save_figure(
                 ax.imshow(picture, interpolation="nearest")
             ax.set_title(titles[key], fontsize=9)
             ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ standing
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """One published network's figures at one scale, from its authors' paper.
+
+    Attributes:
+        model: the network, as its paper names it (``"FSRCNN (56,12,4)"``).
+        source: the paper.
+        training_data: what it was trained on (figures are comparable only within one protocol and data).
+        scale: the SR scale factor.
+        macs_per_pixel: multiply-adds per HR pixel of the published architecture (Y channel, weights only).
+        set5, set14: mean Y-PSNR (dB) on Set5 and Set14 by the standard protocol (``None``: not published).
+    """
+
+    model: str
+    source: str
+    training_data: str
+    scale: int
+    macs_per_pixel: float
+    set5: float | None
+    set14: float | None
+
+    def psnr(self, dataset: str) -> float | None:
+        """The published Y-PSNR on ``dataset`` (``"Set5"`` or ``"Set14"``, any case), else ``None``."""
+        return {"set5": self.set5, "set14": self.set14}.get(dataset.lower())
+
+
+_SRCNN = ("SRCNN 9-5-5", "Dong et al. 2016, TPAMI 38(2)", "ImageNet")
+_ESPCN = ("ESPCN", "Shi et al. 2016, CVPR", "T91")
+_FSRCNN = ("FSRCNN (56,12,4)", "Dong, Loy, Tang 2016, ECCV", "T91 + General-100")
+
+#: The published reference figures, the one table in the code that holds them: Y-PSNR (dB) on Set5 / Set14 by
+#: the standard protocol and MACs per HR pixel computed from the published architectures. Source: the authors'
+#: papers, as tabulated in ../shared/GUIDE.md §3 (PSNR) and §6 (PSNR, MACs per HR pixel). ESPCN's authors
+#: published ×3 only (T91 training).
+PUBLISHED_RESULTS: tuple[PublishedResult, ...] = (
+    PublishedResult(*_SRCNN, 2, 57_184, 36.66, 32.45),
+    PublishedResult(*_SRCNN, 3, 57_184, 32.75, 29.30),
+    PublishedResult(*_SRCNN, 4, 57_184, 30.48, 27.50),
+    PublishedResult(*_ESPCN, 3, 2_514, 32.55, 29.08),
+    PublishedResult(*_FSRCNN, 2, 3_116, 36.94, 32.63),
+    PublishedResult(*_FSRCNN, 3, 1_385, 33.06, 29.37),
+    PublishedResult(*_FSRCNN, 4, 779, 30.55, 27.50),
+)
+
+
+@dataclass(frozen=True)
+class StandingRow:
+    """One line of the standing: a measured model, the bicubic baseline, or a published figure.
+
+    Attributes:
+        name: what is scored.
+        kind: ``"measured"`` (a model scored here), ``"baseline"`` (bicubic, scored here) or ``"published"``.
+        macs_per_pixel: multiply-adds per HR pixel (``None`` for bicubic, a fixed interpolation).
+        psnr: mean Y-PSNR (dB) per dataset name, ``None`` where there is no figure.
+        source: where a published figure comes from (``""`` for measured rows).
+    """
+
+    name: str
+    kind: str
+    macs_per_pixel: float | None
+    psnr: dict[str, float | None]
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "macs_per_pixel": self.macs_per_pixel,
+            "psnr": dict(self.psnr),
+            "source": self.source,
+        }
+
+
+def standing(
+    measured: Mapping[str, tuple[float | None, Sequence[EvaluationResult]]], scale: int
+) -> list[StandingRow]:
+    """The standing at ``scale``: bicubic, every measured model, and the published figures of that scale.
+
+    Args:
+        measured: model name -> ``(MACs per HR pixel or None, its results per dataset)`` from :func:`evaluate`;
+            bicubic is read from the first model's results.
+        scale: the SR scale factor.
+
+    Returns:
+        Rows: bicubic first, then the measured models in the given order, then :data:`PUBLISHED_RESULTS` of
+        ``scale`` by MACs; PSNR per dataset evaluated (published figures exist for Set5 and Set14 only).
+
+    Raises:
+        ValueError: no model, or results of another scale.
+
+    Examples:
+        >>> s = Score(30.0, 0.9)
+        >>> res = EvaluationResult("Set5", "Set5", 3, (ImageEvaluation("a", "a.png", (6, 6), s, Score(28.0, 0.8)),))
+        >>> rows = standing({"espcn": (2514.0, [res])}, 3)
+        >>> [(r.name, r.psnr["Set5"]) for r in rows][:3]
+        [('bicubic', 28.0), ('espcn', 30.0), ('FSRCNN (56,12,4)', 33.06)]
+    """
+    if not measured:
+        raise ValueError("standing needs at least one measured model")
+    first = next(iter(measured.values()))[1]
+    datasets = [r.dataset for r in first]
+    for name, (_, results) in measured.items():
+        for result in results:
+            if result.scale != scale:
+                raise ValueError(
+                    f"the results of {name!r} on {result.dataset} are at ×{result.scale}, not ×{scale}"
+                )
+    rows = [StandingRow("bicubic", "baseline", None, {r.dataset: r.bicubic_mean_psnr for r in first})]
+    for name, (macs, results) in measured.items():
+        rows.append(StandingRow(name, "measured", macs, {r.dataset: r.mean_psnr for r in results}))
+    published = sorted((p for p in PUBLISHED_RESULTS if p.scale == scale), key=lambda p: p.macs_per_pixel)
+    for p in published:
+        rows.append(
+            StandingRow(
+                f"{p.model}",
+                "published",
+                p.macs_per_pixel,
+                {d: p.psnr(d) for d in datasets},
+                f"{p.source}; trained on {p.training_data}",
+            )
+        )
+    return rows
+
+
+def format_standing(rows: Sequence[StandingRow], scale: int) -> str:
+    """A text table of :func:`standing`: Y-PSNR per dataset and MACs per HR pixel.
+
+    Examples:
+        >>> print(format_standing([StandingRow("bicubic", "baseline", None, {"Set5": 30.39})], 3))
+        Standing at ×3: mean Y-PSNR (dB) by the standard protocol, MACs per HR pixel
+        model                  figure       MACs/HR px    Set5
+        bicubic                baseline              —   30.39
+    """
+    datasets = list(dict.fromkeys(d for row in rows for d in row.psnr))
+    lines = [
+        f"Standing at ×{scale}: mean Y-PSNR (dB) by the standard protocol, MACs per HR pixel",
+        f"{'model':<22} {'figure':<10} {'MACs/HR px':>12}" + "".join(f"  {d:>6}" for d in datasets),
+    ]
+    for row in rows:
+        macs = "—" if row.macs_per_pixel is None else f"{row.macs_per_pixel:,.0f}"
+        cells = "".join(
+            f"  {'—':>6}" if row.psnr.get(d) is None else f"  {row.psnr[d]:6.2f}" for d in datasets
+        )
+        lines.append(f"{row.name[:22]:<22} {row.kind:<10} {macs:>12}" + cells)
+    return "\n".join(lines)
+
+
+def save_macs_figure(rows: Sequence[StandingRow], path: str | Path, scale: int) -> Path:
+    """Save a PNG of PSNR against MACs per HR pixel, one panel per dataset, written atomically.
+
+    Measured models are filled markers, published figures hollow ones, each labelled; bicubic is a dashed
+    horizontal line. MACs are on a log axis.
+
+    Args:
+        rows: from :func:`standing`.
+        path: the PNG file (its folder must exist).
+        scale: the SR scale factor (for the title).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: a missing folder, or no row with both MACs and a PSNR.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
+
+    from subpixel.imageio import atomic_output
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"the folder of the figure {str(path)!r} does not exist")
+    datasets = list(dict.fromkeys(d for row in rows for d in row.psnr))
+    points = [r for r in rows if r.macs_per_pixel is not None and any(v is not None for v in r.psnr.values())]
+    if not datasets or not points:
+        raise ValueError("save_macs_figure needs rows with MACs per HR pixel and a PSNR (from standing())")
+    fig = Figure(figsize=(5.0 * len(datasets), 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        for row in rows:
+            value = row.psnr.get(dataset)
+            if value is None:
+                continue
+            if row.macs_per_pixel is None:
+                ax.axhline(value, color="gray", ls="--", lw=1, label=f"{row.name} {value:.2f}")
+                continue
+            filled = row.kind == "measured"
+            ax.scatter(
+                [row.macs_per_pixel],
+                [value],
+                s=50,
+                marker="o" if filled else "s",
+                facecolors="C0" if filled else "none",
+                edgecolors="C0" if filled else "C3",
+                zorder=3,
+            )
+            ax.annotate(
+                f"{row.name} {value:.2f}",
+                (row.macs_per_pixel, value),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=8,
+            )
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        low, high = ax.get_xlim()
+        ax.set_xlim(low / 1.3, high * 3.0)  # room for the labels right of the points
+        ax.set_xlabel("multiply-adds per HR pixel")
+        ax.set_ylabel("Y-PSNR (dB)")
+        ax.set_title(f"{dataset} ×{scale} (filled: measured here; hollow: published)", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")

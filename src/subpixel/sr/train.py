@@ -26,7 +26,6 @@ import dataclasses
 import gc
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -42,9 +41,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from subpixel._atomic import atomic_write
+from subpixel._paths import portable_paths
 from subpixel.sr.data import PatchDataset
 from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, save
-from subpixel.sr.protocol import find_test_images, load_test_image, score_pair
+from subpixel.sr.optim import optimization_step, scheduled_lr
+from subpixel.sr.protocol import find_test_images, load_test_image, score_images
 
 __all__ = ["TrainConfig", "learning_rate", "train"]
 
@@ -177,19 +178,14 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """The learning rate for optimiser step ``step`` (0-based), a pure function of the step.
+    """The learning rate for optimiser step ``step`` (0-based): :func:`subpixel.sr.optim.scheduled_lr` of ``config``.
 
     Examples:
         >>> cfg = TrainConfig(data=["."], out=".", steps=100, lr=1e-3, lr_min=1e-5)
         >>> learning_rate(cfg, 0), round(learning_rate(cfg, 50), 6), round(learning_rate(cfg, 100), 8)
         (0.001, 0.000505, 1e-05)
     """
-    t = min(max(step / config.steps, 0.0), 1.0)
-    if config.schedule == "constant":
-        return config.lr
-    if config.schedule == "step":
-        return config.lr * (0.1 ** (int(t >= 0.5) + int(t >= 0.75)))
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1.0 + math.cos(math.pi * t))
+    return scheduled_lr(config.lr, config.lr_min, config.schedule, step, config.steps)
 
 
 class _StepBatches(Sampler[list[int]]):
@@ -289,15 +285,14 @@ def _prepare_validation(folder: str, scale: int) -> list[tuple[np.ndarray, np.nd
 def validate(model: nn.Module, data: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
     """Mean Y-PSNR (dB) by the protocol, the model run as ``subpixel evaluate`` runs it.
 
-    (:func:`~subpixel.sr.evaluate.model_upscaler`, then :func:`~subpixel.sr.protocol.score_pair`: clamp, 8-bit
+    (:func:`~subpixel.sr.evaluate.model_upscaler` through :func:`~subpixel.sr.protocol.score_images`: clamp, 8-bit
     rounding, Y, border crop = scale.)
     """
     from subpixel.sr.evaluate import model_upscaler
 
     module = getattr(model, "module", model)
     was_training = module.training
-    upscale = model_upscaler(module)
-    psnrs = [score_pair(hr, upscale(lr, scale), scale).psnr for hr, lr in data]
+    psnrs = [s.score.psnr for s in score_images(model_upscaler(module), data, scale)]
     module.train(was_training)
     return float(np.mean(psnrs))
 
@@ -505,20 +500,15 @@ def train(config: TrainConfig) -> Path:
         step = start
         for lr_batch, hr_batch in loader:
             rate = learning_rate(config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
             lr_batch = lr_batch.to(device, non_blocking=True)
             hr_batch = hr_batch.to(device, non_blocking=True)
             if config.channels_last:
                 lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                prediction = forward(lr_batch)
-            loss = loss_fn(prediction.float(), hr_batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = optimization_step(
+                forward, optimizer, loss_fn, lr_batch, hr_batch, lr=rate, bf16=config.precision == "bf16"
+            )
             step += 1
-            running += float(loss.detach())
+            running += float(loss)
             running_n += 1
             if not main:
                 continue
@@ -579,7 +569,7 @@ def train(config: TrainConfig) -> Path:
             save(
                 deployed,
                 weights,
-                metadata={"training": {**config.to_dict(), **summary}},
+                metadata={"training": portable_paths({**config.to_dict(), **summary})},
             )
             if log:
                 _plot(out / "curves.png", log, f"{config.model} x{config.scale}")

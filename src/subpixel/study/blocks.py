@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from subpixel.bicubic import cubic  # the one Keys kernel, re-exported for the study
+
 __all__ = ["POINTWISE_ACTIVATIONS", "BicubicUpsample2d", "cubic", "interpolation_taps"]
 
 #: Pointwise activations without parameters (they commute with periodic shuffling).
@@ -30,31 +32,6 @@ POINTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Softplus,
 )
-
-
-def cubic(x: Tensor, a: float = -0.5) -> Tensor:
-    """Keys' cubic convolution kernel; ``a = −0.5`` is MATLAB's ``imresize`` bicubic, ``−0.75`` PyTorch's.
-
-    Args:
-        x: sample positions.
-        a: the kernel's free parameter.
-
-    Returns:
-        The kernel at ``x``: ``(a+2)|x|³ − (a+3)|x|² + 1`` for ``|x| ≤ 1``, ``a|x|³ − 5a|x|² + 8a|x| − 4a`` for
-        ``1 < |x| < 2``, 0 beyond.
-
-    Shape:
-        - x: any; output: same as ``x``.
-
-    Examples:
-        >>> cubic(torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0], dtype=torch.float64))
-        tensor([ 1.0000,  0.5625,  0.0000, -0.0625,  0.0000], dtype=torch.float64)
-    """
-    t = x.abs()
-    t2, t3 = t * t, t * t * t
-    inner = (a + 2) * t3 - (a + 3) * t2 + 1
-    outer = a * t3 - 5 * a * t2 + 8 * a * t - 4 * a
-    return torch.where(t <= 1, inner, torch.where(t < 2, outer, torch.zeros_like(t)))
 
 
 def interpolation_taps(scale: int, mode: str, a: float = -0.5) -> Tensor:

@@ -8,7 +8,7 @@
    the parameters and MACs of both forms;
 3. trains every network with the same recipe: the same patches in the same order
    (:class:`~subpixel.sr.data.PatchDataset` over the training folders: sample ``i`` depends only on the seed and
-   ``i``), the same initialisation seed, Adam with the learning rate of :func:`subpixel.sr.train.learning_rate`,
+   ``i``), the same initialisation seed, Adam with the learning rate of :func:`subpixel.sr.optim.scheduled_lr`,
    MSE loss, the same number of steps. The project's ``subpixel.sr.train.train`` trains only
    :class:`~subpixel.sr.models.ESPCN` models, so the loop here is a small one over any ``nn.Module``;
 4. evaluates each on the test folders by the SR protocol (:func:`subpixel.sr.protocol.run_protocol`: MATLAB
@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from subpixel._atomic import atomic_write
+from subpixel._paths import portable_paths
 from subpixel.study.families import (
     FAMILIES,
     FRAME_HR,
@@ -251,9 +252,8 @@ def train_model(
     Returns:
         ``{"seconds": …, "final_loss": …, "loss": [mean loss per 1% of the steps]}``.
     """
-    from subpixel.sr.train import TrainConfig, learning_rate
+    from subpixel.sr.optim import optimization_step, scheduled_lr
 
-    schedule = TrainConfig(data=["."], out=".", steps=steps, lr=lr, lr_min=lr_min, schedule="cosine")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     model.train()
@@ -269,13 +269,9 @@ def train_model(
     for step, (lr_batch, hr_batch) in enumerate(loader):
         if step >= steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(schedule, step)
-        loss = nn.functional.mse_loss(model(lr_batch), hr_batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+        rate = scheduled_lr(lr, lr_min, "cosine", step, steps)
+        loss = optimization_step(model, optimizer, nn.functional.mse_loss, lr_batch, hr_batch, lr=rate)
+        losses.append(float(loss))
         if (step + 1) % every == 0:
             curve.append(float(np.mean(losses[-every:])))
         if bar is not None:
@@ -535,7 +531,8 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     if not files:
         raise ValueError(f"no training images found in {config.train}")
     results: dict[str, Any] = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        # paths relative to the working directory: the record is shipped, the machine's folders are not
+        "config": portable_paths(asdict(config)),
         "environment": {
             "torch": torch.__version__,
             "python": platform.python_version(),

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from subpixel.bicubic import cubic
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
 from subpixel.upscale.tiling import (
     DEFAULT_MAX_MEMORY,
@@ -75,19 +76,11 @@ BICUBIC_RADIUS = 2
 _PIPELINE_HR_CHANNELS = 12
 
 
-def _keys_cubic(x: np.ndarray) -> np.ndarray:
-    """Keys' cubic kernel with a = -0.5 (MATLAB's bicubic)."""
-    ax = np.abs(x)
-    near = (1.5 * ax**3 - 2.5 * ax**2 + 1.0) * (ax <= 1)
-    far = (-0.5 * ax**3 + 2.5 * ax**2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2))
-    return near + far
-
-
 def bicubic_phase_weights(scale: int) -> np.ndarray:
     """The ``(scale, 5)`` taps of MATLAB bicubic upscaling by an integer factor, one row per output phase.
 
     Output pixel ``p·r + φ`` sits at LR coordinate ``p + (φ + 0.5) / r − 0.5``; it weighs LR pixels ``p − 2 ..
-    p + 2`` by Keys' cubic (a = −0.5) of their distance, normalised to sum 1.
+    p + 2`` by Keys' cubic (:func:`subpixel.bicubic.cubic`, a = −0.5) of their distance, normalised to sum 1.
 
     Examples:
         >>> bicubic_phase_weights(2).round(4)
@@ -95,7 +88,7 @@ def bicubic_phase_weights(scale: int) -> np.ndarray:
                [ 0.    , -0.0703,  0.8672,  0.2266, -0.0234]])
     """
     delta = (np.arange(scale) + 0.5) / scale - 0.5
-    weights = _keys_cubic(delta[:, None] - np.arange(-2, 3)[None, :])
+    weights = cubic(delta[:, None] - np.arange(-2, 3)[None, :])
     return weights / weights.sum(axis=1, keepdims=True)
 
 
