@@ -11,8 +11,9 @@ One place for image files in ``subpixel``: every command that reads or writes a 
 * Reading refuses, with :class:`ImageReadError` (a ``ValueError``) naming the file and the problem: a missing
   file, a file that is not an image, a truncated or corrupt one (PIL's ``LOAD_TRUNCATED_IMAGES`` is forced off
   while reading), and a "decompression bomb" larger than ``max_pixels`` (PIL's limit by default).
-* Writing is atomic: the file is written under a temporary name in the destination folder and renamed
-  (:func:`os.replace`) once complete, so a killed run never leaves a half-written file under the final name.
+* Writing is atomic (:func:`subpixel._atomic.atomic_output`, re-exported here): the file is written under a
+  temporary name in the destination folder and renamed (:func:`os.replace`) once complete, so a killed run never
+  leaves a half-written file under the final name; it gets the permissions the umask gives new files.
 
 Examples:
     >>> import tempfile, pathlib, numpy as np
@@ -35,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+from subpixel._atomic import atomic_output
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -451,36 +453,6 @@ def quantize(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     values = np.nan_to_num(np.asarray(pixels, dtype=np.float64), nan=0.0)
     values = np.floor(np.clip(values, 0.0, 1.0) * top + 0.5)
     return values.astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; rename it to ``path`` when the block succeeds.
-
-    The temporary file keeps ``path``'s extension, so libraries that look at it still see the format. When the
-    block raises, the temporary file is removed and ``path`` is untouched.
-
-    Args:
-        path: the final file.
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
-        >>> with atomic_output(target) as tmp:
-        ...     _ = tmp.write_text("done")
-        ...     target.exists()
-        False
-        >>> target.read_text()
-        'done'
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _check_pixels(pixels: Any) -> np.ndarray:

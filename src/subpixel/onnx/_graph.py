@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from subpixel._atomic import atomic_write
 
 __all__ = [
     "MIN_OPSET",
@@ -98,16 +99,7 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike[str]) -> P
             f"the model is {model.ByteSize() / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one file; save it "
             "with onnx.save_model(..., save_as_external_data=True) instead"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_bytes(model.SerializeToString()))
 
 
 class GraphIndex:

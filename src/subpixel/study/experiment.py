@@ -35,7 +35,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from subpixel._atomic import atomic_write
 from subpixel.study.families import (
     FAMILIES,
     FRAME_HR,
@@ -334,17 +334,10 @@ def time_frames(
     }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`subpixel._atomic.atomic_write`), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _run_values(config: dict[str, Any]) -> dict[str, Any]:
@@ -405,7 +398,7 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None =
     from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(Path(path), save(tensors, metadata=metadata))
+    _write_bytes(Path(path), save(tensors, metadata=metadata))
 
 
 def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
@@ -634,7 +627,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
                 + f" (trained {stats['seconds']:.0f} s)"
             )
             trained[f"{spec.name}/{seed}"] = model
-            _atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+            _write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
     if results["reused"]:
         log(f"reused {len(results['reused'])} of {len(results['runs'])} runs from the earlier results.json")
 
@@ -645,8 +638,8 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     for name, t in timing.items():
         log(f"{name:<16} {t['median_ms']:9.1f} ms per {config.frame[0]}×{config.frame[1]} frame (median)")
     results["complete"] = True
-    _atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
-    _atomic_write(out / "results.md", markdown_table(results).encode())
+    _write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+    _write_bytes(out / "results.md", markdown_table(results).encode())
     plot(results, out)
     log(
         f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'psnr_vs_macs.png'}, {out / 'psnr_vs_time.png'}"
@@ -748,12 +741,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
             ax.grid(True, which="both", alpha=0.3)
         axes[0][0].legend(fontsize=7, loc="best")
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".png", dir=out)
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=110)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out / fname)
+            atomic_write(out / fname, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110))
         finally:
-            Path(tmp).unlink(missing_ok=True)
             plt.close(fig)
