@@ -1,15 +1,36 @@
-"""Upscale a video through PyAV (FFmpeg): frames streamed one at a time, other streams copied.
+"""Upscale a video through PyAV (FFmpeg): decoding, the network and encoding run side by side.
 
-The first video stream is decoded frame by frame, each frame goes through the image path
-(:class:`~subpixel.upscale.image.Upscaler`, tiled, quantized to 8 bits) and is encoded at once, so memory holds
-a few frames whatever the clip's length. Audio and subtitle streams are remuxed packet by packet (no re-encoding).
-Each output frame keeps its input frame's timestamp in the input stream's time base, so the frame rate (constant
-or variable) is kept. The output is written to a temporary file in the destination folder and renamed when
-complete.
+Three stages run at once, joined by short queues (so memory holds a few frames whatever the clip's length):
+
+* a **reader** thread demuxes the input and decodes the first video stream (FFmpeg's frame threads);
+* the calling thread runs the **network** on each frame;
+* a **writer** thread encodes the frames and muxes them with the other streams' packets.
+
+PyAV and PyTorch release the GIL while they work, so on a 2-core machine decoding and encoding overlap the
+network instead of adding to it.
+
+**Frames stay in YUV** when they can (8-bit 4:2:0, limited range, even size, a ``"y"`` model): the network sees
+the decoded luma plane itself (``Y / 255``, the input of ESPCN-style models), the two quarter-size chroma planes
+are upscaled by MATLAB's bicubic (:func:`~subpixel.upscale.image.bicubic_upscale`), and the planes go to the
+encoder as they are: no RGB conversion either way, and the chroma is resized at a quarter of the pixels. Other
+frames (RGB models, 4:4:4, 10-bit, full range, odd sizes) take the image path
+(:func:`~subpixel.upscale.image.upscale_pixels`, 8-bit RGB).
+
+**Compilation** (``Upscaler(compile=True)``) happens in a background thread while the first frames run eagerly;
+frames switch to the compiled network once it is ready (:class:`FrameNetwork`). A short clip thus never waits for
+the compiler, and the compiled network (one graph per tile shape) is kept in the :class:`Upscaler` for the next
+video of the same size.
+
+Audio and subtitle streams are remuxed packet by packet (no re-encoding). Each output frame keeps its input
+frame's timestamp in the input stream's time base, so the frame rate (constant or variable) is kept. The output is
+written to a temporary file in the destination folder and renamed when complete; temporaries left by killed runs
+are removed at the start of the next.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,17 +39,57 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from subpixel.imageio import atomic_output
-from subpixel.upscale.image import Upscaler
+from subpixel._atomic import atomic_output, clean_temporaries
+from subpixel.upscale.image import (
+    _PIPELINE_HR_CHANNELS,
+    BICUBIC_RADIUS,
+    Runner,
+    Upscaler,
+    bicubic_upscale,
+    make_runner,
+    upscale_pixels,
+)
+from subpixel.upscale.tiling import (
+    DEFAULT_MAX_MEMORY,
+    bytes_per_lr_pixel,
+    choose_tile_size,
+    parse_size,
+    plan_tiles,
+    receptive_radius,
+    tiled_map,
+)
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoReadError", "VideoResult", "is_video", "upscale_video"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "VIDEO_EXTENSIONS",
+    "FrameNetwork",
+    "VideoReadError",
+    "VideoResult",
+    "is_video",
+    "upscale_video",
+    "upscale_yuv420",
+]
 
 #: File extensions treated as videos by ``subpixel upscale``.
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts")
 
+#: x264/x265 speed preset: "veryfast" encodes 720p about 4× faster than x264's default "medium" (measured by
+#: ``benchmarks/video.py``), at the same CRF a somewhat larger file.
+DEFAULT_PRESET = "veryfast"
+
 # Encoders tried, in order, when the input's codec has no encoder here.
 _FALLBACK_CODECS = ("libx264", "mpeg4")
+# Frames (or packets) waiting between two stages.
+_QUEUE_DEPTH = 6
+# float32 HR planes per luma tile in upscale_yuv420 (the network's output and its quantized copy).
+_LUMA_HR_CHANNELS = 2
+# Limited ("TV") range, +0.5 for rounding: the RGB image path can only produce these values (RGB in 0..255).
+_LEGAL_Y, _LEGAL_C = (16.0, 235.5), (16.0, 240.5)
+# AVColorRange: 2 is full ("JPEG") range.
+_FULL_RANGE = 2
 
 
 class VideoReadError(ValueError):
@@ -46,6 +107,8 @@ class VideoResult:
         codec: the output video codec.
         copied_streams: kinds of the streams copied (``"audio"``, ``"subtitle"``).
         seconds: wall time.
+        yuv_frames: frames upscaled in YUV (the rest went through RGB).
+        compiled_from: index of the first frame run by the compiled network (``None``: none was).
     """
 
     source: Path
@@ -56,6 +119,13 @@ class VideoResult:
     codec: str
     copied_streams: tuple[str, ...]
     seconds: float
+    yuv_frames: int = 0
+    compiled_from: int | None = None
+
+    @property
+    def fps(self) -> float:
+        """Frames written per second of wall time."""
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
 def is_video(path: str | Path) -> bool:
@@ -66,6 +136,124 @@ def is_video(path: str | Path) -> bool:
         (True, False)
     """
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+class FrameNetwork:
+    """The upscaler's network for video frames: eager until the compiled one is ready.
+
+    With ``upscaler.compile`` (torch backend) a daemon thread runs ``upscaler.runner`` (the compiled network) once
+    on zeros of every tile shape a frame is cut into, which compiles it; until then frames go through an eager
+    runner of the same precision. Otherwise ``upscaler.runner`` is used from the first frame.
+
+    Args:
+        upscaler: the model and its settings.
+        tile_shapes: the ``(h, w)`` LR tile shapes a frame is cut into.
+
+    Shape:
+        ``(N, C, h, w) -> (N, C, h·r, w·r)``, float32.
+    """
+
+    def __init__(self, upscaler: Upscaler, tile_shapes: list[tuple[int, int]]) -> None:
+        self.compiled: Runner = upscaler.runner
+        self.ready = threading.Event()
+        self.calls = 0
+        self.compiled_from: int | None = None
+        if not upscaler.compile or upscaler.backend != "torch":
+            self.eager = self.compiled
+            self.ready.set()
+            return
+        self.eager = make_runner(upscaler.model, precision=upscaler.precision)
+        in_channels = 1 if upscaler.channels == "y" else 3
+        shapes = sorted(set(tile_shapes))
+
+        def warm() -> None:
+            try:
+                for h, w in shapes:
+                    self.compiled(torch.zeros(1, in_channels, h, w))
+            finally:  # a failed compilation falls back to eager inside the runner (with a warning)
+                self.ready.set()
+
+        threading.Thread(target=warm, name="subpixel-compile", daemon=True).start()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Run the compiled network if ready, else the eager one."""
+        if self.ready.is_set():
+            if self.compiled_from is None and self.compiled is not self.eager:
+                self.compiled_from = self.calls
+            runner = self.compiled
+        else:
+            runner = self.eager
+        self.calls += 1
+        return runner(x)
+
+
+def _tile_for(upscaler: Upscaler, hr_channels: int, radius: int) -> int:
+    """The tile side in LR pixels for this upscaler's memory budget (as :func:`upscale_pixels` chooses it)."""
+    if upscaler.tile is not None:
+        return upscaler.tile
+    budget = DEFAULT_MAX_MEMORY if upscaler.max_memory is None else parse_size(upscaler.max_memory)
+    return choose_tile_size(budget, bytes_per_lr_pixel(upscaler.model, upscaler.scale, hr_channels), radius)
+
+
+def upscale_yuv420(
+    planes: np.ndarray, scale: int, luma: Runner, *, radius: int = 0, tile: int | None = None
+) -> np.ndarray:
+    """Upscale an 8-bit YUV 4:2:0 frame: ``luma`` on ``Y / 255``, MATLAB bicubic on the chroma planes.
+
+    Args:
+        planes: uint8 array ``(3·H/2, W)``, PyAV's ``yuv420p`` layout: the ``(H, W)`` Y plane, then the
+            ``(H/2, W/2)`` U and V planes, each flattened (H and W even).
+        scale: the factor ``r``.
+        luma: the network, ``(1, 1, h, w) -> (1, 1, h·r, w·r)`` on ``Y / 255``.
+        radius: the network's receptive radius in LR pixels, for tiling.
+        tile: tile side in LR pixels for the luma (default: the whole plane at once).
+
+    Returns:
+        uint8 array ``(3·H·r/2, W·r)`` in the same layout: every plane upscaled by ``r``, rounded half up and
+        clamped to the limited range (Y 16..235, U and V 16..240), as the RGB image path's output would be.
+
+    Shape:
+        ``(3·H/2, W) -> (3·H·r/2, W·r)``.
+
+    Examples:
+        >>> flat = np.full((6, 4), 100, np.uint8)  # a 4×4 frame
+        >>> out = upscale_yuv420(flat, 2, lambda y: torch.nn.functional.interpolate(y, scale_factor=2))
+        >>> out.shape, int(out.min()), int(out.max())
+        ((12, 8), 100, 100)
+        >>> int(upscale_yuv420(flat, 2, lambda y: torch.zeros(1, 1, 8, 8))[:8].max())  # luma clamped to 16
+        16
+    """
+    rows, width = planes.shape
+    height = rows * 2 // 3
+    if planes.dtype != np.uint8 or rows * 2 % 3 or height % 2 or width % 2:
+        raise ValueError(
+            f"planes must be uint8 (3·H/2, W) with H and W even, got {planes.dtype} {planes.shape}"
+        )
+    out = np.empty((rows * scale, width * scale), np.uint8)
+    hr_h = height * scale
+    y_out = torch.from_numpy(out[:hr_h])
+    y_in = torch.from_numpy(planes[:height]).to(torch.float32).div_(255.0)[None, None]
+
+    def sink(piece: Tensor, region: tuple[int, int, int, int]) -> None:  # round half up into uint8
+        values = torch.nan_to_num(piece[0, 0], nan=0.0).mul(255.0).add_(0.5).clamp_(*_LEGAL_Y)
+        y_out[region[0] : region[1], region[2] : region[3]] = values  # float -> uint8 truncates: floor
+
+    tiled_map(luma, y_in, scale, radius=radius, tile=tile or max(height, width), sink=sink)
+    chroma = torch.from_numpy(planes[height:]).reshape(1, 2, height // 2, width // 2).to(torch.float32)
+    chroma_out = bicubic_upscale(chroma, scale).add_(0.5).clamp_(*_LEGAL_C)
+    torch.from_numpy(out[hr_h:]).view(-1).copy_(chroma_out.reshape(-1))
+    return out
+
+
+def _yuv_ready(frame: Any, channels: str) -> bool:
+    """Whether ``frame`` can be upscaled in YUV (see the module docstring)."""
+    return (
+        channels == "y"
+        and frame.format.name == "yuv420p"
+        and frame.color_range != _FULL_RANGE
+        and frame.width % 2 == 0
+        and frame.height % 2 == 0
+    )
 
 
 def _encoder_for(name: str) -> str:
@@ -79,6 +267,74 @@ def _encoder_for(name: str) -> str:
     raise ValueError(f"no video encoder available (tried {name}, {', '.join(_FALLBACK_CODECS)})")
 
 
+class _Stopped(Exception):
+    """Another stage failed or the run was interrupted: this stage stops."""
+
+
+class _Channel:
+    """A bounded queue between two stages whose ``put``/``get`` give up when ``stop`` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.items: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.stop = stop
+
+    def put(self, item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def get(self) -> Any:
+        while not self.stop.is_set():
+            try:
+                return self.items.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        raise _Stopped
+
+
+_END = object()
+
+
+class _Stage(threading.Thread):
+    """A daemon thread running ``work``; its exception is kept for the caller and stops the other stages."""
+
+    def __init__(self, name: str, work: Callable[[], None], stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self.work, self.stop = work, stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the calling thread
+            self.error = exc
+            self.stop.set()
+
+
+def _open_input(source: Path) -> Any:
+    import av
+
+    if not source.is_file():
+        raise VideoReadError(f"{source}: file not found")
+    if source.stat().st_size == 0:
+        raise VideoReadError(f"{source}: empty file (0 bytes), not a video")
+    try:
+        container = av.open(str(source))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise VideoReadError(f"{source}: not a readable video ({reason})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(f"{source}: no video stream")
+    return container
+
+
 def upscale_video(
     source: str | Path,
     target: str | Path,
@@ -87,6 +343,7 @@ def upscale_video(
     force: bool = False,
     codec: str | None = None,
     crf: int = 18,
+    preset: str = DEFAULT_PRESET,
     progress: Callable[[int, int | None, float], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> VideoResult:
@@ -95,10 +352,11 @@ def upscale_video(
     Args:
         source: the input video.
         target: the output file; its extension picks the container.
-        upscaler: the model and settings (frames go through the same path as images, in 8 bits).
+        upscaler: the model and settings (``compile=True`` compiles in the background, see :class:`FrameNetwork`).
         force: replace an existing ``target``.
         codec: output video encoder (default: the input's codec when it can be encoded here, else libx264).
         crf: constant-rate factor for x264/x265/VP9 (lower is better; 18 is visually lossless).
+        preset: x264/x265 speed preset (default :data:`DEFAULT_PRESET`; ``"medium"`` is x264's own default).
         progress: called after each frame with (frames done, frames in the stream or ``None`` when the
             container does not say, frames per second so far).
         warn: receives warnings (e.g. a stream that cannot be copied into this container).
@@ -107,33 +365,40 @@ def upscale_video(
         A :class:`VideoResult`.
 
     Raises:
-        VideoReadError: the input is missing, not a video, or has no video stream.
+        VideoReadError: the input is missing, empty, not a video, has no video stream, or is corrupt.
         FileExistsError: ``target`` exists and ``force`` is false.
     """
     import av
 
     source, target = Path(source), Path(target)
-    if not source.is_file():
-        raise VideoReadError(f"{source}: file not found")
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; pass --force (force=True) to replace it")
     if not target.parent.is_dir():
         raise ValueError(f"the folder of {str(target)!r} does not exist")
-    try:
-        inp = av.open(str(source))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoReadError(f"{source}: not a readable video ({exc})") from exc
+    inp = _open_input(source)
+    clean_temporaries(target.parent)
     started = time.perf_counter()
     with inp:
-        if not inp.streams.video:
-            raise VideoReadError(f"{source}: no video stream")
         vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"  # frame and slice threads in the decoder
         total = int(vin.frames) or None
         width, height = vin.codec_context.width, vin.codec_context.height
         scale = upscaler.scale
+        if not width or not height:
+            raise VideoReadError(f"{source}: the video stream has no frame size")
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
-        frames = 0
+        radius = receptive_radius(upscaler.model)
+        luma_tile = _tile_for(upscaler, _LUMA_HR_CHANNELS, radius)
+        if upscaler.channels == "y":  # the tiles of the YUV path; else those of upscale_pixels
+            plan = plan_tiles(height, width, luma_tile, radius)
+        else:
+            rgb_radius = max(radius, BICUBIC_RADIUS)
+            plan = plan_tiles(
+                height, width, _tile_for(upscaler, _PIPELINE_HR_CHANNELS, rgb_radius), rgb_radius
+            )
+        network = FrameNetwork(upscaler, [(t.in_y1 - t.in_y0, t.in_x1 - t.in_x0) for t in plan])
+        counts = {"frames": 0, "yuv": 0}
         with atomic_output(target) as tmp:
             with av.open(str(tmp), mode="w", format=_container_format(target)) as out:
                 encoder = _encoder_for(codec or vin.codec_context.name)
@@ -141,9 +406,8 @@ def upscale_video(
                 vout.width, vout.height = width * scale, height * scale
                 vout.pix_fmt = _pix_fmt(encoder, vin.codec_context.pix_fmt)
                 vout.time_base = vin.time_base
-                if encoder in ("libx264", "libx265", "libvpx-vp9"):
-                    vout.options = {"crf": str(crf)}
-                else:  # encoders without a quality factor: a generous bit rate (about 1 bit per pixel)
+                vout.options = _encoder_options(encoder, crf, preset)
+                if encoder not in ("libx264", "libx265", "libvpx-vp9"):  # no quality factor: ~1 bit per pixel
                     vout.bit_rate = int(vout.width * vout.height * float(rate))
                 mapping: dict[Any, Any] = {}
                 for stream in copied:
@@ -155,42 +419,109 @@ def upscale_video(
                         )
                 copied_kinds = tuple(s.type for s in mapping)
 
-                def encode(frame: Any) -> None:
-                    for packet in vout.encode(frame):
-                        out.mux(packet)
+                stop = threading.Event()
+                decoded, upscaled = _Channel(stop), _Channel(stop)
 
-                try:
-                    for packet in inp.demux(vin, *mapping):
-                        if packet.stream is not vin:
-                            if packet.dts is None:  # demuxer flush packets
+                def read() -> None:
+                    try:
+                        for packet in inp.demux(vin, *mapping):
+                            if packet.stream is not vin:
+                                if packet.dts is not None:  # not a demuxer flush packet
+                                    packet.stream = mapping[packet.stream]
+                                    decoded.put(packet)
                                 continue
-                            packet.stream = mapping[packet.stream]
-                            out.mux(packet)
-                            continue
-                        for frame in packet.decode():
-                            rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / np.float32(255)
-                            up = upscaler(rgb, bit_depth=8)
-                            new = av.VideoFrame.from_ndarray(np.ascontiguousarray(up), format="rgb24")
-                            new.pts, new.time_base = frame.pts, frame.time_base
-                            encode(new)
-                            frames += 1
+                            for frame in packet.decode():
+                                decoded.put(frame)
+                    except av.error.FFmpegError as exc:
+                        reason = getattr(exc, "strerror", None) or str(exc)
+                        raise VideoReadError(f"{source}: corrupt or truncated video ({reason})") from None
+                    decoded.put(_END)
+
+                def write() -> None:
+                    while (item := upscaled.get()) is not _END:
+                        if isinstance(item, av.Packet):
+                            out.mux(item)
+                        else:
+                            out.mux(vout.encode(item))
+                    out.mux(vout.encode(None))
+
+                def upscale(frame: Any) -> Any:
+                    if _yuv_ready(frame, upscaler.channels):
+                        planes = upscale_yuv420(
+                            frame.to_ndarray(), scale, network, radius=radius, tile=luma_tile
+                        )
+                        new = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                        new.colorspace, new.color_range = frame.colorspace, frame.color_range
+                        counts["yuv"] += 1
+                    else:
+                        rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / np.float32(255)
+                        up = upscale_pixels(
+                            rgb,
+                            upscaler.model,
+                            runner=network,
+                            tile=upscaler.tile,
+                            max_memory=upscaler.max_memory,
+                            bit_depth=8,
+                        )
+                        new = av.VideoFrame.from_ndarray(np.ascontiguousarray(up), format="rgb24")
+                    new.pts, new.time_base = frame.pts, frame.time_base
+                    return new
+
+                stages = [_Stage("subpixel-decode", read, stop), _Stage("subpixel-encode", write, stop)]
+                for stage in stages:
+                    stage.start()
+                try:
+                    with torch.inference_mode():
+                        while (item := decoded.get()) is not _END:
+                            if isinstance(item, av.Packet):
+                                upscaled.put(item)
+                                continue
+                            upscaled.put(upscale(item))
+                            counts["frames"] += 1
                             if progress is not None:
-                                progress(frames, total, frames / max(time.perf_counter() - started, 1e-9))
-                    encode(None)
-                except av.error.FFmpegError as exc:
-                    raise VideoReadError(f"{source}: corrupt or truncated video ({exc})") from exc
-    if frames == 0:
-        raise VideoReadError(f"{source}: no video frames could be decoded")
+                                elapsed = max(time.perf_counter() - started, 1e-9)
+                                progress(counts["frames"], total, counts["frames"] / elapsed)
+                    upscaled.put(_END)
+                except _Stopped:  # a stage failed: its error is raised below
+                    pass
+                except BaseException:  # the network failed, or Ctrl-C: stop the stages, then clean up
+                    stop.set()
+                    for stage in stages:
+                        stage.join()
+                    raise
+                _finish(stages)
+            if counts["frames"] == 0:
+                raise VideoReadError(f"{source}: no video frames could be decoded")
     return VideoResult(
         source=source,
         target=target,
-        frames=frames,
+        frames=counts["frames"],
         size_in=(width, height),
         size_out=(width * scale, height * scale),
         codec=encoder,
         copied_streams=copied_kinds,
         seconds=time.perf_counter() - started,
+        yuv_frames=counts["yuv"],
+        compiled_from=network.compiled_from,
     )
+
+
+def _finish(stages: list[_Stage]) -> None:
+    """Wait for the stages and raise the first error one of them met."""
+    for stage in stages:
+        stage.join()
+    for stage in stages:
+        if stage.error is not None:
+            raise stage.error
+
+
+def _encoder_options(encoder: str, crf: int, preset: str) -> dict[str, str]:
+    """Quality and speed options of the encoders that have them."""
+    if encoder in ("libx264", "libx265"):
+        return {"crf": str(crf), "preset": preset}
+    if encoder == "libvpx-vp9":
+        return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+    return {}
 
 
 def _container_format(target: Path) -> str | None:
