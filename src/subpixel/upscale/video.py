@@ -16,10 +16,12 @@ encoder as they are: no RGB conversion either way, and the chroma is resized at 
 frames (RGB models, 4:4:4, 10-bit, full range, odd sizes) take the image path
 (:func:`~subpixel.upscale.image.upscale_pixels`, 8-bit RGB).
 
-**Compilation** (``Upscaler(compile=True)``) happens in a background thread while the first frames run eagerly;
-frames switch to the compiled network once it is ready (:class:`FrameNetwork`). A short clip thus never waits for
-the compiler, and the compiled network (one graph per tile shape) is kept in the :class:`Upscaler` for the next
-video of the same size.
+**Compilation** (``Upscaler(compile=True)``) is paid only when it pays: the first frames run eagerly and are
+timed, and the network is compiled (once per tile shape, kept in the :class:`Upscaler` for the next video of the
+same size) only when the frames left would save more than compiling costs (:class:`FrameNetwork`).
+
+**Threads**: the network gets one CPU thread less than PyTorch would use (at least one), leaving a core to
+decoding and encoding; on 2 cores this also keeps OpenMP's idle threads from spinning against the encoder.
 
 Audio and subtitle streams are remuxed packet by packet (no re-encoding). Each output frame keeps its input
 frame's timestamp in the input stream's time base, so the frame rate (constant or variable) is kept. The output is
@@ -29,14 +31,16 @@ are removed at the start of the next.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -139,52 +143,87 @@ def is_video(path: str | Path) -> bool:
 
 
 class FrameNetwork:
-    """The upscaler's network for video frames: eager until the compiled one is ready.
+    """The upscaler's network for the frames of one video, compiled only when that pays for this clip.
 
-    With ``upscaler.compile`` (torch backend) a daemon thread runs ``upscaler.runner`` (the compiled network) once
-    on zeros of every tile shape a frame is cut into, which compiles it; until then frames go through an eager
-    runner of the same precision. Otherwise ``upscaler.runner`` is used from the first frame.
+    Without ``upscaler.compile`` (or with ONNX Runtime) this is ``upscaler.runner``. With it, the first
+    :data:`PROBE_FRAMES` frames run eagerly (same precision) and are timed; then the network is compiled, one
+    graph per tile shape, if the frames left would save more than the compilation costs
+    (:data:`COMPILE_SECONDS`, assuming the compiled network takes :data:`COMPILED_FRACTION` of the eager time;
+    always when the frame count is unknown). Shapes compiled once stay compiled in the :class:`Upscaler` (the
+    next video of the same size uses them from its first frame, without probing).
+
+    Compilation happens in the calling thread: a background compile would hold the GIL for seconds and stall
+    the other stages.
 
     Args:
         upscaler: the model and its settings.
-        tile_shapes: the ``(h, w)`` LR tile shapes a frame is cut into.
+        tile_shapes: the ``(h, w)`` LR tile shapes a frame is cut into (one call each per frame).
+        frames: frames in the video (``None``: unknown).
 
     Shape:
         ``(N, C, h, w) -> (N, C, h·r, w·r)``, float32.
     """
 
-    def __init__(self, upscaler: Upscaler, tile_shapes: list[tuple[int, int]]) -> None:
+    #: eager frames timed before deciding whether to compile (the first one, warming up, is not counted)
+    PROBE_FRAMES = 4
+    #: what compiling ESPCN-sized networks for one frame size costs here, in seconds (``benchmarks/video.py``)
+    COMPILE_SECONDS = 4.0
+    #: the compiled network's time as a fraction of the eager one's, at least (bf16: 0.4–0.55 measured here)
+    COMPILED_FRACTION = 0.6
+
+    # tile shapes already compiled, per compiled runner
+    _compiled_shapes: ClassVar[weakref.WeakKeyDictionary[Runner, set[tuple[int, ...]]]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, upscaler: Upscaler, tile_shapes: list[tuple[int, int]], frames: int | None) -> None:
         self.compiled: Runner = upscaler.runner
-        self.ready = threading.Event()
+        self.in_channels = 1 if upscaler.channels == "y" else 3
+        self.shapes = sorted(set(tile_shapes))
+        self.per_frame = max(len(tile_shapes), 1)
+        self.frames = frames
         self.calls = 0
-        self.compiled_from: int | None = None
-        if not upscaler.compile or upscaler.backend != "torch":
-            self.eager = self.compiled
-            self.ready.set()
+        self.eager_seconds = 0.0
+        self.compiled_from: int | None = None  # frame index
+        self.decided = not upscaler.compile or upscaler.backend != "torch"
+        self.runner: Runner = self.compiled
+        if self.decided:
             return
-        self.eager = make_runner(upscaler.model, precision=upscaler.precision)
-        in_channels = 1 if upscaler.channels == "y" else 3
-        shapes = sorted(set(tile_shapes))
-
-        def warm() -> None:
-            try:
-                for h, w in shapes:
-                    self.compiled(torch.zeros(1, in_channels, h, w))
-            finally:  # a failed compilation falls back to eager inside the runner (with a warning)
-                self.ready.set()
-
-        threading.Thread(target=warm, name="subpixel-compile", daemon=True).start()
+        done = self._compiled_shapes.get(self.compiled, set())
+        if all((self.in_channels, *shape) in done for shape in self.shapes):
+            self.decided, self.compiled_from = True, 0
+            return
+        self.runner = make_runner(upscaler.model, precision=upscaler.precision)
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Run the compiled network if ready, else the eager one."""
-        if self.ready.is_set():
-            if self.compiled_from is None and self.compiled is not self.eager:
-                self.compiled_from = self.calls
-            runner = self.compiled
-        else:
-            runner = self.eager
+        """Run the network on one tile."""
+        if self.decided:
+            self.calls += 1
+            return self.runner(x)
+        started = time.perf_counter()
+        y = self.runner(x)
+        if self.calls >= self.per_frame:  # not the first frame's calls (warm-up)
+            self.eager_seconds += time.perf_counter() - started
         self.calls += 1
-        return runner(x)
+        if self.calls == self.per_frame * (self.PROBE_FRAMES + 1):
+            self._decide()
+        return y
+
+    def _decide(self) -> None:
+        """Compile now if the frames left pay for it; from now on, one runner."""
+        self.decided = True
+        frame = self.calls // self.per_frame
+        per_frame = self.eager_seconds / self.PROBE_FRAMES
+        left = None if self.frames is None else max(self.frames - frame, 0)
+        if left is not None and left * per_frame * (1 - self.COMPILED_FRACTION) < self.COMPILE_SECONDS:
+            return  # a short clip: stay eager
+        done = self._compiled_shapes.setdefault(self.compiled, set())
+        for h, w in self.shapes:
+            self.compiled(
+                torch.zeros(1, self.in_channels, h, w)
+            )  # compiles (or falls back to eager, warning)
+            done.add((self.in_channels, h, w))
+        self.runner, self.compiled_from = self.compiled, frame
 
 
 def _tile_for(upscaler: Upscaler, hr_channels: int, radius: int) -> int:
@@ -344,6 +383,7 @@ def upscale_video(
     codec: str | None = None,
     crf: int = 18,
     preset: str = DEFAULT_PRESET,
+    threads: int | None = None,
     progress: Callable[[int, int | None, float], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> VideoResult:
@@ -357,6 +397,8 @@ def upscale_video(
         codec: output video encoder (default: the input's codec when it can be encoded here, else libx264).
         crf: constant-rate factor for x264/x265/VP9 (lower is better; 18 is visually lossless).
         preset: x264/x265 speed preset (default :data:`DEFAULT_PRESET`; ``"medium"`` is x264's own default).
+        threads: PyTorch threads for the network during the video (default: one less than
+            :func:`torch.get_num_threads`, at least 1; restored afterwards).
         progress: called after each frame with (frames done, frames in the stream or ``None`` when the
             container does not say, frames per second so far).
         warn: receives warnings (e.g. a stream that cannot be copied into this container).
@@ -368,7 +410,6 @@ def upscale_video(
         VideoReadError: the input is missing, empty, not a video, has no video stream, or is corrupt.
         FileExistsError: ``target`` exists and ``force`` is false.
     """
-    import av
 
     source, target = Path(source), Path(target)
     if target.exists() and not force:
@@ -378,6 +419,29 @@ def upscale_video(
     inp = _open_input(source)
     clean_temporaries(target.parent)
     started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or max(1, min(previous_threads, (os.cpu_count() or 2) - 1)))
+    try:
+        return _upscale_stream(inp, source, target, upscaler, codec, crf, preset, progress, warn, started)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _upscale_stream(
+    inp: Any,
+    source: Path,
+    target: Path,
+    upscaler: Upscaler,
+    codec: str | None,
+    crf: int,
+    preset: str,
+    progress: Callable[[int, int | None, float], None] | None,
+    warn: Callable[[str], None] | None,
+    started: float,
+) -> VideoResult:
+    """:func:`upscale_video` once the input is open (it is closed on return)."""
+    import av
+
     with inp:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"  # frame and slice threads in the decoder
@@ -397,7 +461,7 @@ def upscale_video(
             plan = plan_tiles(
                 height, width, _tile_for(upscaler, _PIPELINE_HR_CHANNELS, rgb_radius), rgb_radius
             )
-        network = FrameNetwork(upscaler, [(t.in_y1 - t.in_y0, t.in_x1 - t.in_x0) for t in plan])
+        network = FrameNetwork(upscaler, [(t.in_y1 - t.in_y0, t.in_x1 - t.in_x0) for t in plan], total)
         counts = {"frames": 0, "yuv": 0}
         with atomic_output(target) as tmp:
             with av.open(str(tmp), mode="w", format=_container_format(target)) as out:
