@@ -31,6 +31,7 @@ are removed at the start of the next.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -75,6 +76,7 @@ __all__ = [
     "is_video",
     "upscale_video",
     "upscale_yuv420",
+    "video_upscaler",
 ]
 
 #: File extensions treated as videos by ``subpixel upscale``.
@@ -166,10 +168,10 @@ class FrameNetwork:
 
     #: eager frames timed before deciding whether to compile (the first one, warming up, is not counted)
     PROBE_FRAMES = 4
-    #: what compiling ESPCN-sized networks for one frame size costs here, in seconds (``benchmarks/video.py``)
-    COMPILE_SECONDS = 4.0
-    #: the compiled network's time as a fraction of the eager one's, at least (bf16: 0.4–0.55 measured here)
-    COMPILED_FRACTION = 0.6
+    #: what compiling ESPCN-sized networks for one frame size costs here, in seconds (2.3–3.2 s measured here in a fresh process)
+    COMPILE_SECONDS = 3.0
+    #: the compiled network's time as a fraction of the eager one's, (bf16, 1 thread: 0.4 for ESPCN, 0.6 for the PReLU stand-in, measured here)
+    COMPILED_FRACTION = 0.5
 
     # tile shapes already compiled, per compiled runner
     _compiled_shapes: ClassVar[weakref.WeakKeyDictionary[Runner, set[tuple[int, ...]]]] = (
@@ -224,6 +226,32 @@ class FrameNetwork:
             )  # compiles (or falls back to eager, warning)
             done.add((self.in_channels, h, w))
         self.runner, self.compiled_from = self.compiled, frame
+
+
+def video_upscaler(
+    upscaler: Upscaler, *, precision: str | None = None, compile: bool | None = None
+) -> Upscaler:
+    """``upscaler`` with the fastest settings measured for videos where ``precision`` / ``compile`` are ``None``.
+
+    With the torch backend: bf16 when the CPU computes it natively (AVX-512-BF16 or AMX, as oneDNN reports; its
+    Y-PSNR loss is measured by ``benchmarks/upscale.py``, under 0.05 dB), and compilation, which
+    :class:`FrameNetwork` performs only when the clip is long enough to pay for it. Given values are kept, and
+    so is everything about the ONNX Runtime backend.
+
+    Examples:
+        >>> from subpixel.sr.models import ESPCN
+        >>> up = video_upscaler(Upscaler(ESPCN(2, widths=(4,), kernel_sizes=(3, 3))), precision="fp32")
+        >>> up.precision, up.compile
+        ('fp32', True)
+    """
+    if upscaler.backend != "torch":
+        return upscaler
+    if precision is None:
+        precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else upscaler.precision
+    compile = True if compile is None else compile
+    if (precision, compile) == (upscaler.precision, upscaler.compile):
+        return upscaler
+    return dataclasses.replace(upscaler, precision=precision, compile=compile)  # type: ignore[arg-type]
 
 
 def _tile_for(upscaler: Upscaler, hr_channels: int, radius: int) -> int:
