@@ -168,9 +168,10 @@ class FrameNetwork:
 
     #: eager frames timed before deciding whether to compile (the first one, warming up, is not counted)
     PROBE_FRAMES = 4
-    #: what compiling ESPCN-sized networks for one frame size costs here, in seconds (2.3–3.2 s measured here in a fresh process)
+    #: seconds that compiling a small SR network for one frame size costs (2.3–3.2 s measured here, fresh process)
     COMPILE_SECONDS = 3.0
-    #: the compiled network's time as a fraction of the eager one's, (bf16, 1 thread: 0.4 for ESPCN, 0.6 for the PReLU stand-in, measured here)
+    #: the compiled network's time as a fraction of the eager one's (bf16, 1 thread: ESPCN 0.4, the PReLU
+    #: stand-in 0.6, measured here)
     COMPILED_FRACTION = 0.5
 
     # tile shapes already compiled, per compiled runner
