@@ -4,20 +4,22 @@ A 4-second 640×360 clip (25 fps, H.264, with an AAC audio track) is synthesized
 and upscaled ×2 (to 1280×720) and ×3 (to 1920×1080) by:
 
 * ``subpixel <model> <precision>``: :func:`subpixel.upscale.video.upscale_video`, the whole job (decode, network,
-  encode with libx264 at CRF 18 and the default preset, audio copied), in this process; with ``compiled`` the
+  encode with libx264 at CRF 18 and the default preset, audio copied), in this process; ``compiled``: the
   upscaler's ``compile=True``, warm (its first runs, not timed, compiled it: the case of every video after the
-  first of a size in one process);
+  first of a size in one process, and of long clips);
 * ``ffmpeg lanczos``: the baseline a user would pick instead: the same decoding, FFmpeg's ``scale`` filter with
   ``flags=lanczos`` through PyAV's filter graph, the same encoder settings and the audio copied;
-* ``network <model> <precision>``: the model alone on one LR luma plane (1×1×360×640), as the video path runs it.
+* ``network <model> <precision>``: the model alone on one LR luma plane (1×1×360×640), on as many threads as the
+  video path gives it (one less than ``--threads``, at least 1).
 
 Models: the bundled ESPCN (``subpixel.sr.pretrained``, tanh) and a stand-in for the plain PReLU network
 (``ESPCN(r, widths=(27,) * 4, kernel_sizes=(3,) * 5, activation="prelu")``, random weights: the speed does not
 depend on them). All contenders of a scale are timed in turn (interleaved, ``benchmarks/upscale.py``'s
 ``interleaved``) so load from other processes falls on all alike; medians and quartiles are reported.
 
-``--cold`` also times the command a user types, ``subpixel upscale clip.mp4 --scale R --precision bf16
---compile`` in a fresh process (Python start, imports and compilation included), once per scale.
+``--cold`` also times the command a user types, ``subpixel upscale clip.mp4 --scale R`` (the video defaults: bf16
+where the CPU has it, compilation when the clip pays for it) in a fresh process, Python start and imports
+included, once per scale and model.
 
 Writes ``benchmarks/results/video.json`` (``video-quick.json`` with ``--quick``); exits 0 whatever the result.
 
@@ -47,7 +49,7 @@ import torch
 from torch import nn
 
 from _common import ROOT, machine_info
-from subpixel.sr.models import ESPCN
+from subpixel.sr.models import ESPCN, save
 from subpixel.upscale.image import Upscaler, make_runner
 from subpixel.upscale.video import DEFAULT_PRESET, upscale_video
 from upscale import interleaved, model_for, summary
@@ -146,7 +148,9 @@ def bench_scale(
     calls: dict[str, Callable[[], object]] = {}
     frames = {"n": 0}
     for name, model in models.items():
-        settings = [("fp32", False), ("bf16", True)] if name == "espcn" else [("bf16", True)]
+        settings = [("bf16", False), ("bf16", True)]
+        if name == "espcn":
+            settings.insert(0, ("fp32", False))
         for precision, compiled in settings:
             upscaler = Upscaler(model, precision=precision, compile=compiled)  # type: ignore[arg-type]
             target = folder / f"{name}-{precision}-x{scale}.mp4"
@@ -164,6 +168,8 @@ def bench_scale(
     rows = {name: _per_frame(summary(t), frames["n"]) for name, t in zip(calls, times)}
 
     plane = torch.rand(1, 1, LR_H, LR_W)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(network_threads())  # as upscale_video runs the network
     network: dict[str, Callable[[], object]] = {}
     for name, model in models.items():
         for precision, compiled in (("fp32", False), ("bf16", False), ("bf16", True)):
@@ -172,6 +178,7 @@ def bench_scale(
             network[label] = lambda runner=runner: torch.inference_mode()(runner)(plane)
     times = interleaved(list(network.values()), budget / 4, min_runs=10)
     rows.update({name: summary(t) for name, t in zip(network, times)})
+    torch.set_num_threads(threads)
     return {
         "scale": scale,
         "lr_size": [LR_W, LR_H],
@@ -179,6 +186,11 @@ def bench_scale(
         "frames": frames["n"],
         "rows": rows,
     }
+
+
+def network_threads() -> int:
+    """The threads :func:`upscale_video` gives the network by default: one less than torch's, at least 1."""
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
 
 
 def _per_frame(row: dict[str, float], frames: int) -> dict[str, float]:
@@ -192,19 +204,21 @@ def _per_frame(row: dict[str, float], frames: int) -> dict[str, float]:
     }
 
 
-def cold_run(clip: Path, folder: Path, scale: int, threads: int) -> dict[str, object]:
-    """``subpixel upscale`` in a fresh process, bf16 with compilation, timed from outside."""
+def cold_run(clip: Path, folder: Path, scale: int, threads: int, weights: Path | None) -> dict[str, object]:
+    """``subpixel upscale clip.mp4 --scale R`` (the video defaults) in a fresh process, timed from outside."""
     target = folder / f"cold-x{scale}.mp4"
     command = [sys.executable, "-m", "subpixel.cli", "upscale", str(clip), "--scale", str(scale)]
-    command += ["-o", str(target), "--precision", "bf16", "--compile", "--threads", str(threads), "--quiet"]
-    command += ["--force"]
+    command += ["-o", str(target), "--threads", str(threads), "--quiet", "--force"]
+    if weights is not None:
+        command += ["--weights", str(weights)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         print(done.stderr[-2000:])
     return {
-        "command": f"subpixel upscale clip.mp4 --scale {scale} --precision bf16 --compile --threads {threads}",
+        "command": f"subpixel upscale clip.mp4 --scale {scale} --threads {threads}"
+        + (" --weights STAND_IN" if weights is not None else ""),
         "seconds": seconds,
         "fps": FPS * SECONDS / seconds,
         "exit_code": done.returncode,
@@ -229,6 +243,7 @@ def main() -> int:
         av=av.__version__,
         ffmpeg=".".join(map(str, av.library_versions.get("libavcodec", ()))) + " (libavcodec)",
         omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+        network_threads=network_threads(),
         preset=DEFAULT_PRESET,
         crf=CRF,
     )
@@ -246,7 +261,11 @@ def main() -> int:
                 models["prelu27"] = stand_in(scale)
             result = bench_scale(scale, clip, folder, models, 6.0 if args.quick else args.budget, 3)
             if args.cold:
-                result["cold"] = cold_run(clip, folder, scale, args.threads)
+                result["cold"] = {"espcn": cold_run(clip, folder, scale, args.threads, None)}
+                if "prelu27" in models:
+                    weights = folder / f"prelu27-x{scale}.safetensors"
+                    save(models["prelu27"], weights)
+                    result["cold"]["prelu27"] = cold_run(clip, folder, scale, args.threads, weights)
             results.append(result)
             _print(result)
     report = {"info": info, "clip": {"size": [LR_W, LR_H], "fps": FPS, "seconds": SECONDS}, "speed": results}
