@@ -490,7 +490,8 @@ def _upscale_stream(
             plan = plan_tiles(
                 height, width, _tile_for(upscaler, _PIPELINE_HR_CHANNELS, rgb_radius), rgb_radius
             )
-        network = FrameNetwork(upscaler, [(t.in_y1 - t.in_y0, t.in_x1 - t.in_x0) for t in plan], total)
+        tiles = [(t.in_y1 - t.in_y0, t.in_x1 - t.in_x0) for t in plan]
+        network = FrameNetwork(upscaler, tiles, total or _estimated_frames(inp, vin, rate))
         counts = {"frames": 0, "yuv": 0}
         with atomic_output(target) as tmp:
             with av.open(str(tmp), mode="w", format=_container_format(target)) as out:
@@ -597,6 +598,18 @@ def _upscale_stream(
         yuv_frames=counts["yuv"],
         compiled_from=network.compiled_from,
     )
+
+
+def _estimated_frames(container: Any, stream: Any, rate: Fraction) -> int | None:
+    """Frames in ``stream`` from its duration (or the container's) and frame rate, for containers that do not
+    count them (Matroska, WebM); ``None`` when neither duration is known."""
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / 1_000_000  # AV_TIME_BASE
+    else:
+        return None
+    return max(round(seconds * float(rate)), 1)
 
 
 def _finish(stages: list[_Stage]) -> None:
