@@ -319,3 +319,41 @@ def test_compilation_only_when_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
     assert other.compiled_from == probe and compiled_calls[5:] == [(1, 1, 16, 8), (1, 1, 16, 16)]
     plain = FrameNetwork(Upscaler(net), [(24, 32)], frames=None)  # no compile asked: the upscaler's runner
     assert plain.runner is plain.compiled and plain.compiled_from is None
+
+
+def test_yuv420_path_tiles_exactly_and_resizes_chroma_by_bicubic() -> None:
+    from subpixel.upscale.image import bicubic_upscale
+    from subpixel.upscale.tiling import receptive_radius
+    from subpixel.upscale.video import upscale_yuv420
+
+    model = _textured_model(2, scale=3)
+    runner = make_runner(model)
+    rng = np.random.default_rng(0)
+    height, width = 20, 26
+    planes = rng.integers(16, 236, (height * 3 // 2, width), dtype=np.uint8)
+    whole = upscale_yuv420(planes, 3, runner, radius=receptive_radius(model))
+    tiled = upscale_yuv420(planes, 3, runner, radius=receptive_radius(model), tile=7)
+    assert whole.shape == (height * 3 * 3 // 2, width * 3)
+    np.testing.assert_array_equal(tiled, whole)  # tiles with the receptive radius: the same frame
+    with torch.inference_mode():
+        y = runner(torch.from_numpy(planes[:height]).float().div(255)[None, None])[0, 0]
+    want_y = (y * 255 + 0.5).clamp(16, 235.5).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(whole[: height * 3], want_y)
+    chroma = torch.from_numpy(planes[height:]).reshape(1, 2, height // 2, width // 2).float()
+    want_c = (bicubic_upscale(chroma, 3) + 0.5).clamp(16, 240.5).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(whole[height * 3 :].reshape(2, height * 3 // 2, width * 3 // 2), want_c[0])
+    with pytest.raises(ValueError, match="H and W even"):
+        upscale_yuv420(planes[:, :-1], 3, runner)
+
+
+def test_video_upscaler_picks_bf16_where_native_and_keeps_given_settings() -> None:
+    from subpixel.upscale.video import video_upscaler
+
+    net = ESPCN(2, widths=(4,), kernel_sizes=(3, 3)).eval()
+    base = Upscaler(net)
+    fast = video_upscaler(base)
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert (fast.precision, fast.compile) == ("bf16" if native else "fp32", True)
+    assert (base.precision, base.compile) == ("fp32", False)  # the images' upscaler is not changed
+    kept = video_upscaler(base, precision="fp32", compile=False)
+    assert kept is base
