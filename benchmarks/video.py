@@ -204,11 +204,11 @@ def _per_frame(row: dict[str, float], frames: int) -> dict[str, float]:
     }
 
 
-def cold_run(clip: Path, folder: Path, scale: int, threads: int, weights: Path | None) -> dict[str, object]:
+def cold_run(clip: Path, folder: Path, scale: int, weights: Path | None) -> dict[str, object]:
     """``subpixel upscale clip.mp4 --scale R`` (the video defaults) in a fresh process, timed from outside."""
     target = folder / f"cold-x{scale}.mp4"
     command = [sys.executable, "-m", "subpixel.cli", "upscale", str(clip), "--scale", str(scale)]
-    command += ["-o", str(target), "--threads", str(threads), "--quiet", "--force"]
+    command += ["-o", str(target), "--quiet", "--force"]  # default threads: one less than torch's for videos
     if weights is not None:
         command += ["--weights", str(weights)]
     started = time.perf_counter()
@@ -217,7 +217,7 @@ def cold_run(clip: Path, folder: Path, scale: int, threads: int, weights: Path |
     if done.returncode != 0:
         print(done.stderr[-2000:])
     return {
-        "command": f"subpixel upscale clip.mp4 --scale {scale} --threads {threads}"
+        "command": f"subpixel upscale clip.mp4 --scale {scale}"
         + (" --weights STAND_IN" if weights is not None else ""),
         "seconds": seconds,
         "fps": FPS * SECONDS / seconds,
@@ -261,11 +261,11 @@ def main() -> int:
                 models["prelu27"] = stand_in(scale)
             result = bench_scale(scale, clip, folder, models, 6.0 if args.quick else args.budget, 3)
             if args.cold:
-                result["cold"] = {"espcn": cold_run(clip, folder, scale, args.threads, None)}
+                result["cold"] = {"espcn": cold_run(clip, folder, scale, None)}
                 if "prelu27" in models:
                     weights = folder / f"prelu27-x{scale}.safetensors"
                     save(models["prelu27"], weights)
-                    result["cold"]["prelu27"] = cold_run(clip, folder, scale, args.threads, weights)
+                    result["cold"]["prelu27"] = cold_run(clip, folder, scale, weights)
             results.append(result)
             _print(result)
     report = {"info": info, "clip": {"size": [LR_W, LR_H], "fps": FPS, "seconds": SECONDS}, "speed": results}

@@ -91,7 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch backend: torch.compile with fused convolution + activation (seconds to compile per input "
         "size); default off for images, on for videos, which compile only when long enough to pay for it",
     )
-    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads (default: PyTorch's choice; for videos one less, leaving a core to the encoder)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -222,7 +226,13 @@ def run(args: argparse.Namespace) -> int:
                         frames.set_postfix(fps=f"{fps:.2f}")
 
                     video = upscale_video(
-                        source, target, for_videos, force=args.force, progress=tick, warn=say
+                        source,
+                        target,
+                        for_videos,
+                        force=args.force,
+                        threads=args.threads,
+                        progress=tick,
+                        warn=say,
                     )
                 if show:
                     say(
