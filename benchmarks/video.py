@@ -286,11 +286,10 @@ def _print(result: dict[str, object]) -> None:
         else:
             spread = f"{1e3 / row['p75_ms']:.1f}-{1e3 / row['p25_ms']:.1f}"
         print(f"  {name:<34} {row['fps']:>7.1f} {spread:>16}")
-    if "cold" in result:
-        cold = result["cold"]
-        print(
-            f"  {'cold CLI run (bf16 --compile)':<34} {cold['fps']:>7.1f}   ({cold['seconds']:.1f} s, exit {cold['exit_code']})"
-        )  # type: ignore[index]
+    for name, cold in result.get("cold", {}).items():  # type: ignore[attr-defined]
+        label = f"cold CLI run, {name}"
+        seconds = f"({cold['seconds']:.1f} s whole process, exit {cold['exit_code']})"
+        print(f"  {label:<34} {cold['fps']:>7.1f}   {seconds}")
 
 
 if __name__ == "__main__":
