@@ -9,8 +9,8 @@ and upscaled ×2 (to 1280×720) and ×3 (to 1920×1080) by:
   first of a size in one process, and of long clips);
 * ``ffmpeg lanczos``: the baseline a user would pick instead: the same decoding, FFmpeg's ``scale`` filter with
   ``flags=lanczos`` through PyAV's filter graph, the same encoder settings and the audio copied;
-* ``network <model> <precision>``: the model alone on one LR luma plane (1×1×360×640), on as many threads as the
-  video path gives it (one less than ``--threads``, at least 1).
+* ``network <model> <precision>``: the model alone on the clip's first LR luma plane (1×1×360×640), on as many
+  threads as the video path gives it (one less than ``--threads``, at least 1).
 
 Models: the bundled ESPCN (``subpixel.sr.pretrained``, tanh) and a stand-in for the plain PReLU network
 (``ESPCN(r, widths=(27,) * 4, kernel_sizes=(3,) * 5, activation="prelu")``, random weights: the speed does not
@@ -135,6 +135,16 @@ def ffmpeg_lanczos(source: Path, target: Path, scale: int, preset: str = DEFAULT
     return frames
 
 
+def first_luma(clip: Path) -> torch.Tensor:
+    """``Y / 255`` of the clip's first frame, ``(1, 1, H, W)``, as the video path feeds the network."""
+    import av
+
+    with av.open(str(clip)) as container:
+        frame = next(container.decode(video=0))
+        y = frame.to_ndarray()[: frame.height]  # yuv420p: the luma plane first
+    return torch.from_numpy(y).to(torch.float32).div(255)[None, None]
+
+
 def stand_in(scale: int) -> nn.Module:
     """The plain PReLU network's stand-in: 4 hidden 3×3 convolutions of 27 channels, random weights."""
     torch.manual_seed(scale)
@@ -167,7 +177,7 @@ def bench_scale(
     times = interleaved(list(calls.values()), budget, min_runs=min_runs)
     rows = {name: _per_frame(summary(t), frames["n"]) for name, t in zip(calls, times)}
 
-    plane = torch.rand(1, 1, LR_H, LR_W)
+    plane = first_luma(clip)  # real content: random noise runs some activations at another speed
     threads = torch.get_num_threads()
     torch.set_num_threads(network_threads())  # as upscale_video runs the network
     network: dict[str, Callable[[], object]] = {}
