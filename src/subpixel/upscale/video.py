@@ -303,7 +303,7 @@ def upscale_yuv420(
     y_in = torch.from_numpy(planes[:height]).to(torch.float32).div_(255.0)[None, None]
 
     def sink(piece: Tensor, region: tuple[int, int, int, int]) -> None:  # round half up into uint8
-        values = torch.nan_to_num(piece[0, 0], nan=0.0).mul(255.0).add_(0.5).clamp_(*_LEGAL_Y)
+        values = piece[0, 0].mul(255.0).add_(0.5).clamp_(*_LEGAL_Y).nan_to_num_(nan=_LEGAL_Y[0])  # one buffer
         y_out[region[0] : region[1], region[2] : region[3]] = values  # float -> uint8 truncates: floor
 
     tiled_map(luma, y_in, scale, radius=radius, tile=tile or max(height, width), sink=sink)
