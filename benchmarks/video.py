@@ -169,6 +169,8 @@ def bench_scale(
             def run(upscaler: Upscaler = upscaler, target: Path = target) -> None:
                 result = upscale_video(clip, target, upscaler, force=True)
                 frames["n"] = result.frames
+                if result.copied_streams != ("audio",):
+                    print(f"  warning: audio not kept ({result.copied_streams})")
                 if upscaler.compile and result.compiled_from != 0:  # warm runs must be compiled throughout
                     print(f"  note: compiled network used from frame {result.compiled_from}")
 
