@@ -106,17 +106,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=("fp32", "bf16"),
-        default="fp32",
         help="torch backend: bf16 is faster on CPUs with AMX/AVX-512-BF16 (its Y-PSNR loss is measured by "
-        "benchmarks/upscale.py)",
+        "benchmarks/upscale.py); default fp32 for images, for videos bf16 where the CPU has it",
     )
     parser.add_argument(
         "--compile",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="torch backend: torch.compile with fused convolution + activation (seconds to compile per input "
-        "size; pays off for videos)",
+        "size); default off for images, on for videos, which compile only when long enough to pay for it",
     )
-    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads (default: PyTorch's choice; for videos one less, leaving a core to the encoder)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -265,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from subpixel.upscale.image import Upscaler, upscale_file
-    from subpixel.upscale.video import VideoReadError, is_video, upscale_video
+    from subpixel.upscale.video import VideoReadError, is_video, upscale_video, video_upscaler
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -281,12 +284,14 @@ def run(args: argparse.Namespace) -> int:
     upscaler = Upscaler(
         model,
         backend=args.backend,
-        precision=args.precision,
-        compile=args.compile,
+        precision=args.precision or "fp32",
+        compile=bool(args.compile),
         tile=args.tile,
         max_memory=args.max_memory,
         max_pixels=args.max_pixels,
     )
+    # one for all videos: the shapes it compiles are kept for the next video of that size
+    for_videos = video_upscaler(upscaler, precision=args.precision, compile=args.compile)
     failures = [(None, m) for m in problems]
     done = skipped = 0
     show = not args.quiet
@@ -317,7 +322,15 @@ def run(args: argparse.Namespace) -> int:
                         frames.update(count - frames.n)
                         frames.set_postfix(fps=f"{fps:.2f}")
 
-                    video = upscale_video(source, target, upscaler, force=True, progress=tick, warn=say)
+                    video = upscale_video(
+                        source,
+                        target,
+                        for_videos,
+                        force=True,
+                        threads=args.threads,
+                        progress=tick,
+                        warn=say,
+                    )
                 if show:
                     say(
                         f"{source} -> {target}: {video.frames} frames {video.size_in[0]}×{video.size_in[1]} -> "

@@ -1,34 +1,101 @@
-"""Upscale a video through PyAV (FFmpeg): frames streamed one at a time, other streams copied.
+"""Upscale a video through PyAV (FFmpeg): decoding, the network and encoding run side by side.
 
-The first video stream is decoded frame by frame, each frame goes through the image path
-(:class:`~subpixel.upscale.image.Upscaler`, tiled, quantized to 8 bits) and is encoded at once, so memory holds
-a few frames whatever the clip's length. Audio and subtitle streams are remuxed packet by packet (no re-encoding).
-Each output frame keeps its input frame's timestamp in the input stream's time base, so the frame rate (constant
-or variable) is kept. The output is written to a temporary file in the destination folder and renamed when
-complete.
+Three stages run at once, joined by short queues (so memory holds a few frames whatever the clip's length):
+
+* a **reader** thread demuxes the input and decodes the first video stream (FFmpeg's frame threads);
+* the calling thread runs the **network** on each frame;
+* a **writer** thread encodes the frames and muxes them with the other streams' packets.
+
+PyAV and PyTorch release the GIL while they work, so on a 2-core machine decoding and encoding overlap the
+network instead of adding to it.
+
+**Frames stay in YUV** when they can (8-bit 4:2:0, limited range, even size, a ``"y"`` model): the network sees
+the decoded luma plane itself (``Y / 255``, the input of ESPCN-style models), the two quarter-size chroma planes
+are upscaled by MATLAB's bicubic (:func:`~subpixel.upscale.image.bicubic_upscale`), and the planes go to the
+encoder as they are: no RGB conversion either way, and the chroma is resized at a quarter of the pixels. Other
+frames (RGB models, 4:4:4, 10-bit, full range, odd sizes) take the image path
+(:func:`~subpixel.upscale.image.upscale_pixels`, 8-bit RGB).
+
+**Compilation** (``Upscaler(compile=True)``) is paid only when it pays: the first frames run eagerly and are
+timed, and the network is compiled (once per tile shape, kept in the :class:`Upscaler` for the next video of the
+same size) only when the frames left would save more than compiling costs (:class:`FrameNetwork`).
+
+**Threads**: the network gets one CPU thread less than PyTorch would use (at least one), leaving a core to
+decoding and encoding; on 2 cores this also keeps OpenMP's idle threads from spinning against the encoder.
+
+Audio and subtitle streams are remuxed packet by packet (no re-encoding). Each output frame keeps its input
+frame's timestamp in the input stream's time base, so the frame rate (constant or variable) is kept. The output is
+written to a temporary file in the destination folder and renamed when complete; temporaries left by killed runs
+are removed at the start of the next.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import queue
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from subpixel.imageio import atomic_output
-from subpixel.upscale.image import Upscaler
+from subpixel._atomic import atomic_output, clean_temporaries
+from subpixel.upscale.image import (
+    _PIPELINE_HR_CHANNELS,
+    BICUBIC_RADIUS,
+    Runner,
+    Upscaler,
+    bicubic_upscale,
+    make_runner,
+    upscale_pixels,
+)
+from subpixel.upscale.tiling import (
+    DEFAULT_MAX_MEMORY,
+    bytes_per_lr_pixel,
+    choose_tile_size,
+    parse_size,
+    plan_tiles,
+    receptive_radius,
+    tiled_map,
+)
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoReadError", "VideoResult", "is_video", "upscale_video"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "VIDEO_EXTENSIONS",
+    "FrameNetwork",
+    "VideoReadError",
+    "VideoResult",
+    "is_video",
+    "upscale_video",
+    "upscale_yuv420",
+    "video_upscaler",
+]
 
 #: File extensions treated as videos by ``subpixel upscale``.
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts")
 
+#: x264/x265 speed preset: "veryfast" encodes 720p about 4× faster than x264's default "medium" (measured by
+#: ``benchmarks/video.py``), at the same CRF a somewhat larger file.
+DEFAULT_PRESET = "veryfast"
+
 # Encoders tried, in order, when the input's codec has no encoder here.
 _FALLBACK_CODECS = ("libx264", "mpeg4")
+# Frames (or packets) waiting between two stages.
+_QUEUE_DEPTH = 6
+# float32 HR planes per luma tile in upscale_yuv420 (the network's output and its quantized copy).
+_LUMA_HR_CHANNELS = 2
+# Limited ("TV") range, +0.5 for rounding: the RGB image path can only produce these values (RGB in 0..255).
+_LEGAL_Y, _LEGAL_C = (16.0, 235.5), (16.0, 240.5)
+# AVColorRange: 2 is full ("JPEG") range.
+_FULL_RANGE = 2
 
 
 class VideoReadError(ValueError):
@@ -46,6 +113,8 @@ class VideoResult:
         codec: the output video codec.
         copied_streams: kinds of the streams copied (``"audio"``, ``"subtitle"``).
         seconds: wall time.
+        yuv_frames: frames upscaled in YUV (the rest went through RGB).
+        compiled_from: index of the first frame run by the compiled network (``None``: none was).
     """
 
     source: Path
@@ -56,6 +125,13 @@ class VideoResult:
     codec: str
     copied_streams: tuple[str, ...]
     seconds: float
+    yuv_frames: int = 0
+    compiled_from: int | None = None
+
+    @property
+    def fps(self) -> float:
+        """Frames written per second of wall time."""
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
 def is_video(path: str | Path) -> bool:
@@ -66,6 +142,186 @@ def is_video(path: str | Path) -> bool:
         (True, False)
     """
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+class FrameNetwork:
+    """The upscaler's network for the frames of one video, compiled only when that pays for this clip.
+
+    Without ``upscaler.compile`` (or with ONNX Runtime) this is ``upscaler.runner``. With it, the first
+    :data:`PROBE_FRAMES` frames run eagerly (same precision) and are timed; then the network is compiled, one
+    graph per tile shape, if the frames left would save more than the compilation costs
+    (:data:`COMPILE_SECONDS`, assuming the compiled network takes :data:`COMPILED_FRACTION` of the eager time;
+    always when the frame count is unknown). Shapes compiled once stay compiled in the :class:`Upscaler` (the
+    next video of the same size uses them from its first frame, without probing).
+
+    Compilation happens in the calling thread: a background compile would hold the GIL for seconds and stall
+    the other stages.
+
+    Args:
+        upscaler: the model and its settings.
+        tile_shapes: the ``(h, w)`` LR tile shapes a frame is cut into (one call each per frame).
+        frames: frames in the video (``None``: unknown).
+
+    Shape:
+        ``(N, C, h, w) -> (N, C, h·r, w·r)``, float32.
+    """
+
+    #: eager frames timed before deciding whether to compile (the first one, warming up, is not counted)
+    PROBE_FRAMES = 4
+    #: seconds that compiling a small SR network for one frame size costs (2.3–3.2 s measured here, fresh process)
+    COMPILE_SECONDS = 3.0
+    #: the compiled network's time as a fraction of the eager one's (bf16, 1 thread: ESPCN 0.4, the PReLU
+    #: stand-in 0.6, measured here)
+    COMPILED_FRACTION = 0.5
+
+    # tile shapes already compiled, per compiled runner
+    _compiled_shapes: ClassVar[weakref.WeakKeyDictionary[Runner, set[tuple[int, ...]]]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, upscaler: Upscaler, tile_shapes: list[tuple[int, int]], frames: int | None) -> None:
+        self.compiled: Runner = upscaler.runner
+        self.in_channels = 1 if upscaler.channels == "y" else 3
+        self.shapes = sorted(set(tile_shapes))
+        self.per_frame = max(len(tile_shapes), 1)
+        self.frames = frames
+        self.calls = 0
+        self.eager_seconds = 0.0
+        self.compiled_from: int | None = None  # frame index
+        self.decided = not upscaler.compile or upscaler.backend != "torch"
+        self.runner: Runner = self.compiled
+        if self.decided:
+            return
+        done = self._compiled_shapes.get(self.compiled, set())
+        if all((self.in_channels, *shape) in done for shape in self.shapes):
+            self.decided, self.compiled_from = True, 0
+            return
+        self.runner = make_runner(upscaler.model, precision=upscaler.precision)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Run the network on one tile."""
+        if self.decided:
+            self.calls += 1
+            return self.runner(x)
+        started = time.perf_counter()
+        y = self.runner(x)
+        if self.calls >= self.per_frame:  # not the first frame's calls (warm-up)
+            self.eager_seconds += time.perf_counter() - started
+        self.calls += 1
+        if self.calls == self.per_frame * (self.PROBE_FRAMES + 1):
+            self._decide()
+        return y
+
+    def _decide(self) -> None:
+        """Compile now if the frames left pay for it; from now on, one runner."""
+        self.decided = True
+        frame = self.calls // self.per_frame
+        per_frame = self.eager_seconds / self.PROBE_FRAMES
+        left = None if self.frames is None else max(self.frames - frame, 0)
+        if left is not None and left * per_frame * (1 - self.COMPILED_FRACTION) < self.COMPILE_SECONDS:
+            return  # a short clip: stay eager
+        done = self._compiled_shapes.setdefault(self.compiled, set())
+        for h, w in self.shapes:
+            self.compiled(
+                torch.zeros(1, self.in_channels, h, w)
+            )  # compiles (or falls back to eager, warning)
+            done.add((self.in_channels, h, w))
+        self.runner, self.compiled_from = self.compiled, frame
+
+
+def video_upscaler(
+    upscaler: Upscaler, *, precision: str | None = None, compile: bool | None = None
+) -> Upscaler:
+    """``upscaler`` with the fastest settings measured for videos where ``precision`` / ``compile`` are ``None``.
+
+    With the torch backend: bf16 when the CPU computes it natively (AVX-512-BF16 or AMX, as oneDNN reports; its
+    Y-PSNR loss is measured by ``benchmarks/upscale.py``, under 0.05 dB), and compilation, which
+    :class:`FrameNetwork` performs only when the clip is long enough to pay for it. Given values are kept, and
+    so is everything about the ONNX Runtime backend.
+
+    Examples:
+        >>> from subpixel.sr.models import ESPCN
+        >>> up = video_upscaler(Upscaler(ESPCN(2, widths=(4,), kernel_sizes=(3, 3))), precision="fp32")
+        >>> up.precision, up.compile
+        ('fp32', True)
+    """
+    if upscaler.backend != "torch":
+        return upscaler
+    if precision is None:
+        precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else upscaler.precision
+    compile = True if compile is None else compile
+    if (precision, compile) == (upscaler.precision, upscaler.compile):
+        return upscaler
+    return dataclasses.replace(upscaler, precision=precision, compile=compile)  # type: ignore[arg-type]
+
+
+def _tile_for(upscaler: Upscaler, hr_channels: int, radius: int) -> int:
+    """The tile side in LR pixels for this upscaler's memory budget (as :func:`upscale_pixels` chooses it)."""
+    if upscaler.tile is not None:
+        return upscaler.tile
+    budget = DEFAULT_MAX_MEMORY if upscaler.max_memory is None else parse_size(upscaler.max_memory)
+    return choose_tile_size(budget, bytes_per_lr_pixel(upscaler.model, upscaler.scale, hr_channels), radius)
+
+
+def upscale_yuv420(
+    planes: np.ndarray, scale: int, luma: Runner, *, radius: int = 0, tile: int | None = None
+) -> np.ndarray:
+    """Upscale an 8-bit YUV 4:2:0 frame: ``luma`` on ``Y / 255``, MATLAB bicubic on the chroma planes.
+
+    Args:
+        planes: uint8 array ``(3·H/2, W)``, PyAV's ``yuv420p`` layout: the ``(H, W)`` Y plane, then the
+            ``(H/2, W/2)`` U and V planes, each flattened (H and W even).
+        scale: the factor ``r``.
+        luma: the network, ``(1, 1, h, w) -> (1, 1, h·r, w·r)`` on ``Y / 255``.
+        radius: the network's receptive radius in LR pixels, for tiling.
+        tile: tile side in LR pixels for the luma (default: the whole plane at once).
+
+    Returns:
+        uint8 array ``(3·H·r/2, W·r)`` in the same layout: every plane upscaled by ``r``, rounded half up and
+        clamped to the limited range (Y 16..235, U and V 16..240), as the RGB image path's output would be.
+
+    Shape:
+        ``(3·H/2, W) -> (3·H·r/2, W·r)``.
+
+    Examples:
+        >>> flat = np.full((6, 4), 100, np.uint8)  # a 4×4 frame
+        >>> out = upscale_yuv420(flat, 2, lambda y: torch.nn.functional.interpolate(y, scale_factor=2))
+        >>> out.shape, int(out.min()), int(out.max())
+        ((12, 8), 100, 100)
+        >>> int(upscale_yuv420(flat, 2, lambda y: torch.zeros(1, 1, 8, 8))[:8].max())  # luma clamped to 16
+        16
+    """
+    rows, width = planes.shape
+    height = rows * 2 // 3
+    if planes.dtype != np.uint8 or rows * 2 % 3 or height % 2 or width % 2:
+        raise ValueError(
+            f"planes must be uint8 (3·H/2, W) with H and W even, got {planes.dtype} {planes.shape}"
+        )
+    out = np.empty((rows * scale, width * scale), np.uint8)
+    hr_h = height * scale
+    y_out = torch.from_numpy(out[:hr_h])
+    y_in = torch.from_numpy(planes[:height]).to(torch.float32).div_(255.0)[None, None]
+
+    def sink(piece: Tensor, region: tuple[int, int, int, int]) -> None:  # round half up into uint8
+        values = piece[0, 0].mul(255.0).add_(0.5).clamp_(*_LEGAL_Y).nan_to_num_(nan=_LEGAL_Y[0])  # one buffer
+        y_out[region[0] : region[1], region[2] : region[3]] = values  # float -> uint8 truncates: floor
+
+    tiled_map(luma, y_in, scale, radius=radius, tile=tile or max(height, width), sink=sink)
+    chroma = torch.from_numpy(planes[height:]).reshape(1, 2, height // 2, width // 2).to(torch.float32)
+    chroma_out = bicubic_upscale(chroma, scale).add_(0.5).clamp_(*_LEGAL_C)
+    torch.from_numpy(out[hr_h:]).view(-1).copy_(chroma_out.reshape(-1))
+    return out
+
+
+def _yuv_ready(frame: Any, channels: str) -> bool:
+    """Whether ``frame`` can be upscaled in YUV (see the module docstring)."""
+    return (
+        channels == "y"
+        and frame.format.name == "yuv420p"
+        and frame.color_range != _FULL_RANGE
+        and frame.width % 2 == 0
+        and frame.height % 2 == 0
+    )
 
 
 def _encoder_for(name: str) -> str:
@@ -79,6 +335,74 @@ def _encoder_for(name: str) -> str:
     raise ValueError(f"no video encoder available (tried {name}, {', '.join(_FALLBACK_CODECS)})")
 
 
+class _Stopped(Exception):
+    """Another stage failed or the run was interrupted: this stage stops."""
+
+
+class _Channel:
+    """A bounded queue between two stages whose ``put``/``get`` give up when ``stop`` is set."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.items: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.stop = stop
+
+    def put(self, item: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def get(self) -> Any:
+        while not self.stop.is_set():
+            try:
+                return self.items.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        raise _Stopped
+
+
+_END = object()
+
+
+class _Stage(threading.Thread):
+    """A daemon thread running ``work``; its exception is kept for the caller and stops the other stages."""
+
+    def __init__(self, name: str, work: Callable[[], None], stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self.work, self.stop = work, stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the calling thread
+            self.error = exc
+            self.stop.set()
+
+
+def _open_input(source: Path) -> Any:
+    import av
+
+    if not source.is_file():
+        raise VideoReadError(f"{source}: file not found")
+    if source.stat().st_size == 0:
+        raise VideoReadError(f"{source}: empty file (0 bytes), not a video")
+    try:
+        container = av.open(str(source))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise VideoReadError(f"{source}: not a readable video ({reason})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(f"{source}: no video stream")
+    return container
+
+
 def upscale_video(
     source: str | Path,
     target: str | Path,
@@ -87,6 +411,8 @@ def upscale_video(
     force: bool = False,
     codec: str | None = None,
     crf: int = 18,
+    preset: str = DEFAULT_PRESET,
+    threads: int | None = None,
     progress: Callable[[int, int | None, float], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> VideoResult:
@@ -95,10 +421,13 @@ def upscale_video(
     Args:
         source: the input video.
         target: the output file; its extension picks the container.
-        upscaler: the model and settings (frames go through the same path as images, in 8 bits).
+        upscaler: the model and settings (``compile=True`` compiles in the background, see :class:`FrameNetwork`).
         force: replace an existing ``target``.
         codec: output video encoder (default: the input's codec when it can be encoded here, else libx264).
         crf: constant-rate factor for x264/x265/VP9 (lower is better; 18 is visually lossless).
+        preset: x264/x265 speed preset (default :data:`DEFAULT_PRESET`; ``"medium"`` is x264's own default).
+        threads: PyTorch threads for the network during the video (default: one less than
+            :func:`torch.get_num_threads`, at least 1; restored afterwards).
         progress: called after each frame with (frames done, frames in the stream or ``None`` when the
             container does not say, frames per second so far).
         warn: receives warnings (e.g. a stream that cannot be copied into this container).
@@ -107,33 +436,63 @@ def upscale_video(
         A :class:`VideoResult`.
 
     Raises:
-        VideoReadError: the input is missing, not a video, or has no video stream.
+        VideoReadError: the input is missing, empty, not a video, has no video stream, or is corrupt.
         FileExistsError: ``target`` exists and ``force`` is false.
     """
-    import av
 
     source, target = Path(source), Path(target)
-    if not source.is_file():
-        raise VideoReadError(f"{source}: file not found")
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; pass --force (force=True) to replace it")
     if not target.parent.is_dir():
         raise ValueError(f"the folder of {str(target)!r} does not exist")
-    try:
-        inp = av.open(str(source))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoReadError(f"{source}: not a readable video ({exc})") from exc
+    inp = _open_input(source)
+    clean_temporaries(target.parent)
     started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or max(1, min(previous_threads, (os.cpu_count() or 2) - 1)))
+    try:
+        return _upscale_stream(inp, source, target, upscaler, codec, crf, preset, progress, warn, started)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _upscale_stream(
+    inp: Any,
+    source: Path,
+    target: Path,
+    upscaler: Upscaler,
+    codec: str | None,
+    crf: int,
+    preset: str,
+    progress: Callable[[int, int | None, float], None] | None,
+    warn: Callable[[str], None] | None,
+    started: float,
+) -> VideoResult:
+    """:func:`upscale_video` once the input is open (it is closed on return)."""
+    import av
+
     with inp:
-        if not inp.streams.video:
-            raise VideoReadError(f"{source}: no video stream")
         vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"  # frame and slice threads in the decoder
         total = int(vin.frames) or None
         width, height = vin.codec_context.width, vin.codec_context.height
         scale = upscaler.scale
+        if not width or not height:
+            raise VideoReadError(f"{source}: the video stream has no frame size")
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
-        frames = 0
+        radius = receptive_radius(upscaler.model)
+        luma_tile = _tile_for(upscaler, _LUMA_HR_CHANNELS, radius)
+        if upscaler.channels == "y":  # the tiles of the YUV path; else those of upscale_pixels
+            plan = plan_tiles(height, width, luma_tile, radius)
+        else:
+            rgb_radius = max(radius, BICUBIC_RADIUS)
+            plan = plan_tiles(
+                height, width, _tile_for(upscaler, _PIPELINE_HR_CHANNELS, rgb_radius), rgb_radius
+            )
+        tiles = [(t.in_y1 - t.in_y0, t.in_x1 - t.in_x0) for t in plan]
+        network = FrameNetwork(upscaler, tiles, total or _estimated_frames(inp, vin, rate))
+        counts = {"frames": 0, "yuv": 0}
         with atomic_output(target) as tmp:
             with av.open(str(tmp), mode="w", format=_container_format(target)) as out:
                 encoder = _encoder_for(codec or vin.codec_context.name)
@@ -141,9 +500,8 @@ def upscale_video(
                 vout.width, vout.height = width * scale, height * scale
                 vout.pix_fmt = _pix_fmt(encoder, vin.codec_context.pix_fmt)
                 vout.time_base = vin.time_base
-                if encoder in ("libx264", "libx265", "libvpx-vp9"):
-                    vout.options = {"crf": str(crf)}
-                else:  # encoders without a quality factor: a generous bit rate (about 1 bit per pixel)
+                vout.options = _encoder_options(encoder, crf, preset)
+                if encoder not in ("libx264", "libx265", "libvpx-vp9"):  # no quality factor: ~1 bit per pixel
                     vout.bit_rate = int(vout.width * vout.height * float(rate))
                 mapping: dict[Any, Any] = {}
                 for stream in copied:
@@ -155,42 +513,121 @@ def upscale_video(
                         )
                 copied_kinds = tuple(s.type for s in mapping)
 
-                def encode(frame: Any) -> None:
-                    for packet in vout.encode(frame):
-                        out.mux(packet)
+                stop = threading.Event()
+                decoded, upscaled = _Channel(stop), _Channel(stop)
 
-                try:
-                    for packet in inp.demux(vin, *mapping):
-                        if packet.stream is not vin:
-                            if packet.dts is None:  # demuxer flush packets
+                def read() -> None:
+                    try:
+                        for packet in inp.demux(vin, *mapping):
+                            if packet.stream is not vin:
+                                if packet.dts is not None:  # not a demuxer flush packet
+                                    packet.stream = mapping[packet.stream]
+                                    decoded.put(packet)
                                 continue
-                            packet.stream = mapping[packet.stream]
-                            out.mux(packet)
-                            continue
-                        for frame in packet.decode():
-                            rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / np.float32(255)
-                            up = upscaler(rgb, bit_depth=8)
-                            new = av.VideoFrame.from_ndarray(np.ascontiguousarray(up), format="rgb24")
-                            new.pts, new.time_base = frame.pts, frame.time_base
-                            encode(new)
-                            frames += 1
+                            for frame in packet.decode():
+                                decoded.put(frame)
+                    except av.error.FFmpegError as exc:
+                        reason = getattr(exc, "strerror", None) or str(exc)
+                        raise VideoReadError(f"{source}: corrupt or truncated video ({reason})") from None
+                    decoded.put(_END)
+
+                def write() -> None:
+                    while (item := upscaled.get()) is not _END:
+                        if isinstance(item, av.Packet):
+                            out.mux(item)
+                        else:
+                            out.mux(vout.encode(item))
+                    out.mux(vout.encode(None))
+
+                def upscale(frame: Any) -> Any:
+                    if _yuv_ready(frame, upscaler.channels):
+                        planes = upscale_yuv420(
+                            frame.to_ndarray(), scale, network, radius=radius, tile=luma_tile
+                        )
+                        new = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                        new.colorspace, new.color_range = frame.colorspace, frame.color_range
+                        counts["yuv"] += 1
+                    else:
+                        rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / np.float32(255)
+                        up = upscale_pixels(
+                            rgb,
+                            upscaler.model,
+                            runner=network,
+                            tile=upscaler.tile,
+                            max_memory=upscaler.max_memory,
+                            bit_depth=8,
+                        )
+                        new = av.VideoFrame.from_ndarray(np.ascontiguousarray(up), format="rgb24")
+                    new.pts, new.time_base = frame.pts, frame.time_base
+                    return new
+
+                stages = [_Stage("subpixel-decode", read, stop), _Stage("subpixel-encode", write, stop)]
+                for stage in stages:
+                    stage.start()
+                try:
+                    with torch.inference_mode():
+                        while (item := decoded.get()) is not _END:
+                            if isinstance(item, av.Packet):
+                                upscaled.put(item)
+                                continue
+                            upscaled.put(upscale(item))
+                            counts["frames"] += 1
                             if progress is not None:
-                                progress(frames, total, frames / max(time.perf_counter() - started, 1e-9))
-                    encode(None)
-                except av.error.FFmpegError as exc:
-                    raise VideoReadError(f"{source}: corrupt or truncated video ({exc})") from exc
-    if frames == 0:
-        raise VideoReadError(f"{source}: no video frames could be decoded")
+                                elapsed = max(time.perf_counter() - started, 1e-9)
+                                progress(counts["frames"], total, counts["frames"] / elapsed)
+                    upscaled.put(_END)
+                except _Stopped:  # a stage failed: its error is raised below
+                    pass
+                except BaseException:  # the network failed, or Ctrl-C: stop the stages, then clean up
+                    stop.set()
+                    for stage in stages:
+                        stage.join()
+                    raise
+                _finish(stages)
+            if counts["frames"] == 0:
+                raise VideoReadError(f"{source}: no video frames could be decoded")
     return VideoResult(
         source=source,
         target=target,
-        frames=frames,
+        frames=counts["frames"],
         size_in=(width, height),
         size_out=(width * scale, height * scale),
         codec=encoder,
         copied_streams=copied_kinds,
         seconds=time.perf_counter() - started,
+        yuv_frames=counts["yuv"],
+        compiled_from=network.compiled_from,
     )
+
+
+def _estimated_frames(container: Any, stream: Any, rate: Fraction) -> int | None:
+    """Frames in ``stream`` from its duration (or the container's) and frame rate, for containers that do not
+    count them (Matroska, WebM); ``None`` when neither duration is known."""
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / 1_000_000  # AV_TIME_BASE
+    else:
+        return None
+    return max(round(seconds * float(rate)), 1)
+
+
+def _finish(stages: list[_Stage]) -> None:
+    """Wait for the stages and raise the first error one of them met."""
+    for stage in stages:
+        stage.join()
+    for stage in stages:
+        if stage.error is not None:
+            raise stage.error
+
+
+def _encoder_options(encoder: str, crf: int, preset: str) -> dict[str, str]:
+    """Quality and speed options of the encoders that have them."""
+    if encoder in ("libx264", "libx265"):
+        return {"crf": str(crf), "preset": preset}
+    if encoder == "libvpx-vp9":
+        return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
+    return {}
 
 
 def _container_format(target: Path) -> str | None:
