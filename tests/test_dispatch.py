@@ -259,3 +259,36 @@ def test_timing_does_not_touch_gradients_or_graph() -> None:
     xr = x.detach().clone().requires_grad_(True)
     ref(xr).sum().backward()
     assert (x.grad - xr.grad).abs().max().item() <= 1e-10
+
+
+class _ConvTransposeLayout(nn.Module):
+    """The LR weight computed from a ConvTranspose-layout parameter (entries no tap reaches: zero by construction)."""
+
+    subpixel_fixed_taps = True
+
+    def __init__(self, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, weight_ct: torch.Tensor) -> torch.Tensor:
+        return conv_transpose_weight_to_lr(weight_ct, self.stride)
+
+    def right_inverse(self, weight_lr: torch.Tensor) -> torch.Tensor:
+        return lr_weight_to_conv_transpose(weight_lr, self.kernel_size, self.stride)
+
+
+@pytest.mark.parametrize("algorithm", dispatch.ALGORITHMS)
+def test_fixed_taps_parametrization_allows_every_algorithm_in_training(algorithm: str) -> None:
+    ct = nn.ConvTranspose2d(4, 3, 3, 2, 1, 1).double()
+    m = subpixel.from_conv_transpose(ct)
+    torch.nn.utils.parametrize.register_parametrization(m, "weight", _ConvTransposeLayout(3, 2))
+    original = m.parametrizations.weight.original
+    assert torch.equal(original, ct.weight)
+    x = torch.randn(2, 4, 5, 4, dtype=torch.float64, requires_grad=True)
+    with dispatch.force_algorithm(algorithm):
+        assert m.plan(x).algorithm == algorithm
+        grad = torch.randn_like(ct(x))
+        ours = torch.autograd.grad(m(x), [x, original, m.bias], grad)
+    ref = torch.autograd.grad(ct(x), [x, ct.weight, ct.bias], grad)
+    for a, b in zip(ours, ref, strict=True):
+        assert (a - b).abs().max().item() <= 1e-10

@@ -181,13 +181,36 @@ class SubPixelConvNd(nn.Module):
             - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
         """
         args = self._arguments(input, output_size)
-        return dispatch.run(input, self.weight, self.bias, *args, order=self.order, algorithm=self.algorithm)
+        return dispatch.run(
+            input,
+            self.weight,
+            self.bias,
+            *args,
+            order=self.order,
+            algorithm=self.algorithm,
+            fixed_taps=self._fixed_taps(),
+        )
 
     def plan(self, input: Tensor, output_size: Sequence[int] | None = None) -> dispatch.Plan | None:
         """The :class:`~subpixel.dispatch.Plan` (algorithm and why) that ``forward(input, output_size)`` follows in
         the current grad mode; ``None`` under tracing, compiling or export (the LR form runs)."""
         args = self._arguments(input, output_size)
-        return dispatch.plan(input, self.weight, self.bias, *args, order=self.order, algorithm=self.algorithm)
+        return dispatch.plan(
+            input,
+            self.weight,
+            self.bias,
+            *args,
+            order=self.order,
+            algorithm=self.algorithm,
+            fixed_taps=self._fixed_taps(),
+        )
+
+    def _fixed_taps(self) -> bool:
+        """Whether a parametrization computes the LR weight from ConvTranspose-layout parameters (it has the
+        attribute ``subpixel_fixed_taps = True``): the LR entries no tap reaches are then zero by construction and
+        their gradients go nowhere (see :func:`subpixel.dispatch.run`)."""
+        chain = getattr(getattr(self, "parametrizations", None), "weight", None)
+        return chain is not None and any(getattr(p, "subpixel_fixed_taps", False) for p in chain)
 
     def _arguments(self, input: Tensor, output_size: Sequence[int] | None) -> tuple:
         """stride, padding, output padding (from ``output_size`` if given), groups, dilation, kernel size."""
