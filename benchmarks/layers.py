@@ -178,7 +178,9 @@ def bench_layer(case: LayerCase, batch: int, fmt: str, mode: str, budget_s: floa
     sub_lr = copy.deepcopy(sub)  # the LR form forced, beside the automatic choice
     sub_lr.algorithm = "lr_shuffle"
     with torch.set_grad_enabled(mode == "training"):
-        plan = sub.plan(x if mode == "inference" else xg)  # chosen on the first call (timed where several are valid)
+        plan = sub.plan(
+            x if mode == "inference" else xg
+        )  # chosen on the first call (timed where several are valid)
     t_ref, t_sub, t_lr = interleaved([run(ref), run(sub), run(sub_lr)], budget_s)
     a, b, c = summary(t_ref), summary(t_sub), summary(t_lr)
     return {

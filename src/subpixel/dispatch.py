@@ -25,7 +25,7 @@ or ONNX export only ``"lr_shuffle"`` runs (the exportable conv + shuffle graph).
 **Choice.** With one valid algorithm, it runs. With several, the first call of a key times each (as
 ``torch.backends.cudnn.benchmark`` does): one warm-up call each, then interleaved calls (inference: the forward
 under ``no_grad``; training: forward and backward of the tensors that require gradients, on detached copies), and
-the fastest (minimum over 2-5 rounds: other processes' load only adds time) wins, unless it is within 3 % of the LR
+the fastest (minimum over 2-10 rounds: other processes' load only adds time) wins, unless it is within 3 % of the LR
 form, which is then kept. The timings are in :attr:`Plan.reason`.
 
 **Forcing.** ``algorithm=`` of :func:`~subpixel.functional.lr_conv_shuffle` or of the layer (attribute
@@ -418,7 +418,9 @@ def _time(
             continue
         times[algorithm] = [time.perf_counter() - t0]
     first = max(ts[0] for ts in times.values())
-    rounds = 5 if first < 0.005 else 3 if first < 0.1 else 2
+    rounds = (
+        2 if first > 0.1 else min(10, max(3, int(0.05 / max(first, 1e-6))))
+    )  # ~50 ms of timing, 2-10 rounds
     for algorithm in times:
         times[algorithm] = []
     for _ in range(rounds):
