@@ -292,3 +292,19 @@ def test_fixed_taps_parametrization_allows_every_algorithm_in_training(algorithm
     ref = torch.autograd.grad(ct(x), [x, ct.weight, ct.bias], grad)
     for a, b in zip(ours, ref, strict=True):
         assert (a - b).abs().max().item() <= 1e-10
+
+
+def test_derived_weights_follow_data_swaps() -> None:
+    """``Module.double()`` / ``.float()`` and ``p.data = ...`` replace a parameter's data without a version bump."""
+    ref = nn.ConvTranspose2d(4, 3, 2, 2)
+    m = subpixel.from_conv_transpose(ref)
+    x = torch.randn(1, 4, 3, 3)
+    with torch.no_grad(), dispatch.force_algorithm("conv_transpose"):
+        m(x)
+        m.double(), ref.double()
+        assert (m(x.double()) - ref(x.double())).abs().max().item() <= 1e-10
+        m.float(), ref.float()
+        assert (m(x) - ref(x)).abs().max().item() <= 1e-5
+        ref.weight.data = torch.randn_like(ref.weight)
+        m.weight.data = conv_transpose_weight_to_lr(ref.weight, 2)
+        assert (m(x) - ref(x)).abs().max().item() <= 1e-5

@@ -35,9 +35,11 @@ valid and ``"lr_shuffle"`` elsewhere (never a wrong result).
 
 **Derived weights** (the re-indexed ConvTranspose weight, the DCR-ordered LR weight for channels-last inputs, the
 zero check) are cached per weight *tensor identity* (a weak reference, so a freed address reused by another tensor
-never matches) and ``_version`` (in-place updates), only while autograd does not record the weight. A weight
+never matches), ``_version`` (in-place updates) and storage, dtype and layout (``weight.data = ...``, as
+``Module.to`` does), only while autograd does not record the weight. A weight
 recomputed on every access (``torch.nn.utils.parametrize``, ``weight_norm``) is a new tensor each time and is
-derived again. Changing a weight through ``.data`` bypasses ``_version``: call :func:`clear_caches` after that.
+derived again. Changing a weight in place through ``.data`` (``w.data.mul_(2)``) bypasses ``_version``: call
+:func:`clear_caches` after that.
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ def force_algorithm(name: str | None) -> Iterator[None]:
 
 # --- derived weights ---------------------------------------------------------------------------------------------
 
-_derived: dict[int, tuple[weakref.ref, int, dict]] = {}
+_derived: dict[int, tuple[weakref.ref, tuple, dict]] = {}
 
 
 def cached_plans() -> list[Plan]:
@@ -222,14 +224,25 @@ def _forget(key: int) -> Callable[[weakref.ref], None]:
 
 
 def _derive(weight: Tensor, kind: tuple, make: Callable[[], object]) -> object:
-    """``make()`` (computed without autograd), cached per ``weight`` identity and ``_version`` under ``kind``.
+    """``make()`` (computed without autograd), cached per ``weight`` identity, ``_version`` and storage under
+    ``kind``.
 
     Only for weights autograd does not record; a weight recomputed on every access is a new tensor each time.
     """
     key = id(weight)
+    # _version counts in-place updates; the storage, dtype and layout catch ``weight.data = ...`` (``Module.to``,
+    # ``.double()``), which swaps the data without a version bump
+    stamp = (
+        weight._version,
+        weight.data_ptr(),
+        weight.dtype,
+        weight.device,
+        tuple(weight.shape),
+        weight.stride(),
+    )
     entry = _derived.get(key)
-    if entry is None or entry[0]() is not weight or entry[1] != weight._version:
-        entry = (weakref.ref(weight, _forget(key)), weight._version, {})
+    if entry is None or entry[0]() is not weight or entry[1] != stamp:
+        entry = (weakref.ref(weight, _forget(key)), stamp, {})
         _derived[key] = entry
     values = entry[2]
     if kind not in values:
