@@ -40,7 +40,7 @@ from torch.nn.utils import parametrize
 import subpixel
 from _common import geomean, keep_freed_memory, machine_info
 from layers import interleaved, summary, to_format
-from subpixel import dispatch
+from subpixel import dispatch, native
 
 ROOT = Path(__file__).resolve().parent.parent
 WeightNorm = torch.nn.utils.parametrizations.weight_norm
@@ -341,7 +341,10 @@ def run(args: argparse.Namespace) -> int:
     for mode, g in gm.items():
         print(f"{mode}: geometric mean {g['geomean']:.2f}× (LR form forced: {g['geomean_lr_forced']:.2f}×)")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("models.json" if not args.only else "models-partial.json")
+    name = "models" if not args.only else "models-partial"
+    name += "-keep-freed-memory" if args.keep_freed_memory else ""
+    name += "" if native.available() else "-no-native"
+    path = args.out / f"{name}.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"info": info, "budget_s": args.budget, "rows": rows, "geomean": gm}, indent=1))
     os.replace(tmp, path)
