@@ -308,3 +308,18 @@ def test_derived_weights_follow_data_swaps() -> None:
         ref.weight.data = torch.randn_like(ref.weight)
         m.weight.data = conv_transpose_weight_to_lr(ref.weight, 2)
         assert (m(x) - ref(x)).abs().max().item() <= 1e-5
+
+
+def test_inference_mode_then_input_gradients() -> None:
+    """A derived weight made under inference_mode is not reused where autograd saves it for backward."""
+    ref = nn.ConvTranspose2d(4, 3, 2, 2).double()
+    m = subpixel.from_conv_transpose(ref).requires_grad_(False)
+    x = torch.randn(1, 4, 3, 3, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    for algorithm in dispatch.ALGORITHMS:
+        with dispatch.force_algorithm(algorithm):
+            with torch.inference_mode():
+                m(x)
+            xg = x.clone().requires_grad_(True)
+            (gx,) = torch.autograd.grad(m(xg).sum(), [xg])
+            (rx,) = torch.autograd.grad(ref(xg).sum(), [xg])
+            assert (gx - rx).abs().max().item() <= 1e-10

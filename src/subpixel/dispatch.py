@@ -245,6 +245,10 @@ def _derive(weight: Tensor, kind: tuple, make: Callable[[], object]) -> object:
         entry = (weakref.ref(weight, _forget(key)), stamp, {})
         _derived[key] = entry
     values = entry[2]
+    kind = (
+        *kind,
+        torch.is_inference_mode_enabled(),
+    )  # inference tensors cannot be saved for a later backward
     if kind not in values:
         with torch.no_grad():
             values[kind] = make()
@@ -475,12 +479,12 @@ def _plan_and_inputs(
 ) -> tuple[Plan | None, Tensor, bool, Spec | None, tuple[AxisGeometry, ...] | None]:  # fmt: skip
     """The plan for this call (``None`` under tracing/compiling/export: the LR form, unplanned), and the batched
     input."""
-    forced = _check_algorithm(algorithm, "algorithm") if algorithm is not None else forced_algorithm()
     if _use_plain_path(input) or _use_plain_path(weight_lr) or not all(type(v) is int for v in input.shape):
         spec, geoms, batched = _validate(
             input, weight_lr, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
         )
         return None, (input if batched else input.unsqueeze(0)), batched, spec, geoms
+    forced = _check_algorithm(algorithm, "algorithm") if algorithm is not None else forced_algorithm()
     grads = (input.requires_grad, weight_lr.requires_grad, bias is not None and bias.requires_grad)
     recording = torch.is_grad_enabled() and any(grads)
     key = (
