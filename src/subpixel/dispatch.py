@@ -293,7 +293,7 @@ def _validate(
         raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
     x, batched = _check_input(input, n, weight_lr.shape[1] * groups)
     geoms = tuple(
-        lr_geometry(int(length), k, s, p, a, d)
+        lr_geometry(length, k, s, p, a, d)
         for length, k, s, p, a, d in zip(x.shape[2:], kernel, strides, pads, out_pads, dilations, strict=True)
     )
     if tuple(g.lr_kernel for g in geoms) != k_lr:
