@@ -20,7 +20,8 @@ or dilation). ``"phases"`` and ``"conv_transpose"`` drop those entries, so they 
 is zero there, checked on the weight's values (cached per weight identity and ``_version``), and (b) when autograd
 records a gradient of the weight, only if there are no such entries at all: the LR layer's gradient for them is not
 zero, and an optimiser step would make them non-zero. Under tracing, scripting, ``torch.compile``, ``torch.export``
-or ONNX export only ``"lr_shuffle"`` runs (the exportable conv + shuffle graph).
+or ONNX export, on meta tensors and under a ``TorchDispatchMode`` (``FlopCounterMode``) only ``"lr_shuffle"`` runs
+(the exportable conv + shuffle graph, the layer's own arithmetic), unplanned.
 
 **Choice.** With one valid algorithm, it runs. With several, the first call of a key times each (as
 ``torch.backends.cudnn.benchmark`` does): one warm-up call each, then interleaved calls (inference: the forward
@@ -57,6 +58,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from subpixel import native
 from subpixel._validation import ChannelOrder, as_tuple, check_order
@@ -473,13 +475,26 @@ def _choose(
     return Plan(algorithm, tuple(cands), reason, lr_order, entry.spec, entry.geoms, entry.phases)  # type: ignore[arg-type]
 
 
+def _unplanned(input: Tensor, weight_lr: Tensor) -> bool:
+    """Whether the LR form runs unplanned: under tracing, scripting, compiling or export, for tensor subclasses,
+    symbolic sizes and meta tensors, and under a ``TorchDispatchMode`` (``FlopCounterMode`` and other observers of
+    the ops, which count the layer's own LR arithmetic; no candidate is timed inside them)."""
+    return (
+        _use_plain_path(input)
+        or _use_plain_path(weight_lr)
+        or not all(type(v) is int for v in input.shape)
+        or input.device.type == "meta"
+        or is_in_torch_dispatch_mode()
+    )
+
+
 def _plan_and_inputs(
     input: Tensor, weight_lr: Tensor, bias: Tensor | None, stride: object, padding: object, output_padding: object,
     groups: int, dilation: object, kernel_size: object, order: str, algorithm: str | None, fixed_taps: bool,
 ) -> tuple[Plan | None, Tensor, bool, Spec | None, tuple[AxisGeometry, ...] | None]:  # fmt: skip
     """The plan for this call (``None`` under tracing/compiling/export: the LR form, unplanned), and the batched
     input."""
-    if _use_plain_path(input) or _use_plain_path(weight_lr) or not all(type(v) is int for v in input.shape):
+    if _unplanned(input, weight_lr):
         spec, geoms, batched = _validate(
             input, weight_lr, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
         )

@@ -27,6 +27,11 @@ channel (``"crd"`` order: LR channel ``c·R + φ`` with ``R = ∏ s``). Groups m
 ``g`` stay in the ``g``-th block. The inverse (:func:`lr_weight_to_conv_transpose`) undoes each step; an LR weight
 with non-zero entries where no tap lands (possible after training an LR layer freely) has no ConvTranspose
 equivalent with the same kernel size, and is refused unless ``check=False``.
+
+Where the code lives: the geometry and the weight maps in :mod:`subpixel.geometry`, the algorithms (LR conv +
+shuffle + crop, per-phase convolutions, torch's transposed convolution with the re-indexed weight) in
+:mod:`subpixel.algorithms`, and the choice among them in :mod:`subpixel.dispatch`, which
+:func:`lr_conv_shuffle` and :class:`~subpixel.SubPixelConvNd` both call. This module re-exports the public names.
 """
 
 from __future__ import annotations
