@@ -247,13 +247,31 @@ def test_output_size_with_large_output_padding_on_a_tiny_input(ndim: int, algori
     assert (gx - rx).abs().max().item() <= 1e-10
 
 
-def test_timing_does_not_touch_gradients_or_graph() -> None:
+def test_training_runs_the_lr_form_unless_timing_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reproducible training: no timed choice while autograd records (nor under deterministic algorithms)."""
+    m = subpixel.SubPixelConv2d(4, 3, 4, stride=2, padding=1).double()
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    plan = m.plan(x)
+    assert len(plan.candidates) > 1 and plan.algorithm == "lr_shuffle" and plan.reason.startswith("training")
+    with torch.no_grad():
+        torch.use_deterministic_algorithms(True)
+        try:
+            assert m.plan(x).algorithm == "lr_shuffle" and "deterministic" in m.plan(x).reason
+        finally:
+            torch.use_deterministic_algorithms(False)
+        assert m.plan(x).reason.startswith(("timed", "as timed"))
+    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "1")
+    assert m.plan(x).reason.startswith(("timed", "as timed"))
+
+
+def test_timing_does_not_touch_gradients_or_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "1")
     ref = nn.ConvTranspose2d(4, 3, 4, 2, 1).double()
     m = subpixel.from_conv_transpose(ref)
     dispatch.clear_caches()
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64, requires_grad=True)
     y = m(x)  # first call of the key: the candidates are timed on detached copies
-    assert "timed" in m.plan(x).reason or len(m.plan(x).candidates) == 1
+    assert m.plan(x).reason.startswith("timed")
     assert m.weight.grad is None and x.grad is None
     y.sum().backward()
     xr = x.detach().clone().requires_grad_(True)
@@ -323,3 +341,16 @@ def test_inference_mode_then_input_gradients() -> None:
             (gx,) = torch.autograd.grad(m(xg).sum(), [xg])
             (rx,) = torch.autograd.grad(ref(xg).sum(), [xg])
             assert (gx - rx).abs().max().item() <= 1e-10
+
+
+def test_timed_choice_is_reused_for_similar_sizes() -> None:
+    m = subpixel.SubPixelConv2d(4, 3, 4, stride=2, padding=1).double()
+    dispatch.clear_caches()
+    with torch.no_grad():
+        first = m.plan(torch.randn(1, 4, 16, 16, dtype=torch.float64))
+        similar = m.plan(torch.randn(1, 4, 16, 17, dtype=torch.float64))
+        other = m.plan(torch.randn(1, 4, 64, 64, dtype=torch.float64))
+    assert len(first.candidates) > 1 and first.reason.startswith("timed")
+    assert similar is not first and similar.algorithm == first.algorithm
+    assert similar.reason.startswith("as timed for an input of about this size")
+    assert other.reason.startswith("timed")

@@ -23,11 +23,16 @@ zero, and an optimiser step would make them non-zero. Under tracing, scripting, 
 or ONNX export, on meta tensors and under a ``TorchDispatchMode`` (``FlopCounterMode``) only ``"lr_shuffle"`` runs
 (the exportable conv + shuffle graph, the layer's own arithmetic), unplanned.
 
-**Choice.** With one valid algorithm, it runs. With several, the first call of a key times each (as
+**Choice.** With one valid algorithm, it runs. While autograd records (training), the LR form runs: a timed
+choice can differ from run to run, and with it the float rounding, which would break bitwise-reproducible training
+and resuming; ``SUBPIXEL_TIMED_TRAINING=1`` times in training too. Under ``torch.use_deterministic_algorithms(True)``
+nothing is timed (the LR form runs). Otherwise (inference, several valid algorithms) the first call of a key times each (as
 ``torch.backends.cudnn.benchmark`` does): one warm-up call each, then interleaved calls (inference: the forward
 under ``no_grad``; training: forward and backward of the tensors that require gradients, on detached copies), and
 the fastest (minimum over 2-10 rounds: other processes' load only adds time) wins, unless it is within 3 % of the LR
-form, which is then kept. The timings are in :attr:`Plan.reason`.
+form, which is then kept. The timings are in :attr:`Plan.reason`. A timed choice is reused for inputs of the same
+layer, batch, memory format and grad mode whose spatial size rounds to the same power of two (images of many
+sizes are not each timed).
 
 **Forcing.** ``algorithm=`` of :func:`~subpixel.functional.lr_conv_shuffle` or of the layer (attribute
 ``layer.algorithm``), else :func:`force_algorithm` (a context manager), else the environment variable
@@ -95,6 +100,7 @@ __all__ = [
 Algorithm = Literal["lr_shuffle", "phases", "conv_transpose"]
 ALGORITHMS: tuple[str, ...] = ("lr_shuffle", "phases", "conv_transpose")
 _ENV = "SUBPIXEL_ALGORITHM"
+_ENV_TRAINING = "SUBPIXEL_TIMED_TRAINING"
 _PLAN_CACHE_SIZE = 512
 _KEEP_LR = 0.97  # another algorithm replaces the LR form only when timed at least 3 % faster
 #: "phases" is a candidate only where it saves at least 5 % of the LR form's multiply-adds
@@ -151,6 +157,9 @@ class _Entry:
 
 
 _plans: OrderedDict[tuple, _Entry] = OrderedDict()
+#: timed choices, reused for inputs of the same layer, batch, format and grad mode whose spatial size is within a
+#: factor of about 2 (so that images of many sizes are not each timed again)
+_decisions: OrderedDict[tuple, tuple[str, str]] = OrderedDict()
 _lock = threading.Lock()
 _forced = threading.local()
 
@@ -165,6 +174,11 @@ def _check_algorithm(name: str | None, origin: str) -> str | None:
         raise ValueError(f"{origin} must be one of {(*ALGORITHMS, 'auto')}, got {name!r}")
     name = name.strip().lower()
     return None if name == "auto" else name
+
+
+def _timed_training() -> bool:
+    """Whether ``$SUBPIXEL_TIMED_TRAINING`` asks for the timed choice while autograd records too."""
+    return os.environ.get(_ENV_TRAINING, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def forced_algorithm() -> str | None:
@@ -213,6 +227,7 @@ def clear_caches() -> None:
     """Forget every plan and derived weight (after changing a weight through ``.data``, or to re-time)."""
     with _lock:
         _plans.clear()
+        _decisions.clear()
         _derived.clear()
 
 
@@ -470,8 +485,30 @@ def _choose(
         reason = "forced" if algorithm == forced else f"{forced} forced but not valid here; lr_shuffle runs"
     elif len(cands) == 1:
         algorithm, reason = cands[0], "the only valid algorithm"
+    elif torch.are_deterministic_algorithms_enabled():
+        algorithm, reason = "lr_shuffle", "torch.use_deterministic_algorithms(True): no timed choice"
+    elif torch.is_grad_enabled() and any(grads) and not _timed_training():
+        algorithm = "lr_shuffle"
+        reason = (
+            f"training: the LR form (a timed choice could differ between runs; {_ENV_TRAINING}=1 times it)"
+        )
     else:
-        algorithm, reason = _time(cands, entry, lr_order, x, weight, bias, grads)
+        size_class = (
+            entry.spec, tuple(cands), lr_order, x.shape[0], x.shape[1], round(math.log2(max(math.prod(x.shape[2:]), 1))),
+            _memory_format(x), x.dtype, x.device, tuple(weight.shape), weight.stride(), bias is None,
+            torch.is_grad_enabled() and grads, torch.is_autocast_enabled(x.device.type), native.available(),
+            torch.get_num_threads(),
+        )  # fmt: skip
+        decided = _decisions.get(size_class)
+        if decided is None:
+            decided = _time(cands, entry, lr_order, x, weight, bias, grads)
+            with _lock:
+                _decisions[size_class] = decided
+                while len(_decisions) > _PLAN_CACHE_SIZE:
+                    _decisions.popitem(last=False)
+        else:
+            decided = (decided[0], f"as timed for an input of about this size: {decided[1]}")
+        algorithm, reason = decided
     return Plan(algorithm, tuple(cands), reason, lr_order, entry.spec, entry.geoms, entry.phases)  # type: ignore[arg-type]
 
 
@@ -508,6 +545,7 @@ def _plan_and_inputs(
         None if bias is None else (tuple(bias.shape), bias.dtype),
         _hashable(stride), _hashable(padding), _hashable(output_padding), groups, _hashable(dilation),
         _hashable(kernel_size), order, recording and grads, forced, fixed_taps,
+        recording and _timed_training(), torch.are_deterministic_algorithms_enabled(),
         torch.is_autocast_enabled(input.device.type), native.available(), torch.get_num_threads(),
     )  # fmt: skip
     entry = _plans.get(key)
