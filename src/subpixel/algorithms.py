@@ -120,41 +120,6 @@ def phase_plan(
     return axes, fraction
 
 
-def _phase_mask(axes: Sequence[Sequence[AxisPhase]], k_lr: Sequence[int], device: torch.device) -> Tensor:
-    """Boolean ``(R, *K)``: the LR weight entries inside each phase's trimmed tap range (row-major phases)."""
-    per_axis = []
-    for phases, kk in zip(axes, k_lr, strict=True):
-        m = torch.zeros(len(phases), kk, dtype=torch.bool, device=device)
-        for p in phases:
-            m[p.phase, p.tap_lo : p.tap_lo + p.taps] = True
-        per_axis.append(m)
-    mask = per_axis[0]
-    for m in per_axis[1:]:  # outer product over axes, phases row-major
-        r, kk = mask.shape[0], mask.shape[1:]
-        mask = mask.reshape(r, 1, *kk, *([1] * (m.dim() - 1))) & m.reshape(
-            1, m.shape[0], *([1] * len(kk)), -1
-        )
-        mask = mask.reshape(r * m.shape[0], *kk, m.shape[1])
-    return mask
-
-
-def phase_weight_valid(weight_lr: Tensor, axes: Sequence[Sequence[AxisPhase]], order: ChannelOrder) -> bool:
-    """Whether the LR weight is zero outside each phase's trimmed tap range (true for converted ConvTranspose
-    weights, not necessarily for freely trained LR weights): the condition of :func:`phase_conv_core`."""
-    r_total = math.prod(len(p) for p in axes)
-    k_lr = weight_lr.shape[2:]
-    mask = _phase_mask(axes, k_lr, weight_lr.device)
-    with torch.no_grad():
-        w = weight_lr.detach()
-        if order == "crd":
-            w = w.reshape(-1, r_total, *w.shape[1:]).transpose(0, 1)
-        else:
-            w = w.reshape(r_total, -1, *w.shape[1:])
-        outside = ~mask  # (R, *K)
-        w = w.reshape(r_total, -1, *k_lr)
-        return not bool(w.masked_select(outside.unsqueeze(1).expand_as(w)).any())
-
-
 def phase_conv_core(
     x: Tensor,
     weight_lr: Tensor,
@@ -165,7 +130,7 @@ def phase_conv_core(
 ) -> Tensor:
     """The computation of :func:`lr_conv_shuffle` as one stride-1 conv per phase combination, each with only the
     LR taps where real taps land, written into the output's phase slices (valid only when
-    :func:`phase_weight_valid`; no LR output is computed that the crop throws away).
+    :func:`zero_outside` with :func:`reachable_mask`; no LR output is computed that the crop throws away).
 
     Shape:
         - x: ``(N, C_in, *L_in)`` (batched, checked); weight_lr: ``(C_out·R, C_in/groups, *K)``.
