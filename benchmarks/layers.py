@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -174,9 +175,19 @@ def bench_layer(case: LayerCase, batch: int, fmt: str, mode: str, budget_s: floa
 
             return f
 
-    t_ref, t_sub = interleaved([run(ref), run(sub)], budget_s)
-    a, b = summary(t_ref), summary(t_sub)
+    sub_lr = copy.deepcopy(sub)  # the LR form forced, beside the automatic choice
+    sub_lr.algorithm = "lr_shuffle"
+    with torch.set_grad_enabled(mode == "training"):
+        plan = sub.plan(
+            x if mode == "inference" else xg
+        )  # chosen on the first call (timed where several are valid)
+    t_ref, t_sub, t_lr = interleaved([run(ref), run(sub), run(sub_lr)], budget_s)
+    a, b, c = summary(t_ref), summary(t_sub), summary(t_lr)
     return {
+        "algorithm": plan.algorithm if plan is not None else "lr_shuffle",
+        "plan_reason": plan.reason if plan is not None else "",
+        "lr_forced": c,
+        "ratio_lr_forced": a["median_ms"] / c["median_ms"],
         "layer": case.label,
         "network": case.network,
         "ndim": case.ndim,
@@ -230,14 +241,15 @@ def bench_shuffle(ndim: int, shape: tuple[int, ...], r: int, op: str, order: str
 
 def markdown_table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| layer | batch | mode | format | torch ms | subpixel ms | ratio |",
-        "|---|---:|---|---|---:|---:|---:|",
+        "| layer | batch | mode | format | torch ms | subpixel ms | ratio | algorithm | LR forced ms | LR ratio |",
+        "|---|---:|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         a, b = r["torch"], r["subpixel"]
         lines.append(
             f"| {r['layer']} | {r['batch']} | {r['mode']} | {r['format']} | {a['median_ms']:.3f} "  # type: ignore[index]
-            f"| {b['median_ms']:.3f} | {r['ratio']:.2f}× |"  # type: ignore[index]
+            f"| {b['median_ms']:.3f} | {r['ratio']:.2f}× | {r['algorithm']} "  # type: ignore[index]
+            f"| {r['lr_forced']['median_ms']:.3f} | {r['ratio_lr_forced']:.2f}× |"  # type: ignore[index]
         )
     return "\n".join(lines)
 
@@ -383,6 +395,9 @@ def run(args: argparse.Namespace) -> int:
             worst = min((r for r in rows if r["mode"] == mode), key=lambda r: float(r["ratio"]))  # type: ignore[arg-type]
             gm[mode] = {
                 "geomean": geomean(sel),
+                "geomean_lr_forced": geomean(
+                    [float(r["ratio_lr_forced"]) for r in rows if r["mode"] == mode]  # type: ignore[arg-type]
+                ),
                 "worst_ratio": worst["ratio"],
                 "worst": f"{worst['layer']} b{worst['batch']} {worst['format']}",
             }
@@ -392,7 +407,10 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(rows))
     print()
     for mode, g in gm.items():
-        print(f"{mode}: geometric mean {g['geomean']:.2f}×, worst {g['worst_ratio']:.2f}× ({g['worst']})")
+        print(
+            f"{mode}: geometric mean {g['geomean']:.2f}× (LR form forced: {g['geomean_lr_forced']:.2f}×), "
+            f"worst {g['worst_ratio']:.2f}× ({g['worst']})"
+        )
     if shuffles:
         print()
         print(shuffle_table(shuffles))

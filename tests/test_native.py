@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,36 @@ def test_lazy_conjugation_and_negation_are_honoured():
         assert view.is_conj() or view.is_neg()
         assert torch.equal(pixel_shuffle(view, 2), pixel_shuffle(view.resolve_conj().resolve_neg(), 2))
         assert not native.strided_copy(torch.empty_like(x), view)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir() or os.name != "posix", reason="needs /proc and POSIX signals")
+def test_a_hanging_compiler_is_bounded_and_reaped(tmp_path: Path):
+    """Issue 13, defect 10: a compiler that hangs costs the build timeout, not 30 s, and leaves no process."""
+    pid_file = tmp_path / "child.pid"
+    fake_cc = tmp_path / "cc"
+    fake_cc.write_text(f"#!/bin/sh\nsleep 120 &\necho $! > {pid_file}\nwait\n")
+    fake_cc.chmod(0o755)
+    cache = tmp_path / "cache"
+    env = {"CC": str(fake_cc), "SUBPIXEL_CACHE_DIR": str(cache), "SUBPIXEL_NATIVE_TIMEOUT": "1"}
+    code = "import time; from subpixel import native; t = time.monotonic(); print(native.info()); print(time.monotonic() - t)"
+    done = _python(code, env)
+    assert done.returncode == 0, done.stderr
+    info, elapsed = done.stdout.strip().splitlines()[-2:]
+    assert "'available': False" in info and "TimeoutExpired" in info
+    assert float(elapsed) < 10
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the killed child is reaped by init shortly after
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert not _alive(child), f"the compiler's child process {child} was left running"
+    assert not list(cache.glob("*.so")) and not list(cache.glob(".strided_copy-*"))

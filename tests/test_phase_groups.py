@@ -13,7 +13,9 @@ import torch
 from torch import nn
 
 import subpixel
-from subpixel.functional import _lr_conv_core, _phase_conv_core, _phase_plan, _phase_weight_valid
+from subpixel import dispatch
+from subpixel.algorithms import lr_conv_core, phase_conv_core, phase_plan, reachable_mask, zero_outside
+from subpixel.functional import lr_geometry
 
 # every test runs with the compiled copy kernel and with its copy_ fallback (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("copy_kernel")
@@ -40,11 +42,20 @@ def _pair(cfg: dict) -> tuple[nn.Module, subpixel.SubPixelConvNd]:
     return ct, subpixel.from_conv_transpose(ct)
 
 
+def _geoms(m: subpixel.SubPixelConvNd, x: torch.Tensor) -> list:
+    return [
+        lr_geometry(n, k, s, p, a, d)
+        for n, k, s, p, a, d in zip(
+            x.shape[2:], m.kernel_size, m.stride, m.padding, m.output_padding, m.dilation
+        )
+    ]
+
+
 def _axes(m: subpixel.SubPixelConvNd, x: torch.Tensor) -> list | None:
-    """The per-phase plan the layer would use for ``x`` without autograd (None: LR conv + shuffle)."""
-    geoms = m._geometry(tuple(x.shape[2:]), tuple(m.output_padding))
+    """The per-phase plan if the layer may run ``x`` per phase without autograd (None: it may not)."""
     with torch.no_grad():
-        return m._phase_axes(x, geoms)
+        plan = m.plan(x)
+    return list(plan.phases) if "phases" in plan.candidates else None
 
 
 def _takes_phase_path(m: subpixel.SubPixelConvNd, x: torch.Tensor) -> bool:
@@ -53,8 +64,11 @@ def _takes_phase_path(m: subpixel.SubPixelConvNd, x: torch.Tensor) -> bool:
 
 def _plan(m: subpixel.SubPixelConvNd, x: torch.Tensor) -> list:
     """The per-phase plan whatever the work it saves (to test the form on every geometry)."""
-    geoms = m._geometry(tuple(x.shape[2:]), tuple(m.output_padding))
-    return _phase_plan(tuple(x.shape[2:]), m.kernel_size, m.stride, m.dilation, geoms)[0]
+    return phase_plan(tuple(x.shape[2:]), m.kernel_size, m.stride, m.dilation, _geoms(m, x))[0]
+
+
+def _valid(m: subpixel.SubPixelConvNd) -> bool:
+    return zero_outside(m.weight, reachable_mask(m.kernel_size, m.stride, m.dilation), m.order)
 
 
 CONFIGS = [_random_config(random.Random(seed)) for seed in range(60)]
@@ -75,13 +89,13 @@ def test_matches_conv_transpose_with_grads(cfg: dict) -> None:
     except RuntimeError:
         pytest.skip("torch refuses this geometry")
     axes = _plan(m, x)
-    assert _phase_weight_valid(m.weight, axes, m.order)
+    assert _valid(m)
     x1 = x.clone().requires_grad_(True)
     x2 = x.clone().requires_grad_(True)
     w = m.weight.detach().clone().requires_grad_(True)
     b = None if m.bias is None else m.bias.detach().clone().requires_grad_(True)
     ref = ct(x1)
-    out = _phase_conv_core(x2, w, b, axes, m.groups, m.order)
+    out = phase_conv_core(x2, w, b, axes, m.groups, m.order)
     assert out.shape == ref.shape
     assert (out - ref).abs().max().item() <= 1e-10
     with torch.no_grad():  # the layer itself (per-phase form where it saves work)
@@ -120,16 +134,19 @@ def test_phase_path_is_used_in_forward(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def spy(*args, **kwargs):
         calls.append(1)
-        return _phase_conv_core(*args, **kwargs)
+        return phase_conv_core(*args, **kwargs)
 
-    monkeypatch.setattr(subpixel.layers, "_phase_conv_core", spy)
+    monkeypatch.setattr(dispatch, "phase_conv_core", spy)
     ct = nn.ConvTranspose3d(2, 3, 3, 2, 1, 1).double()
     m = subpixel.from_conv_transpose(ct)
     x = torch.randn(1, 2, 3, 4, 5, dtype=torch.float64)
-    with torch.no_grad():
+    with torch.no_grad(), dispatch.force_algorithm("phases"):
         assert (m(x) - ct(x)).abs().max().item() <= 1e-10
     assert calls == [1]
-    m(x).sum().backward()  # autograd records: the LR form (measured faster for forward + backward)
+    with dispatch.force_algorithm("phases"):
+        # autograd records the weight, whose LR form has entries no tap reaches: only the LR form is exact
+        assert m.plan(x).algorithm == "lr_shuffle"
+        m(x).sum().backward()
     assert calls == [1]
 
 
@@ -141,9 +158,7 @@ def test_gradcheck() -> None:
     w = m.weight.detach().clone().requires_grad_(True)
     b = m.bias.detach().clone().requires_grad_(True)
     axes = _axes(m, x)
-    assert torch.autograd.gradcheck(
-        lambda x_, w_, b_: _phase_conv_core(x_, w_, b_, axes, 1, "crd"), (x, w, b)
-    )
+    assert torch.autograd.gradcheck(lambda x_, w_, b_: phase_conv_core(x_, w_, b_, axes, 1, "crd"), (x, w, b))
 
 
 @pytest.mark.parametrize("order", ["crd", "dcr"])
@@ -166,8 +181,7 @@ def test_unreachable_weight_entries_fall_back(order: str) -> None:
         assert (m(x) - ct(x)).abs().max().item() <= 1e-10
         m.weight.add_(torch.randn_like(m.weight))  # now non-zero where no tap lands (as after free training)
     assert not _takes_phase_path(m, x)
-    geoms = m._geometry((5, 4), tuple(m.output_padding))
-    plain = _lr_conv_core(x, m.weight, m.bias, geoms, m.stride, m.groups, order)
+    plain = lr_conv_core(x, m.weight, m.bias, _geoms(m, x), m.stride, m.groups, order)
     with torch.no_grad():
         assert (m(x) - plain).abs().max().item() <= 1e-10
         assert (m(x) - ct(x)).abs().max().item() > 1e-3  # the weight really changed the result

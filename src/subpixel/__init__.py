@@ -17,7 +17,7 @@ Examples:
     True
 """
 
-from subpixel import functional
+from subpixel import dispatch, functional
 from subpixel.convert import ConversionReport, convert_model, from_conv_transpose, to_conv_transpose
 from subpixel.init import icnr_
 from subpixel.layers import (
@@ -71,6 +71,7 @@ __all__ = [
     "__version__",
     "convert_channel_order",
     "convert_model",
+    "dispatch",
     "from_conv_transpose",
     "functional",
     "icnr_",

@@ -1,8 +1,9 @@
 """Modules for the upsampling forms: thin wrappers over :mod:`subpixel.functional`.
 
 * :class:`SubPixelConv1d`, :class:`SubPixelConv2d`, :class:`SubPixelConv3d`: drop-in replacements for
-  ``nn.ConvTranspose{1,2,3}d`` that hold their weight in LR form and compute a stride-1 convolution in LR space,
-  periodic shuffling and a crop.
+  ``nn.ConvTranspose{1,2,3}d`` that hold their weight in LR form; ``forward`` is
+  :func:`~subpixel.functional.lr_conv_shuffle`'s route (:func:`subpixel.dispatch.run`), which runs the LR
+  convolution + periodic shuffling + crop or an exactly equivalent algorithm where it is valid and faster.
 * :class:`FractionallyStridedConv1d`, :class:`FractionallyStridedConv2d`, :class:`FractionallyStridedConv3d`:
   ``nn.ConvTranspose{1,2,3}d`` with the same parameters, computed as zero-insertion and a stride-1 convolution
   in HR space (the sub-pixel convolution of the paper; slow, for study and checking).
@@ -15,25 +16,15 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
-from subpixel import native
+from subpixel import dispatch
 from subpixel._validation import ChannelOrder, as_tuple, check_order
 from subpixel.functional import (
-    AxisGeometry,
-    _lr_conv_core,
-    _phase_conv_core,
-    _phase_plan,
-    _phase_weight_valid,
     conv_transpose_weight_to_lr,
     fractionally_strided_conv,
-    lr_conv_shuffle,
-    lr_geometry,
     lr_kernel_size,
-    lr_weight_to_conv_transpose,
     output_padding_for_size,
 )
-from subpixel.shuffle import _memory_format, _use_plain_path, convert_channel_order
 
 __all__ = [
     "FractionallyStridedConv1d",
@@ -52,6 +43,7 @@ class SubPixelConvNd(nn.Module):
     """Base class of :class:`SubPixelConv1d`, :class:`SubPixelConv2d` and :class:`SubPixelConv3d`."""
 
     _ndim: int = 0
+    algorithm: str | None = None
 
     def __init__(
         self,
@@ -69,6 +61,7 @@ class SubPixelConvNd(nn.Module):
         dtype: torch.dtype | None = None,
         *,
         order: ChannelOrder = "crd",
+        algorithm: str | None = None,
     ) -> None:
         super().__init__()
         n = self._ndim
@@ -84,6 +77,8 @@ class SubPixelConvNd(nn.Module):
                 f"padding_mode must be 'zeros' (the only mode a transposed convolution supports), got {padding_mode!r}"
             )
         self.order: ChannelOrder = check_order(order)
+        #: force an algorithm for this layer where valid (see :mod:`subpixel.dispatch`); ``None``: automatic
+        self.algorithm = dispatch._check_algorithm(algorithm, "algorithm")
         if self.order == "dcr" and groups != 1:
             raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
         self.in_channels = in_channels
@@ -178,12 +173,47 @@ class SubPixelConvNd(nn.Module):
         )
 
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        """Same signature and result as ``nn.ConvTranspose*.forward``.
+        """Same signature and result as ``nn.ConvTranspose*.forward``: :func:`subpixel.dispatch.run` with the
+        layer's arguments (the route of :func:`~subpixel.functional.lr_conv_shuffle`).
 
         Shape:
             - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``.
             - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
         """
+        args = self._arguments(input, output_size)
+        return dispatch.run(
+            input,
+            self.weight,
+            self.bias,
+            *args,
+            order=self.order,
+            algorithm=self.algorithm,
+            fixed_taps=self._fixed_taps(),
+        )
+
+    def plan(self, input: Tensor, output_size: Sequence[int] | None = None) -> dispatch.Plan | None:
+        """The :class:`~subpixel.dispatch.Plan` (algorithm and why) that ``forward(input, output_size)`` follows in
+        the current grad mode; ``None`` under tracing, compiling or export (the LR form runs)."""
+        args = self._arguments(input, output_size)
+        return dispatch.plan(
+            input,
+            self.weight,
+            self.bias,
+            *args,
+            order=self.order,
+            algorithm=self.algorithm,
+            fixed_taps=self._fixed_taps(),
+        )
+
+    def _fixed_taps(self) -> bool:
+        """Whether a parametrization computes the LR weight from ConvTranspose-layout parameters (it has the
+        attribute ``subpixel_fixed_taps = True``): the LR entries no tap reaches are then zero by construction and
+        their gradients go nowhere (see :func:`subpixel.dispatch.run`)."""
+        chain = getattr(getattr(self, "parametrizations", None), "weight", None)
+        return chain is not None and any(getattr(p, "subpixel_fixed_taps", False) for p in chain)
+
+    def _arguments(self, input: Tensor, output_size: Sequence[int] | None) -> tuple:
+        """stride, padding, output padding (from ``output_size`` if given), groups, dilation, kernel size."""
         output_padding = self.output_padding
         if output_size is not None:
             output_padding = output_padding_for_size(
@@ -194,202 +224,7 @@ class SubPixelConvNd(nn.Module):
                 self.padding,
                 self.dilation,
             )
-        if parametrize.is_parametrized(self) or "weight" not in self._parameters:
-            # a weight (or bias) computed at each access, by torch.nn.utils.parametrize or a weight-norm hook: read it
-            # once (a stateful parametrization, spectral norm, steps once per forward as in torch's layer) and cache
-            # nothing derived from it (a fresh tensor may reuse a freed one's address and version)
-            return lr_conv_shuffle(
-                input,
-                self.weight,
-                self.bias,
-                self.stride,
-                self.padding,
-                output_padding,
-                self.groups,
-                self.dilation,
-                self.kernel_size,
-                order=self.order,
-            )
-        weight, order = self._weight_for(input)
-        n = self._ndim
-        if input.dim() == n + 2 and input.shape[1] == self.in_channels:
-            geoms = self._geometry(tuple(input.shape[2:]), tuple(output_padding))
-            r_total = math.prod(self.stride)
-            if (
-                tuple(weight.shape[2:]) == tuple(g.lr_kernel for g in geoms)
-                and weight.shape[0] == self.out_channels * r_total
-                and weight.shape[1] * self.groups == self.in_channels
-                and (self.bias is None or tuple(self.bias.shape) == (self.out_channels,))
-            ):  # the checks of lr_conv_shuffle, geometry cached per input size
-                if self._fused_shuffle_ok(input, output_padding):
-                    return self._fused_shuffle_forward(input)
-                axes = self._phase_axes(input, geoms)
-                if axes is not None:
-                    return _phase_conv_core(input, self.weight, self.bias, axes, self.groups, self.order)
-                return _lr_conv_core(input, weight, self.bias, geoms, self.stride, self.groups, order)
-        return lr_conv_shuffle(  # unbatched input, or arguments to report
-            input,
-            weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            output_padding,
-            self.groups,
-            self.dilation,
-            self.kernel_size,
-            order=order,
-        )
-
-    def _fused_shuffle_ok(self, input: Tensor, output_padding: Sequence[int]) -> bool:
-        """Whether to run the layer as one GEMM that writes the shuffled output directly (see
-        :meth:`_fused_shuffle_forward`): non-overlapping kernels (``k == s``, no padding, no output padding,
-        dilation 1; the LR kernel is one tap, so the LR conv is a plain GEMM), a channels-last input, autograd not
-        recording, on the CPU (where it was measured), and not under tracing, scripting, compiling or export (which
-        keep the conv + shuffle form)."""
-        return (
-            self._ndim >= 2
-            and input.device.type == "cpu"
-            and self.kernel_size == self.stride
-            and not any(self.padding)
-            and not any(output_padding)
-            and all(d == 1 for d in self.dilation)
-            and _channels_last(input)
-            and not _use_plain_path(input)
-            and not self._records_grad(input)
-        )
-
-    def _records_grad(self, input: Tensor) -> bool:
-        """Whether autograd records this call (then the conv + shuffle form runs: its backward is the fast one)."""
-        return torch.is_grad_enabled() and (
-            input.requires_grad
-            or self.weight.requires_grad
-            or (self.bias is not None and self.bias.requires_grad)
-        )
-
-    def _fused_shuffle_forward(self, input: Tensor) -> Tensor:
-        """The LR GEMM with the shuffle fused into its output writes, by oneDNN's deconvolution primitive.
-
-        With ``k == s`` and no padding, a transposed convolution has no overlapping taps and no zero insertion: it
-        *is* the sub-pixel layer, the GEMM ``(N·∏L, C_in) × (C_in, C_out·∏s)`` of the 1-tap LR convolution, and
-        oneDNN's primitive writes each product straight to its shuffled position. In channels-last formats that
-        saves the LR tensor and one copy of the output (docs/performance.md has the measurements). The weight is
-        the exact re-indexing :func:`~subpixel.functional.lr_weight_to_conv_transpose`, cached until it changes.
-
-        Shape:
-            - input: ``(N, C_in, *L_in)`` channels-last; output: ``(N, C_out, *(L_in·s))``, channels-last.
-        """
-        w = self.weight
-        key = (*_weight_version(w), self.order)
-        cache = self.__dict__.get("_fused_weight_cache")
-        if cache is None or cache[0] != key:
-            with torch.no_grad():
-                weight_ct = lr_weight_to_conv_transpose(
-                    w.detach(), self.kernel_size, self.stride, 1, self.groups, order=self.order
-                ).contiguous(memory_format=_memory_format(input))
-            cache = (key, weight_ct)
-            self.__dict__["_fused_weight_cache"] = cache
-        conv = (
-            torch.nn.functional.conv_transpose2d if self._ndim == 2 else torch.nn.functional.conv_transpose3d
-        )
-        return conv(input, cache[1], self.bias, self.stride, 0, 0, self.groups, 1)
-
-    # the per-phase form is taken when it needs at most this fraction of the LR form's multiply-adds (measured,
-    # 2 threads: 3D U-Net k3 s2 (0.42) gains 1.1-1.5x; DCGAN k4 s2 p1 at 8² (0.79) loses 0.6-0.9x: many small
-    # convs cost more than the crop's waste)
-    _PHASE_WORK_LIMIT = 0.6
-
-    def _phase_axes(self, input: Tensor, geoms: Sequence[AxisGeometry]) -> list | None:
-        """The per-phase plan of :func:`subpixel.functional._phase_conv_core` when that form is taken for
-        ``input``, else ``None`` (the LR conv + shuffle form).
-
-        Taken when it saves work (kernel not a multiple of the stride, or LR outputs the crop throws away) and
-        the LR weight is zero outside each phase's real taps (always so for weights converted from a
-        ConvTranspose or set by ``reset_parameters``; checked, cached until the weight changes); never under
-        tracing, scripting, compiling or export, and not when autograd records (forward + backward of the
-        per-phase convs measured 1.3-2x slower than the LR form's).
-        """
-        if _use_plain_path(input) or self.weight.shape[0] != self.out_channels * math.prod(self.stride):
-            return None
-        if self._records_grad(input):
-            return None
-        spatial = tuple(input.shape[2:])
-        if not all(type(v) is int for v in spatial):
-            return None
-        key = (spatial, tuple(geoms), self.kernel_size, self.stride, self.dilation)
-        cache = self.__dict__.setdefault("_phase_plan_cache", {})
-        plan = cache.get(key)
-        if plan is None:
-            plan = _phase_plan(spatial, self.kernel_size, self.stride, self.dilation, geoms)
-            if len(cache) >= 64:
-                cache.clear()
-            cache[key] = plan
-        axes, fraction = plan
-        if fraction > self._PHASE_WORK_LIMIT:
-            return None
-        w = self.weight
-        wkey = (*_weight_version(w), self.order, key)
-        valid = self.__dict__.get("_phase_valid_cache")
-        if valid is None or valid[0] != wkey:
-            valid = (wkey, _phase_weight_valid(w, axes, self.order))
-            self.__dict__["_phase_valid_cache"] = valid
-        return axes if valid[1] else None
-
-    def _geometry(self, spatial: tuple[int, ...], output_padding: tuple[int, ...]) -> list[AxisGeometry]:
-        """:func:`lr_geometry` of every axis, cached per input size (a Python-overhead saving for small inputs)."""
-        cacheable = all(type(v) is int for v in (*spatial, *output_padding))  # not symbolic (torch.export)
-        key = (spatial, output_padding, self.kernel_size, self.stride, self.padding, self.dilation)
-        cache = self.__dict__.setdefault("_geometry_cache", {})
-        geoms = cache.get(key) if cacheable else None
-        if geoms is None:
-            geoms = [
-                lr_geometry(length, k, s, p, a, d)
-                for length, k, s, p, a, d in zip(
-                    spatial,
-                    self.kernel_size,
-                    self.stride,
-                    self.padding,
-                    output_padding,
-                    self.dilation,
-                    strict=True,
-                )
-            ]
-            if cacheable:
-                if len(cache) >= 64:
-                    cache.clear()
-                cache[key] = geoms
-        return geoms
-
-    def _weight_for(self, input: Tensor) -> tuple[Tensor, ChannelOrder]:
-        """The LR weight in the channel order whose shuffle is a block copy for ``input``'s memory format.
-
-        A channels-last LR output holds the channels of a pixel together; in ``"dcr"`` order the channels of one
-        HR pixel are then adjacent, and the shuffle copies blocks of ``C_out·r_last`` values. The conversion is
-        exact (a permutation); without gradients it is cached until the weight changes. When autograd records and
-        the compiled copy kernel (:mod:`subpixel.native`) is built, the weight stays in its own order: the kernel
-        shuffles channels-last CRD near bandwidth, which is cheaper than reordering the weight and its gradient on
-        every call.
-        """
-        if self.order == "dcr" or self.groups != 1 or not _channels_last(input) or _use_plain_path(input):
-            return self.weight, self.order
-        if torch.is_grad_enabled() and self.weight.requires_grad:
-            if input.device.type == "cpu" and native.available():
-                # the compiled copy kernel shuffles channels-last CRD near bandwidth: no per-call reordering of the
-                # weight (and of its gradient) is then worth doing
-                return self.weight, self.order
-            return convert_channel_order(self.weight, self.stride, "crd", "dcr", dim=0), "dcr"
-        w = self.weight
-        key = _weight_version(w)
-        cache = self.__dict__.get("_dcr_cache")
-        if cache is None or cache[0] != key:
-            with torch.no_grad():
-                cache = (
-                    key,
-                    convert_channel_order(w.detach(), self.stride, "crd", "dcr", dim=0).contiguous(
-                        memory_format=_memory_format(input)
-                    ),
-                )
-            self.__dict__["_dcr_cache"] = cache
-        return cache[1], "dcr"
+        return (self.stride, self.padding, output_padding, self.groups, self.dilation, self.kernel_size)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -404,21 +239,6 @@ class SubPixelConvNd(nn.Module):
         if self.bias is None:
             s += ", bias=False"
         return s + f", lr_kernel_size={self.lr_kernel_size}, order={self.order!r}"
-
-
-def _weight_version(w: Tensor) -> tuple:
-    """Identifies a weight's storage and contents: caches derived from it are stale when this changes (in-place
-    updates bump ``_version``; a new tensor has another ``data_ptr``)."""
-    return (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
-
-
-def _channels_last(x: Tensor) -> bool:
-    """Whether ``x`` is a batched channels-last 2-D or 3-D tensor (and not also plain contiguous)."""
-    if x.is_contiguous():
-        return False
-    if x.dim() == 4:
-        return x.is_contiguous(memory_format=torch.channels_last)
-    return x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 class SubPixelConv1d(SubPixelConvNd):

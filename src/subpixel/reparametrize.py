@@ -71,6 +71,10 @@ class ConvTransposeToLR(nn.Module):
         torch.Size([6, 2, 3])
     """
 
+    #: the LR entries no tap reaches are zero by construction and their gradients go nowhere, so the dispatch
+    #: (:func:`subpixel.dispatch.run`) may run torch's own transposed convolution in training too
+    subpixel_fixed_taps = True
+
     def __init__(
         self,
         kernel_size: Sequence[int] | int,

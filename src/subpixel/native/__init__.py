@@ -10,7 +10,8 @@ offset table for small blocks (a channels-last pixel), or tiles; :func:`_plan` p
 The wheel stays pure Python. The first call compiles ``strided_copy.c`` with the C compiler found as ``$CC`` or
 ``cc`` (``-O3 -march=native -fopenmp``, about a second) into a cache folder (``$SUBPIXEL_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/subpixel``, else ``~/.cache/subpixel``) under a name that hashes the source, the flags, the
-compiler and the CPU, and loads it with :mod:`ctypes`. It runs on PyTorch's OpenMP runtime (the same
+compiler and the CPU, and loads it with :mod:`ctypes`. The build is bounded (``$SUBPIXEL_NATIVE_TIMEOUT``, 15 s):
+a compiler that hangs is killed with its process group. It runs on PyTorch's OpenMP runtime (the same
 ``libgomp.so.1``, already loaded by ``import torch``) with ``torch.get_num_threads()`` threads. Where there is no
 compiler, the build fails, or ``SUBPIXEL_NATIVE=0`` is set, :func:`available` is ``False`` and the shuffles use
 ``Tensor.copy_`` (the tested fallback; results are bitwise identical, a copy does no arithmetic).
@@ -18,14 +19,17 @@ compiler, the build fails, or ``SUBPIXEL_NATIVE=0`` is set, :func:`available` is
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -70,9 +74,43 @@ def _cpu_key() -> str:
         return platform.processor() or platform.machine()
 
 
+def _build_timeout() -> float:
+    """Seconds the first-use build may take in all (``$SUBPIXEL_NATIVE_TIMEOUT``, default 15; it takes about 1)."""
+    try:
+        return max(0.1, float(os.environ.get("SUBPIXEL_NATIVE_TIMEOUT", "15")))
+    except ValueError:
+        return 15.0
+
+
+def _run_bounded(cmd: list[str], deadline: float) -> subprocess.CompletedProcess:
+    """Run ``cmd`` until ``deadline`` (a ``time.monotonic()`` value) in a process group of its own.
+
+    On timeout the whole group is killed (a compiler driver's ``cc1``/``as``/``ld`` children, or whatever a ``$CC``
+    script started) and reaped, so that nothing is left behind; then ``subprocess.TimeoutExpired`` is raised.
+    """
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+    except BaseException as exc:  # the timeout, or an interruption: kill the group, reap the child
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise subprocess.TimeoutExpired(cmd, _build_timeout()) from None
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _build(cc: str) -> Path:
-    """Compile the kernel (once per source, flags, compiler and CPU) and return the shared library's path."""
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    """Compile the kernel (once per source, flags, compiler and CPU) and return the shared library's path.
+
+    The compiler's runs share one deadline (:func:`_build_timeout`); a hanging compiler is killed with its
+    process group, and the caller falls back to ``copy_``.
+    """
+    deadline = time.monotonic() + _build_timeout()
+    version = _run_bounded([cc, "--version"], deadline).stdout
     key = hashlib.sha256(
         "\0".join(
             [_SOURCE.read_text(), " ".join(_FLAGS), cc, version, _cpu_key(), platform.platform()]
@@ -86,9 +124,7 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".strided_copy-", suffix=".so", dir=folder)
     os.close(fd)
     try:
-        done = subprocess.run(
-            [cc, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True, timeout=300
-        )
+        done = _run_bounded([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], deadline)
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed ({done.returncode}): {done.stderr.strip()[:2000]}")
         os.replace(tmp, path)  # complete or absent: a killed build leaves no half-written library
