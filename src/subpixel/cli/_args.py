@@ -1,10 +1,27 @@
-"""``argparse`` types shared by the commands: each rejects a bad value with a message naming what it received."""
+"""``argparse`` types and options shared by the commands: each type rejects a bad value with a message naming what
+it received."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-__all__ = ["non_negative_int", "positive_int"]
+__all__ = ["add_model_arguments", "non_negative_int", "positive_int"]
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--weights W`` (a trained model) and ``--model NAME`` (a bundled family), as ``upscale`` and ``demo`` take them."""
+    from subpixel.sr.models import DEFAULT_MODEL, FAMILIES
+
+    parser.add_argument(
+        "--weights", type=Path, help="a .safetensors file from 'subpixel train' (default: bundled)"
+    )
+    parser.add_argument(
+        "--model",
+        choices=sorted(FAMILIES),
+        default=DEFAULT_MODEL,
+        help="bundled family: 'rep' (default; the re-parameterized LR-space network) or 'espcn' (the paper's)",
+    )
 
 
 def _int(text: str, minimum: int) -> int:

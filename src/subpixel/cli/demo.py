@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from subpixel.cli._args import positive_int
-from subpixel.sr.models import DEFAULT_MODEL, FAMILIES
+from subpixel.cli._args import add_model_arguments, positive_int
 
 __all__ = ["add_arguments", "crop_box", "run", "sample_image"]
 
@@ -65,15 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the weights', or 3)"
     )
     parser.add_argument("--image", type=Path, help="use this picture instead of the sample")
-    parser.add_argument(
-        "--weights", type=Path, help="a .safetensors file from 'subpixel train' (default: bundled)"
-    )
-    parser.add_argument(
-        "--model",
-        choices=sorted(FAMILIES),
-        default=DEFAULT_MODEL,
-        help="bundled family: 'rep' (default; the re-parameterized LR-space network) or 'espcn' (the paper's)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "-o",
         "--output",

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from subpixel._atomic import clean_temporaries, is_temporary
-from subpixel.cli._args import positive_int
+from subpixel.cli._args import add_model_arguments, positive_int
 from subpixel.cli._errors import describe
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS, ImageReadError
-from subpixel.sr.models import DEFAULT_MODEL, FAMILIES
 from subpixel.upscale.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -63,15 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=(2, 3, 4),
         help="upscaling factor (needed for the bundled weights; --weights files know theirs)",
     )
-    parser.add_argument(
-        "--weights", type=Path, help="a .safetensors file from 'subpixel train' (default: bundled)"
-    )
-    parser.add_argument(
-        "--model",
-        choices=sorted(FAMILIES),
-        default=DEFAULT_MODEL,
-        help="bundled family: 'rep' (default; the re-parameterized LR-space network) or 'espcn' (the paper's)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--format",
         choices=sorted({*(n.lower() for n in FORMAT_EXTENSIONS), "jpg", "tif"}),
