@@ -12,7 +12,9 @@ and upscaled ×2 (to 1280×720) and ×3 (to 1920×1080) by:
 * ``network <model> <precision>``: the model alone on the clip's first LR luma plane (1×1×360×640), on as many
   threads as the video path gives it (one less than ``--threads``, at least 1).
 
-Models: the bundled ESPCN (``subpixel.sr.pretrained``, tanh) and a stand-in for the plain PReLU network
+Models: the bundled default (``subpixel.sr.pretrained(r)``: the ``"rep"`` family, a PReLU network of four 27-channel
+3×3 layers with a nearest skip, since commit a4d1592; before it the paper's ESPCN with tanh), the bundled paper
+ESPCN (``pretrained(r, model="espcn")``, tanh), and a stand-in for the PReLU network without the skip
 (``ESPCN(r, widths=(27,) * 4, kernel_sizes=(3,) * 5, activation="prelu")``, random weights: the speed does not
 depend on them). All contenders of a scale are timed in turn (interleaved, ``benchmarks/upscale.py``'s
 ``interleaved``) so load from other processes falls on all alike; medians and quartiles are reported.
@@ -49,7 +51,7 @@ import torch
 from torch import nn
 
 from _common import ROOT, machine_info
-from subpixel.sr.models import ESPCN, save
+from subpixel.sr.models import ESPCN, pretrained, save
 from subpixel.upscale.image import Upscaler, make_runner
 from subpixel.upscale.video import DEFAULT_PRESET, upscale_video
 from upscale import interleaved, model_for, summary
@@ -159,7 +161,7 @@ def bench_scale(
     frames = {"n": 0}
     for name, model in models.items():
         settings = [("bf16", False), ("bf16", True)]
-        if name == "espcn":
+        if name == "rep":
             settings.insert(0, ("fp32", False))
         for precision, compiled in settings:
             upscaler = Upscaler(model, precision=precision, compile=compiled)  # type: ignore[arg-type]
@@ -268,12 +270,13 @@ def main() -> int:
         clip = folder / "clip.mp4"
         make_clip(clip)
         for scale in scales:
-            models = {"espcn": model_for(scale)[0]}
+            models = {"rep": model_for(scale)[0]}
             if not args.quick:
+                models["espcn"] = pretrained(scale, model="espcn")
                 models["prelu27"] = stand_in(scale)
             result = bench_scale(scale, clip, folder, models, 6.0 if args.quick else args.budget, 3)
             if args.cold:
-                result["cold"] = {"espcn": cold_run(clip, folder, scale, None)}
+                result["cold"] = {"rep": cold_run(clip, folder, scale, None)}
                 if "prelu27" in models:
                     weights = folder / f"prelu27-x{scale}.safetensors"
                     save(models["prelu27"], weights)
