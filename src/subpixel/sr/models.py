@@ -123,6 +123,13 @@ class ESPCNConfig:
         """1 for ``"y"``, 3 for ``"rgb"``."""
         return 1 if self.channels == "y" else 3
 
+    def multiply_adds_per_pixel(self) -> float:
+        """Multiply-adds per HR output pixel of this architecture (weights only; activations, the shuffle and the
+        nearest skip are free): every layer runs on the LR grid, so the per-LR-pixel count divided by ``r²``."""
+        chans = [self.in_channels, *self.widths, self.in_channels * self.scale**2]
+        per_lr = sum(k * k * a * b for k, a, b in zip(self.kernel_sizes, chans[:-1], chans[1:]))
+        return per_lr / self.scale**2
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -267,10 +274,7 @@ class ESPCN(nn.Module):
             >>> round(ESPCN(3).multiply_adds_per_pixel())  # (25·64 + 9·64·32 + 9·32·9) / 9
             2514
         """
-        c = self.config
-        chans = [c.in_channels, *c.widths, c.in_channels * c.scale**2]
-        per_lr = sum(k * k * a * b for k, a, b in zip(c.kernel_sizes, chans[:-1], chans[1:]))
-        return per_lr / c.scale**2
+        return self.config.multiply_adds_per_pixel()
 
     def forward(self, input: Tensor) -> Tensor:
         """Upscale ``input`` by ``scale``.
@@ -284,10 +288,7 @@ class ESPCN(nn.Module):
                 f"input must have shape (N, {self.config.in_channels}, h, w) for channels={self.channels!r}, "
                 f"got {tuple(input.shape)}"
             )
-        out = self.upsample(self.features(input))
-        if self.config.skip == "nearest":
-            out = out + nearest_skip(input, self.config.scale)
-        return out
+        return _add_skip(self.upsample(self.features(input)), input, self.config)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, channels={self.channels!r}"
@@ -402,10 +403,7 @@ class RepESPCN(nn.Module):
             self.tail_bias.repeat_interleave(r * r),
             padding=weight.shape[-1] // 2,
         )
-        out = F.pixel_shuffle(lr, r)
-        if self.config.skip == "nearest":
-            out = out + nearest_skip(input, r)
-        return out
+        return _add_skip(F.pixel_shuffle(lr, r), input, self.config)
 
     def forward_branches(self, input: Tensor) -> Tensor:
         """The definition: every block computed branch by branch (:meth:`RepConv2d.forward_branches`).
@@ -420,10 +418,7 @@ class RepESPCN(nn.Module):
             x = module.forward_branches(x) if isinstance(module, RepConv2d) else module(x)
         r = self.config.scale
         lr = self.tail.forward_branches(x) + self.tail_bias.repeat_interleave(r * r)[None, :, None, None]
-        out = F.pixel_shuffle(lr, r)
-        if self.config.skip == "nearest":
-            out = out + nearest_skip(input, r)
-        return out
+        return _add_skip(F.pixel_shuffle(lr, r), input, self.config)
 
     @torch.no_grad()
     def collapse(self) -> ESPCN:
@@ -473,7 +468,7 @@ class RepESPCN(nn.Module):
 
     def multiply_adds_per_pixel(self) -> float:
         """Multiply-adds per HR pixel of the deployed (collapsed) network, :meth:`ESPCN.multiply_adds_per_pixel`."""
-        return ESPCN.multiply_adds_per_pixel(self)  # type: ignore[arg-type]
+        return self.config.multiply_adds_per_pixel()
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, channels={self.channels!r}, skip={self.config.skip!r}"
@@ -494,6 +489,15 @@ def nearest_skip(input: Tensor, scale: int) -> Tensor:
                   [1., 1., 2., 2.]]]])
     """
     return F.interpolate(input, scale_factor=scale, mode="nearest")
+
+
+def _add_skip(output: Tensor, input: Tensor, config: ESPCNConfig) -> Tensor:
+    """``output`` plus the config's global skip of ``input`` (nothing for ``skip="none"``).
+
+    Shape:
+        - output: ``(N, C, h·r, w·r)``; input: ``(N, C, h, w)``.
+    """
+    return output + nearest_skip(input, config.scale) if config.skip == "nearest" else output
 
 
 def config_path(weights: str | os.PathLike[str]) -> Path:
