@@ -66,8 +66,26 @@ def test_state_dict_round_trip_through_conv_transpose():
     layer = SubPixelConv2d(4, 2, kernel_size=4, stride=2, padding=1)
     deconv = subpixel.to_conv_transpose(layer)
     fresh = SubPixelConv2d(4, 2, kernel_size=4, stride=2, padding=1)
-    fresh.load_state_dict(subpixel.from_conv_transpose(deconv).state_dict())
+    fresh.load_state_dict(subpixel.from_conv_transpose(deconv, weight_layout="lr").state_dict())
     assert torch.equal(fresh.weight, layer.weight) and torch.equal(fresh.bias, layer.bias)
+
+
+def test_the_default_layout_holds_the_conv_transpose_parameters():
+    """``from_conv_transpose`` keeps the original's parameters (ConvTranspose layout, same order), maps them to the
+    LR weight exactly, and ``remove_parametrizations`` folds them into a plain LR layer."""
+    deconv = nn.ConvTranspose2d(4, 2, kernel_size=3, stride=2, padding=1, dtype=torch.float64)
+    layer = subpixel.from_conv_transpose(deconv)
+    # the same tensors (the weight is listed after the bias, as under torch's own parametrizations)
+    assert sorted(tuple(p.shape) for p in layer.parameters()) == sorted(
+        tuple(p.shape) for p in deconv.parameters()
+    )
+    assert torch.equal(layer.state_dict()["parametrizations.weight.original"], deconv.weight)
+    assert torch.equal(layer.weight, conv_transpose_weight_to_lr(deconv.weight, 2))
+    lr = subpixel.from_conv_transpose(deconv, weight_layout="lr")
+    torch.nn.utils.parametrize.remove_parametrizations(layer, "weight")
+    assert type(layer.weight) is nn.Parameter and torch.equal(layer.weight, lr.weight)
+    with pytest.raises(ValueError, match="weight_layout"):
+        subpixel.from_conv_transpose(deconv, weight_layout="LR")
 
 
 def test_default_init_has_torch_conv_transpose_statistics():

@@ -114,28 +114,39 @@ def test_lr_form_output_and_gradients_match_torch(cfg: Config):
         deconv.weight.copy_(w)
         if b is not None:
             deconv.bias.copy_(b)
-    layer = subpixel.from_conv_transpose(deconv)
+    layer = subpixel.from_conv_transpose(deconv, weight_layout="lr")  # the LR weight as the parameter
+    held = subpixel.from_conv_transpose(deconv)  # the default: the ConvTranspose weight, mapped to LR form
     x_ref = x.clone().requires_grad_(True)
     x_new = x.clone().requires_grad_(True)
-    y_ref, y_new = deconv(x_ref), layer(x_new)
-    assert y_new.shape == y_ref.shape
+    x_held = x.clone().requires_grad_(True)
+    y_ref, y_new, y_held = deconv(x_ref), layer(x_new), held(x_held)
+    assert y_new.shape == y_ref.shape == y_held.shape
     assert (y_new - y_ref).abs().max().item() <= TOL
+    assert (y_held - y_ref).abs().max().item() <= TOL
     grad_out = torch.randn_like(y_ref)
     y_ref.backward(grad_out)
     y_new.backward(grad_out)
+    y_held.backward(grad_out)
     assert (x_new.grad - x_ref.grad).abs().max().item() <= TOL
+    assert (x_held.grad - x_ref.grad).abs().max().item() <= TOL
     # weight gradients live in different layouts: map the LR gradient back (the map is linear and exact)
     grad_w = lr_weight_to_conv_transpose(
         layer.weight.grad, cfg.kernel, cfg.stride, cfg.dilation, cfg.groups, check=False
     )
     assert (grad_w - deconv.weight.grad).abs().max().item() <= TOL
+    # the held ConvTranspose-layout parameter gets torch's gradient directly
+    original = held.parametrizations.weight.original
+    assert original.shape == deconv.weight.shape
+    assert (original.grad - deconv.weight.grad).abs().max().item() <= TOL
     if cfg.bias:
         assert (layer.bias.grad - deconv.bias.grad).abs().max().item() <= TOL
+        assert (held.bias.grad - deconv.bias.grad).abs().max().item() <= TOL
     # round trip ConvTranspose -> SubPixel -> ConvTranspose returns the same weights, bit for bit
-    back = subpixel.to_conv_transpose(layer)
-    assert torch.equal(back.weight, deconv.weight)
-    if cfg.bias:
-        assert torch.equal(back.bias, deconv.bias)
+    for converted in (layer, held):
+        back = subpixel.to_conv_transpose(converted)
+        assert type(back.weight) is torch.nn.Parameter and torch.equal(back.weight, deconv.weight)
+        if cfg.bias:
+            assert torch.equal(back.bias, deconv.bias)
 
 
 @pytest.mark.parametrize("cfg", ALL_CONFIGS[::4], ids=lambda c: f"{c.ndim}d-k{c.kernel}-s{c.stride}")

@@ -46,7 +46,7 @@ CONFIGS += [  # the benchmark's shapes, small: 3D U-Net k3 s2 p1 op1, DCGAN k4 s
 ]
 
 
-def _pair(cfg: dict) -> tuple[nn.Module, subpixel.SubPixelConvNd, torch.Tensor] | None:
+def _pair(cfg: dict, layout: str = "lr") -> tuple[nn.Module, subpixel.SubPixelConvNd, torch.Tensor] | None:
     torch.manual_seed(0)
     ct = CT[cfg["n"]](
         2 * cfg["g"], 3 * cfg["g"], cfg["k"], cfg["s"], cfg["p"], cfg["op"], cfg["g"], cfg["bias"], cfg["d"]
@@ -58,31 +58,44 @@ def _pair(cfg: dict) -> tuple[nn.Module, subpixel.SubPixelConvNd, torch.Tensor] 
         ct(x)
     except RuntimeError:
         return None  # torch refuses this geometry
-    return ct, subpixel.from_conv_transpose(ct), x
+    return ct, subpixel.from_conv_transpose(ct, weight_layout=layout), x
 
 
 def _args(m: subpixel.SubPixelConvNd) -> tuple:
     return (m.stride, m.padding, m.output_padding, m.groups, m.dilation, m.kernel_size)
 
 
+@pytest.mark.parametrize("layout", ["lr", "conv_transpose"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
-def test_module_equals_function_same_plan(cfg: dict) -> None:
-    pair = _pair(cfg)
+def test_module_equals_function_same_plan(cfg: dict, layout: str) -> None:
+    pair = _pair(cfg, layout)
     if pair is None:
         pytest.skip("torch refuses this geometry")
     _, m, x = pair
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
             y_module = m(x)
-            y_function = lr_conv_shuffle(x, m.weight, m.bias, *_args(m), order=m.order)
-            plan_function = dispatch.plan(x, m.weight, m.bias, *_args(m), order=m.order)
+            if layout == "lr":
+                weight_lr, weight_ct = m.weight, None
+                y_function = lr_conv_shuffle(x, m.weight, m.bias, *_args(m), order=m.order)
+            else:  # the held ConvTranspose-layout parameter
+                weight_lr, weight_ct = None, m.parametrizations.weight.original
+                y_function = dispatch.run(x, None, m.bias, *_args(m), order=m.order, weight_ct=weight_ct)
+            plan_function = dispatch.plan(x, weight_lr, m.bias, *_args(m), order=m.order, weight_ct=weight_ct)
             assert m.plan(x) is plan_function  # one cached plan for both
         assert torch.equal(y_module, y_function)
+        if layout == "conv_transpose":  # and the LR weight it stands for gives the same numbers
+            with torch.no_grad():
+                y_lr = lr_conv_shuffle(
+                    x, m.weight, m.bias, *_args(m), order=m.order, algorithm=plan_function.algorithm
+                )
+            assert torch.equal(y_module.detach(), y_lr)
 
 
+@pytest.mark.parametrize("layout", ["lr", "conv_transpose"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
-def test_every_algorithm_exact_where_chosen(cfg: dict) -> None:
-    pair = _pair(cfg)
+def test_every_algorithm_exact_where_chosen(cfg: dict, layout: str) -> None:
+    pair = _pair(cfg, layout)
     if pair is None:
         pytest.skip("torch refuses this geometry")
     ct, m, x = pair
@@ -90,6 +103,7 @@ def test_every_algorithm_exact_where_chosen(cfg: dict) -> None:
     grad = torch.randn_like(ref)
     xr = x.detach().clone().requires_grad_(True)
     r_grads = torch.autograd.grad(ct(xr), [xr, ct.weight, *([ct.bias] if cfg["bias"] else [])], grad)
+    weight = m.weight if layout == "lr" else m.parametrizations.weight.original
     for algorithm in dispatch.ALGORITHMS:
         with dispatch.force_algorithm(algorithm):
             with torch.no_grad():
@@ -99,27 +113,32 @@ def test_every_algorithm_exact_where_chosen(cfg: dict) -> None:
             assert y.shape == ref.shape and y.stride() == ref.stride()
             assert (y - ref).abs().max().item() <= 1e-10, (algorithm, plan)
             xg = x.detach().clone().requires_grad_(True)
-            params = [m.weight, *([m.bias] if cfg["bias"] else [])]
+            params = [weight, *([m.bias] if cfg["bias"] else [])]
+            if layout == "conv_transpose":  # no LR entry without a tap: every algorithm is valid in training
+                assert m.plan(xg).candidates == plan.candidates
             out = m(xg)
             g = torch.autograd.grad(out, [xg, *params], grad)
         assert (g[0] - r_grads[0]).abs().max().item() <= 1e-10
-        w_taps = lr_weight_to_conv_transpose(
-            g[1], ct.kernel_size, ct.stride, ct.dilation, ct.groups, check=False
-        )
+        w_taps = g[1]
+        if layout == "lr":
+            w_taps = lr_weight_to_conv_transpose(
+                g[1], ct.kernel_size, ct.stride, ct.dilation, ct.groups, check=False
+            )
         assert (w_taps - r_grads[1]).abs().max().item() <= 1e-10
         if cfg["bias"]:
             assert (g[2] - r_grads[2]).abs().max().item() <= 1e-10
-        # the LR form's gradient of the entries no tap reaches: every algorithm that runs must give it
-        with dispatch.force_algorithm("lr_shuffle"):
-            g_lr = torch.autograd.grad(m(xg), [m.weight], grad)[0]
-        assert (g[1] - g_lr).abs().max().item() <= 1e-10
+        if layout == "lr":
+            # the LR form's gradient of the entries no tap reaches: every algorithm that runs must give it
+            with dispatch.force_algorithm("lr_shuffle"):
+                g_lr = torch.autograd.grad(m(xg), [m.weight], grad)[0]
+            assert (g[1] - g_lr).abs().max().item() <= 1e-10
 
 
 def test_a_trained_lr_weight_never_runs_as_conv_transpose() -> None:
     """Kernel 3, stride 2: a quarter of each axis' LR entries are reached by no tap. Once they are non-zero, only
     the LR form computes the layer; while autograd records the weight, never another form (their gradients)."""
     ct = nn.ConvTranspose2d(4, 3, 3, 2, 1, 1).double()
-    m = subpixel.from_conv_transpose(ct)
+    m = subpixel.from_conv_transpose(ct, weight_layout="lr")
     x = torch.randn(1, 4, 5, 6, dtype=torch.float64)
     with torch.no_grad():
         assert set(m.plan(x).candidates) == {"lr_shuffle", "phases", "conv_transpose"}
@@ -163,7 +182,7 @@ def test_forcing_argument_context_environment(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize("algorithm", dispatch.ALGORITHMS)
 def test_derived_weights_follow_the_weight(algorithm: str) -> None:
     ref = nn.ConvTranspose2d(4, 3, 4, 2, 1).double()
-    m = subpixel.from_conv_transpose(ref)
+    m = subpixel.from_conv_transpose(ref, weight_layout="lr")
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), dispatch.force_algorithm(algorithm):
         assert (m(x) - ref(x)).abs().max().item() <= 1e-10
@@ -189,7 +208,7 @@ def test_parametrized_weight_is_derived_on_every_call() -> None:
     """A weight recomputed on every access (weight_norm on the LR weight) is a new tensor each time: no cache
     holds a derived weight of an old value, and training reaches the parametrization's parameters."""
     ref = nn.ConvTranspose2d(4, 3, 2, 2).double()
-    m = subpixel.from_conv_transpose(ref)
+    m = subpixel.from_conv_transpose(ref, weight_layout="lr")
     m = torch.nn.utils.parametrizations.weight_norm(m)
     x = torch.randn(1, 4, 3, 3, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     for algorithm in dispatch.ALGORITHMS:
@@ -264,19 +283,39 @@ def test_training_runs_the_lr_form_unless_timing_is_asked_for(monkeypatch: pytes
     assert m.plan(x).reason.startswith(("timed", "as timed"))
 
 
-def test_timing_does_not_touch_gradients_or_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_held_conv_transpose_weight_is_timed_in_training_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drop-in (ConvTranspose-layout parameter) replaces torch's layer: timed while training too, unless
+    ``SUBPIXEL_TIMED_TRAINING=0`` or deterministic algorithms ask for the LR form."""
+    m = subpixel.from_conv_transpose(nn.ConvTranspose2d(4, 3, 4, 2, 1).double())
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    assert m.plan(x).reason.startswith(("timed", "as timed"))
+    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "0")
+    plan = m.plan(x)
+    assert plan.algorithm == "lr_shuffle" and plan.reason.startswith("training")
+    torch.use_deterministic_algorithms(True)
+    try:
+        monkeypatch.delenv("SUBPIXEL_TIMED_TRAINING")
+        assert "deterministic" in m.plan(x).reason
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("layout", ["lr", "conv_transpose"])
+def test_timing_does_not_touch_gradients_or_graph(monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
     monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "1")
     ref = nn.ConvTranspose2d(4, 3, 4, 2, 1).double()
-    m = subpixel.from_conv_transpose(ref)
+    m = subpixel.from_conv_transpose(ref, weight_layout=layout)
+    weight = m.weight if layout == "lr" else m.parametrizations.weight.original
     dispatch.clear_caches()
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64, requires_grad=True)
     y = m(x)  # first call of the key: the candidates are timed on detached copies
     assert m.plan(x).reason.startswith("timed")
-    assert m.weight.grad is None and x.grad is None
+    assert weight.grad is None and x.grad is None and m.bias.grad is None
     y.sum().backward()
     xr = x.detach().clone().requires_grad_(True)
     ref(xr).sum().backward()
     assert (x.grad - xr.grad).abs().max().item() <= 1e-10
+    assert (m.bias.grad - ref.bias.grad).abs().max().item() <= 1e-10
 
 
 class _ConvTransposeLayout(nn.Module):
@@ -298,7 +337,7 @@ class _ConvTransposeLayout(nn.Module):
 @pytest.mark.parametrize("algorithm", dispatch.ALGORITHMS)
 def test_fixed_taps_parametrization_allows_every_algorithm_in_training(algorithm: str) -> None:
     ct = nn.ConvTranspose2d(4, 3, 3, 2, 1, 1).double()
-    m = subpixel.from_conv_transpose(ct)
+    m = subpixel.from_conv_transpose(ct, weight_layout="lr")
     torch.nn.utils.parametrize.register_parametrization(m, "weight", _ConvTransposeLayout(3, 2))
     original = m.parametrizations.weight.original
     assert torch.equal(original, ct.weight)
@@ -315,7 +354,7 @@ def test_fixed_taps_parametrization_allows_every_algorithm_in_training(algorithm
 def test_derived_weights_follow_data_swaps() -> None:
     """``Module.double()`` / ``.float()`` and ``p.data = ...`` replace a parameter's data without a version bump."""
     ref = nn.ConvTranspose2d(4, 3, 2, 2)
-    m = subpixel.from_conv_transpose(ref)
+    m = subpixel.from_conv_transpose(ref, weight_layout="lr")
     x = torch.randn(1, 4, 3, 3)
     with torch.no_grad(), dispatch.force_algorithm("conv_transpose"):
         m(x)

@@ -44,7 +44,7 @@ def test_fused_path_equals_conv_transpose(monkeypatch, ndim, stride, groups, bia
     calls = _spy(monkeypatch)
     torch.manual_seed(0)
     ref = CT[ndim](4, 6, stride, stride, groups=groups, bias=bias).double()
-    layer = from_conv_transpose(ref)
+    layer = from_conv_transpose(ref, weight_layout="lr")
     if order == "dcr":
         layer = {2: SubPixelConv2d, 3: SubPixelConv3d}[ndim](4, 6, stride, stride, order="dcr").double()
         with torch.no_grad():
@@ -73,7 +73,7 @@ def test_conv_transpose_runs_only_where_valid(monkeypatch) -> None:
     with dispatch.force_algorithm("conv_transpose"):
         for kwargs in (dict(kernel_size=2, stride=2), dict(kernel_size=4, stride=2, padding=1)):
             ref = nn.ConvTranspose2d(4, 3, **kwargs).double()
-            layer = from_conv_transpose(ref)
+            layer = from_conv_transpose(ref, weight_layout="lr")
             xg = x.detach().clone().requires_grad_(True)
             calls.clear()  # every LR entry is a tap: valid in training too
             gx, gw = torch.autograd.grad(layer(xg).sum(), [xg, layer.weight])
@@ -84,7 +84,7 @@ def test_conv_transpose_runs_only_where_valid(monkeypatch) -> None:
         # kernel 3, stride 2: LR entries no tap reaches; while autograd records the weight they are free
         # parameters with non-zero gradients, so only the LR form is exact
         ref = nn.ConvTranspose2d(4, 3, 3, 2, 1, 1).double()
-        layer = from_conv_transpose(ref)
+        layer = from_conv_transpose(ref, weight_layout="lr")
         calls.clear()
         layer(x).sum().backward()
         assert not calls
@@ -96,7 +96,7 @@ def test_conv_transpose_runs_only_where_valid(monkeypatch) -> None:
             assert layer.plan(x).algorithm == "lr_shuffle"
             layer(x)
             assert not calls
-        layer = from_conv_transpose(nn.ConvTranspose2d(4, 3, 2, 2).double())
+        layer = from_conv_transpose(nn.ConvTranspose2d(4, 3, 2, 2).double(), weight_layout="lr")
         calls.clear()
         with torch.no_grad():
             traced = torch.jit.trace(
@@ -108,7 +108,7 @@ def test_conv_transpose_runs_only_where_valid(monkeypatch) -> None:
 
 def test_fused_weight_cache_follows_updates() -> None:
     ref = nn.ConvTranspose2d(4, 3, 2, 2).double()
-    layer = from_conv_transpose(ref)
+    layer = from_conv_transpose(ref, weight_layout="lr")
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), dispatch.force_algorithm("conv_transpose"):
         assert (layer(x) - ref(x)).abs().max().item() <= 1e-10

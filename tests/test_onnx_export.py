@@ -429,6 +429,7 @@ def test_rewrite_model_quantized_by_onnx_runtime(tmp_path) -> None:
         (orig,) = ort_run(model, z)
         (got,) = ort_run(new, z)
         # activations are re-quantized after each layer: a different summation order may move a value across a
-        # rounding boundary, so ask for almost all outputs equal and the rest within a few quantization steps
-        assert np.mean(orig == got) > 0.99
+        # rounding boundary (how many depends on the CPU's int8 kernels: 98.3 % equal on an AVX-512 VNNI machine,
+        # > 99 % elsewhere), so ask for most outputs equal and the rest within a few quantization steps
+        assert np.mean(orig == got) > 0.95
         close(got, orig, tol=0.05)

@@ -138,16 +138,27 @@ def test_phase_path_is_used_in_forward(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(dispatch, "phase_conv_core", spy)
     ct = nn.ConvTranspose3d(2, 3, 3, 2, 1, 1).double()
-    m = subpixel.from_conv_transpose(ct)
+    m = subpixel.from_conv_transpose(ct, weight_layout="lr")
     x = torch.randn(1, 2, 3, 4, 5, dtype=torch.float64)
     with torch.no_grad(), dispatch.force_algorithm("phases"):
         assert (m(x) - ct(x)).abs().max().item() <= 1e-10
     assert calls == [1]
     with dispatch.force_algorithm("phases"):
-        # autograd records the weight, whose LR form has entries no tap reaches: only the LR form is exact
+        # autograd records an LR weight with entries no tap reaches: only the LR form is exact
         assert m.plan(x).algorithm == "lr_shuffle"
         m(x).sum().backward()
     assert calls == [1]
+    # held in ConvTranspose layout (the default), the weight has no such entries: phases train too
+    held = subpixel.from_conv_transpose(ct)
+    xg = x.clone().requires_grad_(True)
+    with dispatch.force_algorithm("phases"):
+        assert held.plan(xg).algorithm == "phases"
+        grad = torch.randn_like(ct(x))
+        ours = torch.autograd.grad(held(xg), [xg, held.parametrizations.weight.original, held.bias], grad)
+    assert calls == [1, 1]
+    ref = torch.autograd.grad(ct(xg), [xg, ct.weight, ct.bias], grad)
+    for a, b in zip(ours, ref, strict=True):
+        assert (a - b).abs().max().item() <= 1e-10
 
 
 def test_gradcheck() -> None:
@@ -165,7 +176,7 @@ def test_gradcheck() -> None:
 def test_unreachable_weight_entries_fall_back(order: str) -> None:
     torch.manual_seed(1)
     ct = nn.ConvTranspose2d(2, 3, 3, 2, 1, 1).double()
-    m = subpixel.from_conv_transpose(ct)
+    m = subpixel.from_conv_transpose(ct, weight_layout="lr")
     if order == "dcr":
         m = subpixel.SubPixelConv2d(2, 3, 3, 2, 1, 1, order="dcr", dtype=torch.float64)
         with torch.no_grad():

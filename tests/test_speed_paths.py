@@ -160,7 +160,7 @@ def test_plain_path_under_tracing_and_export(monkeypatch):
 
     monkeypatch.setattr(shuffle_mod, "_shuffle_copy", boom)
     monkeypatch.setattr(shuffle_mod, "_unshuffle_copy", boom)
-    layer = from_conv_transpose(nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1))
+    layer = from_conv_transpose(nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1), weight_layout="lr")
     x = torch.randn(1, 4, 5, 5)
     traced = torch.jit.trace(layer, x, check_trace=False)
     with pytest.raises(AssertionError, match="fast path"):
@@ -193,7 +193,7 @@ def test_layer_fast_paths_equal_conv_transpose(ndim, cin, cout, k, s, p, op, siz
     conv_t = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[ndim]
     torch.manual_seed(0)
     ref = conv_t(cin, cout, k, s, p, op).double()
-    layer = from_conv_transpose(ref)
+    layer = from_conv_transpose(ref, weight_layout="lr")
     for memory_format in FORMATS[ndim]:
         x = fmt(torch.randn(2, cin, *size, dtype=torch.float64), memory_format)
         with torch.no_grad():
@@ -217,7 +217,7 @@ def test_layer_fast_paths_equal_conv_transpose(ndim, cin, cout, k, s, p, op, siz
 
 def test_channels_last_weight_cache_follows_updates():
     ref = nn.ConvTranspose2d(6, 4, 4, stride=2, padding=1).double()
-    layer = from_conv_transpose(ref)
+    layer = from_conv_transpose(ref, weight_layout="lr")
     x = torch.randn(1, 6, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         assert (layer(x) - ref(x)).abs().max() <= 1e-10
@@ -239,7 +239,7 @@ def test_float32_within_torch_error(ndim, cin, cout, k, s, p, op, size):
     conv_t = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[ndim]
     torch.manual_seed(1)
     ref = conv_t(cin * 8, cout, k, s, p, op)
-    layer = from_conv_transpose(ref)
+    layer = from_conv_transpose(ref, weight_layout="lr")
     ref64 = conv_t(cin * 8, cout, k, s, p, op).double()
     ref64.load_state_dict(ref.state_dict())
     err_torch, err_sub = [], []
@@ -259,7 +259,7 @@ def test_channels_last_model_equals_conv_transpose(ndim, k, s, p):
     cls = {2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}[ndim]
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}[ndim]
     deconv = cls(6, 4, k, s, p, dtype=torch.float64)
-    layer = from_conv_transpose(deconv).to(memory_format=fmt)
+    layer = from_conv_transpose(deconv, weight_layout="lr").to(memory_format=fmt)
     assert layer.weight.is_contiguous(memory_format=fmt)
     x = torch.randn(2, 6, *[5] * ndim, dtype=torch.float64).contiguous(memory_format=fmt)
     with torch.no_grad():

@@ -10,7 +10,7 @@ All take checked, batched arguments; :mod:`subpixel.dispatch` validates, plans a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -148,25 +148,11 @@ def phase_conv_core(
     out: Tensor | None = None  # allocated in the memory format of the convolutions' output (as torch's layer)
     spatial = x.shape[2:]
     bias_only = []
-    for phase, combo in enumerate(_product(axes)):
-        if any(p.count == 0 for p in combo):
-            continue
-        index = (
-            slice(None),
-            slice(None),
-            *(slice(p.start, None, len(a)) for p, a in zip(combo, axes, strict=True)),
-        )
-        if any(p.taps == 0 for p in combo):  # no tap lands on this phase: bias only
+    for phase, combo, index, keep in _phase_jobs(axes, spatial):
+        if keep is None:
             bias_only.append(index)
             continue
         w = w_all[(slice(None), phase, slice(None), *(slice(p.tap_lo, p.tap_lo + p.taps) for p in combo))]
-        keep = [
-            slice(max(-p.pad_before, 0), size - max(-p.pad_after, 0))
-            for p, size in zip(combo, spatial, strict=True)
-        ]
-        if any(k.stop <= k.start for k in keep):  # the phase's outputs see no input sample: bias only
-            bias_only.append(index)
-            continue
         xi = x
         if any(k.start or k.stop != size for k, size in zip(keep, spatial, strict=True)):
             xi = x[(slice(None), slice(None), *keep)]
@@ -186,6 +172,35 @@ def phase_conv_core(
         else:
             target.copy_(bias.reshape(c_out, *([1] * n)).expand_as(target))
     return out
+
+
+def _phase_jobs(
+    axes: Sequence[Sequence[AxisPhase]], spatial: Sequence[int]
+) -> Iterator[tuple[int, tuple[AxisPhase, ...], tuple[slice, ...], list[slice] | None]]:
+    """``(phase, combo, output index, input crop)`` for every phase combination with outputs; the crop is
+    ``None`` where the phase's outputs are the bias only (no tap lands on it, or its outputs see no input)."""
+    for phase, combo in enumerate(_product(axes)):
+        if any(p.count == 0 for p in combo):
+            continue
+        index = (
+            slice(None),
+            slice(None),
+            *(slice(p.start, None, len(a)) for p, a in zip(combo, axes, strict=True)),
+        )
+        if any(p.taps == 0 for p in combo):
+            yield phase, combo, index, None
+            continue
+        keep = [
+            slice(max(-p.pad_before, 0), size - max(-p.pad_after, 0))
+            for p, size in zip(combo, spatial, strict=True)
+        ]
+        yield phase, combo, index, (None if any(k.stop <= k.start for k in keep) else keep)
+
+
+def phase_conv_count(axes: Sequence[Sequence[AxisPhase]], spatial: Sequence[int]) -> int:
+    """How many convolutions :func:`phase_conv_core` runs (0: the output is the bias alone, which no gradient
+    reaches: the per-phase form is then no candidate)."""
+    return sum(keep is not None for *_, keep in _phase_jobs(axes, spatial))
 
 
 def _product(axes: Sequence[Sequence[AxisPhase]]) -> list[tuple[AxisPhase, ...]]:

@@ -8,6 +8,7 @@ Weight norm, spectral norm and any ``torch.nn.utils.parametrize`` parametrizatio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -21,11 +22,24 @@ from subpixel.reparametrize import (
     carry_to_lr,
     deepcopy_module,
     describe,
+    hold_conv_transpose_weight,
     is_reparametrized,
     warn_dropped_hooks,
 )
 
-__all__ = ["ConversionReport", "Replacement", "convert_model", "from_conv_transpose", "to_conv_transpose"]
+__all__ = [
+    "WEIGHT_LAYOUTS",
+    "ConversionReport",
+    "Replacement",
+    "WeightLayout",
+    "convert_model",
+    "from_conv_transpose",
+    "to_conv_transpose",
+]
+
+#: how a converted layer holds a plain (not reparametrized) weight; see :func:`from_conv_transpose`
+WeightLayout = Literal["conv_transpose", "lr"]
+WEIGHT_LAYOUTS: tuple[str, ...] = ("conv_transpose", "lr")
 
 _CONV_T: dict[int, type[nn.Module]] = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _SUBPIXEL: dict[int, type[SubPixelConvNd]] = {1: SubPixelConv1d, 2: SubPixelConv2d, 3: SubPixelConv3d}
@@ -55,11 +69,26 @@ def _has_bias(module: nn.Module) -> bool:
     return "bias" not in module._parameters or module._parameters["bias"] is not None
 
 
-def from_conv_transpose(module: nn.Module) -> SubPixelConvNd:
+def from_conv_transpose(
+    module: nn.Module, *, weight_layout: WeightLayout = "conv_transpose"
+) -> SubPixelConvNd:
     """The :class:`~subpixel.layers.SubPixelConvNd` that computes exactly what ``module`` computes.
 
     The new layer is on the same device, in the same dtype and training mode, with the same ``requires_grad``.
     Its tensors are copies: ``module`` is not modified.
+
+    ``weight_layout`` says how a plain weight is held:
+
+    * ``"conv_transpose"`` (default, the drop-in): the parameter is a copy of ``module.weight`` in its own layout
+      (``parametrizations.weight.original``), mapped to the LR weight by the exact
+      :class:`~subpixel.reparametrize.ConvTransposeToLR` (``layer.weight`` is the LR weight). The layer has exactly
+      the original's parameters, so it trains as the original (an optimizer sees the same tensors), and
+      :mod:`subpixel.dispatch` may run torch's own transposed convolution on the parameter as it is wherever that
+      is timed faster, in training too. ``parametrize.remove_parametrizations(layer, "weight")`` makes it an
+      LR-layout layer.
+    * ``"lr"``: the parameter is the LR weight itself (the paper's layer). Where the kernel is not a multiple of
+      the stride (or with dilation), its extra LR entries start at zero but are trained like any other, so the
+      layer is then strictly more expressive than the original.
 
     A reparametrized weight stays reparametrized (see :mod:`subpixel.reparametrize`): with
     ``parametrizations.weight_norm``, ``spectral_norm`` or any ``parametrize`` module, the new layer has copies of
@@ -88,10 +117,16 @@ def from_conv_transpose(module: nn.Module) -> SubPixelConvNd:
         raise TypeError(
             f"module {type(module).__name__} has uninitialised (lazy) parameters; run it once first"
         )
-    return _from_conv_transpose(module, "")
+    return _from_conv_transpose(module, "", _check_layout(weight_layout))
 
 
-def _from_conv_transpose(module: nn.Module, name: str) -> SubPixelConvNd:
+def _check_layout(weight_layout: object) -> WeightLayout:
+    if weight_layout not in WEIGHT_LAYOUTS:
+        raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
+    return weight_layout  # type: ignore[return-value]
+
+
+def _from_conv_transpose(module: nn.Module, name: str, weight_layout: WeightLayout) -> SubPixelConvNd:
     """:func:`from_conv_transpose` of a checked ``module``; ``name`` (its place in a model) labels warnings."""
     n = _conv_transpose_ndim(module)
     warn_dropped_hooks(module, name)
@@ -113,7 +148,10 @@ def _from_conv_transpose(module: nn.Module, name: str) -> SubPixelConvNd:
     if is_reparametrized(module):
         to_lr = ConvTransposeToLR(layer.kernel_size, layer.stride, layer.dilation, layer.groups, layer.order)
         carry_to_lr(module, layer, to_lr)
-    if "weight" in module._parameters:  # a plain weight (not reparametrized)
+    if "weight" in module._parameters and weight_layout == "conv_transpose":
+        to_lr = ConvTransposeToLR(layer.kernel_size, layer.stride, layer.dilation, layer.groups, layer.order)
+        hold_conv_transpose_weight(layer, weight, to_lr)
+    elif "weight" in module._parameters:  # a plain weight, held in LR layout
         with torch.no_grad():
             layer.weight.copy_(
                 conv_transpose_weight_to_lr(weight, layer.stride, layer.dilation, layer.groups)
@@ -251,6 +289,7 @@ def convert_model(
     verify: bool = True,
     example_input: Tensor | None = None,
     seed: int = 0,
+    weight_layout: WeightLayout = "conv_transpose",
 ) -> tuple[nn.Module, ConversionReport]:
     """Replace every ``nn.ConvTranspose{1,2,3}d`` in ``model`` (nested modules included) by its exact
     :class:`SubPixelConvNd` equivalent.
@@ -262,6 +301,8 @@ def convert_model(
         example_input: if given, also run both whole models on it (in their own dtype, on copies of their
             buffers: neither model changes) and report the max abs difference.
         seed: seed of the random verification inputs.
+        weight_layout: how plain weights are held (:func:`from_conv_transpose`): ``"conv_transpose"`` (default:
+            the original's parameters, trained exactly as the original) or ``"lr"``.
 
     Returns:
         ``(converted_model, report)``.
@@ -269,11 +310,14 @@ def convert_model(
     Examples:
         >>> net = nn.Sequential(nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(4, 1, 4, 2, 1))
         >>> new, report = convert_model(net)
-        >>> [type(m).__name__ for m in new], len(report.replacements)
+        >>> [parametrize.type_before_parametrizations(m).__name__ for m in new], len(report.replacements)
         (['SubPixelConv2d', 'ReLU', 'SubPixelConv2d'], 2)
+        >>> print(report.replacements[0].replacement)  # the ConvTranspose weight held, mapped to LR form
+        SubPixelConv2d(8, 4, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), lr_kernel_size=(2, 2), order='crd') [weight: ConvTransposeToLR]
         >>> max(r.max_abs_error for r in report.replacements) < 1e-12
         True
     """
+    weight_layout = _check_layout(weight_layout)
     original = model
     if not inplace:
         model = deepcopy_module(model)
@@ -285,7 +329,7 @@ def convert_model(
         if isinstance(module, tuple(_CONV_T.values())) and not isinstance(module, SubPixelConvNd)
     ]
     for name, module in targets:
-        new = _from_conv_transpose(module, name)
+        new = _from_conv_transpose(module, name, weight_layout)
         error = _layer_error(module, new, generator) if verify else None
         report.replacements.append(Replacement(name, describe(module), describe(new), error))
         if name == "":

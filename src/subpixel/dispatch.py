@@ -59,7 +59,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -72,6 +72,7 @@ from subpixel.algorithms import (
     conv_transpose_core,
     lr_conv_core,
     phase_conv_core,
+    phase_conv_count,
     phase_plan,
     reachable_mask,
     zero_outside,
@@ -81,10 +82,11 @@ from subpixel.geometry import (
     _check_groups,
     _check_input,
     _spatial_dims,
+    conv_transpose_weight_to_lr,
     lr_geometry,
     lr_weight_to_conv_transpose,
 )
-from subpixel.shuffle import _memory_format, _use_plain_path, convert_channel_order
+from subpixel.shuffle import _memory_format, convert_channel_order
 
 __all__ = [
     "ALGORITHMS",
@@ -98,19 +100,22 @@ __all__ = [
 ]
 
 Algorithm = Literal["lr_shuffle", "phases", "conv_transpose"]
+#: the layout of the weight a call gives: ``"lr"`` (``weight_lr``) or ``"ct"`` (ConvTranspose, ``weight_ct``)
+WeightSource = Literal["lr", "ct"]
 ALGORITHMS: tuple[str, ...] = ("lr_shuffle", "phases", "conv_transpose")
 _ENV = "SUBPIXEL_ALGORITHM"
 _ENV_TRAINING = "SUBPIXEL_TIMED_TRAINING"
 _PLAN_CACHE_SIZE = 512
-_KEEP_LR = 0.97  # another algorithm replaces the LR form only when timed at least 3 % faster
+#: another algorithm replaces the reference (the LR form; torch's own layer for a ConvTranspose-layout weight) only
+#: when timed at least 3 % faster
+_KEEP = 0.97
 #: "phases" is a candidate only where it saves at least 5 % of the LR form's multiply-adds
 _PHASE_MAX_WORK = 0.95
 #: ... and needs at most this many convolutions (FCN-32s, stride 32²: 1 024 small convs, never faster)
 _PHASE_MAX_CONVS = 64
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(NamedTuple):
     """The validated arguments of one transposed convolution in LR form (everything but the tensors)."""
 
     ndim: int
@@ -176,9 +181,15 @@ def _check_algorithm(name: str | None, origin: str) -> str | None:
     return None if name == "auto" else name
 
 
-def _timed_training() -> bool:
-    """Whether ``$SUBPIXEL_TIMED_TRAINING`` asks for the timed choice while autograd records too."""
-    return os.environ.get(_ENV_TRAINING, "").strip().lower() in ("1", "true", "yes", "on")
+def _timed_training() -> bool | None:
+    """``$SUBPIXEL_TIMED_TRAINING``: ``True`` (time while autograd records too), ``False`` (the LR form), ``None``
+    (unset: timed for ConvTranspose-layout weights only)."""
+    value = os.environ.get(_ENV_TRAINING, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return None
 
 
 def forced_algorithm() -> str | None:
@@ -281,7 +292,8 @@ def _hashable(value: object) -> object:
 
 def _validate(
     input: Tensor,
-    weight_lr: Tensor,
+    weight: Tensor,
+    source: WeightSource,
     bias: Tensor | None,
     stride: object,
     padding: object,
@@ -292,23 +304,35 @@ def _validate(
     order: str,
 ) -> tuple[Spec, tuple[AxisGeometry, ...], bool]:
     """The checks of :func:`~subpixel.functional.lr_conv_shuffle`; the spec, geometry and whether ``input`` has a
-    batch dimension."""
+    batch dimension. ``weight`` is the LR weight (``source == "lr"``) or the ConvTranspose weight (``"ct"``)."""
     order = check_order(order)
-    n = _spatial_dims(weight_lr, "weight_lr")
+    name = "weight_lr" if source == "lr" else "weight_ct"
+    n = _spatial_dims(weight, name)
     strides = as_tuple(stride, n, "stride", minimum=1)  # type: ignore[arg-type]
     pads = as_tuple(padding, n, "padding", minimum=0)  # type: ignore[arg-type]
     out_pads = as_tuple(output_padding, n, "output_padding", minimum=0)  # type: ignore[arg-type]
     dilations = as_tuple(dilation, n, "dilation", minimum=1)  # type: ignore[arg-type]
-    k_lr = tuple(weight_lr.shape[2:])
-    if kernel_size is None:
-        kernel = tuple(((kk * s - 1) // d) + 1 for kk, s, d in zip(k_lr, strides, dilations, strict=True))
-    else:
-        kernel = as_tuple(kernel_size, n, "kernel_size", minimum=1)  # type: ignore[arg-type]
     r_total = math.prod(strides)
-    _check_groups(weight_lr.shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
+    if source == "ct":
+        kernel = tuple(weight.shape[2:])
+        if kernel_size is not None and as_tuple(kernel_size, n, "kernel_size", minimum=1) != kernel:  # type: ignore[arg-type]
+            raise ValueError(f"weight_ct has kernel size {kernel}, but kernel_size={kernel_size!r}")
+        _check_groups(weight.shape[0], groups, "weight_ct.shape[0] (in_channels)")
+        lr_shape = (weight.shape[1] * groups * r_total, weight.shape[0] // groups)
+        k_lr = tuple(((kk - 1) * d) // s + 1 for kk, s, d in zip(kernel, strides, dilations, strict=True))
+        in_channels = weight.shape[0]
+    else:
+        k_lr = tuple(weight.shape[2:])
+        if kernel_size is None:
+            kernel = tuple(((kk * s - 1) // d) + 1 for kk, s, d in zip(k_lr, strides, dilations, strict=True))
+        else:
+            kernel = as_tuple(kernel_size, n, "kernel_size", minimum=1)  # type: ignore[arg-type]
+        lr_shape = tuple(weight.shape[:2])
+        in_channels = weight.shape[1] * groups
+    _check_groups(lr_shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
     if order == "dcr" and groups != 1:
         raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
-    x, batched = _check_input(input, n, weight_lr.shape[1] * groups)
+    x, batched = _check_input(input, n, in_channels)
     geoms = tuple(
         lr_geometry(length, k, s, p, a, d)
         for length, k, s, p, a, d in zip(x.shape[2:], kernel, strides, pads, out_pads, dilations, strict=True)
@@ -318,7 +342,7 @@ def _validate(
             f"weight_lr has LR kernel size {k_lr}, but kernel_size={kernel}, stride={strides}, "
             f"dilation={dilations} need {tuple(g.lr_kernel for g in geoms)}"
         )
-    c_out = weight_lr.shape[0] // r_total
+    c_out = lr_shape[0] // r_total
     if bias is not None and tuple(bias.shape) != (c_out,):
         raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
     spec = Spec(n, strides, pads, out_pads, dilations, kernel, groups, order)
@@ -329,15 +353,19 @@ def _entry(spec: Spec, geoms: tuple[AxisGeometry, ...], batched: bool, spatial: 
     mask = reachable_mask(spec.kernel_size, spec.strides, spec.dilations)
     phases = None
     axes, fraction = phase_plan(spatial, spec.kernel_size, spec.strides, spec.dilations, geoms)
-    if fraction <= _PHASE_MAX_WORK and math.prod(spec.strides) <= _PHASE_MAX_CONVS:
+    if (
+        fraction <= _PHASE_MAX_WORK
+        and math.prod(spec.strides) <= _PHASE_MAX_CONVS
+        and phase_conv_count(axes, spatial) > 0
+    ):
         phases = tuple(tuple(a) for a in axes)
     return _Entry(spec, geoms, batched, None if bool(mask.all()) else mask, phases, {})
 
 
 def _lr_order(spec: Spec, x: Tensor, weight_grad: bool) -> ChannelOrder:
     """The LR weight order to convolve with: DCR for a channels-last input (its shuffle is a block copy), except
-    when autograd records the weight and the compiled copy kernel shuffles CRD near bandwidth (no per-call reorder
-    of the weight and its gradient)."""
+    when autograd records an LR weight parameter and the compiled copy kernel shuffles CRD near bandwidth (no
+    per-call reorder of the weight and its gradient)."""
     if spec.order == "dcr" or spec.groups != 1 or _memory_format(x) == torch.contiguous_format:
         return spec.order
     if weight_grad and x.device.type == "cpu" and native.available():
@@ -365,48 +393,49 @@ def _candidates(entry: _Entry, zero_outside_taps: bool, weight_grad: bool) -> li
 
 def _execute(
     algorithm: str, plan_spec: Spec, geoms: Sequence[AxisGeometry], phases, lr_order: ChannelOrder,
-    x: Tensor, weight: Tensor, bias: Tensor | None, weight_grad: bool,
+    x: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, weight_grad: bool,
 ) -> Tensor:  # fmt: skip
-    """Run one algorithm on checked, batched arguments."""
+    """Run one algorithm on checked, batched arguments; ``weight`` in LR (``source == "lr"``) or ConvTranspose
+    (``"ct"``) layout. A derived weight is computed on every call while autograd records ``weight`` (so that its
+    gradient flows), else cached (:func:`_derive`)."""
     spec = plan_spec
     fmt = _memory_format(x)
     if algorithm == "conv_transpose":
+        if source == "ct":
+            w_ct = weight  # torch's own layer, exactly: the weight as it is
+        else:
 
-        def make_ct() -> Tensor:
-            w = lr_weight_to_conv_transpose(
-                weight,
-                spec.kernel_size,
-                spec.strides,
-                spec.dilations,
-                spec.groups,
-                order=spec.order,
-                check=False,
-            )
+            def make_ct() -> Tensor:
+                w = lr_weight_to_conv_transpose(
+                    weight, spec.kernel_size, spec.strides, spec.dilations, spec.groups, order=spec.order,
+                    check=False,
+                )  # fmt: skip
+                return w.contiguous(memory_format=fmt)
+
+            w_ct = make_ct() if weight_grad else _derive(weight, ("ct", spec, fmt), make_ct)  # type: ignore[assignment]
+        return conv_transpose_core(
+            x, w_ct, bias, spec.strides, spec.padding, spec.output_padding, spec.groups, spec.dilations
+        )  # fmt: skip
+    order = spec.order if algorithm == "phases" else lr_order
+    w = weight
+    if source == "ct":
+
+        def make_lr() -> Tensor:
+            w = conv_transpose_weight_to_lr(weight, spec.strides, spec.dilations, spec.groups, order=order)
             return w.contiguous(memory_format=fmt)
 
-        w_ct = make_ct() if weight_grad else _derive(weight, ("ct", spec, fmt), make_ct)
-        return conv_transpose_core(
-            x,
-            w_ct,
-            bias,
-            spec.strides,
-            spec.padding,
-            spec.output_padding,
-            spec.groups,
-            spec.dilations,  # type: ignore[arg-type]
-        )
-    if algorithm == "phases":
-        return phase_conv_core(x, weight, bias, phases, spec.groups, spec.order)
-    w = weight
-    if lr_order != spec.order:
+        w = make_lr() if weight_grad else _derive(weight, ("lr", spec, order, fmt), make_lr)  # type: ignore[assignment]
+    elif order != spec.order:
 
         def make_dcr() -> Tensor:
-            return convert_channel_order(weight, spec.strides, spec.order, lr_order, dim=0).contiguous(
+            return convert_channel_order(weight, spec.strides, spec.order, order, dim=0).contiguous(
                 memory_format=fmt
             )
 
         w = make_dcr() if weight_grad else _derive(weight, ("dcr", spec, fmt), make_dcr)  # type: ignore[assignment]
-    return lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, lr_order)
+    if algorithm == "phases":
+        return phase_conv_core(x, w, bias, phases, spec.groups, order)
+    return lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, order)
 
 
 def _sync(device: torch.device) -> None:
@@ -415,8 +444,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _time(
-    cands: list[str], entry: _Entry, lr_order: ChannelOrder, x: Tensor, weight: Tensor, bias: Tensor | None,
-    grads: tuple[bool, bool, bool],
+    cands: list[str], entry: _Entry, lr_order: ChannelOrder, x: Tensor, weight: Tensor, source: WeightSource,
+    bias: Tensor | None, grads: tuple[bool, bool, bool],
 ) -> tuple[str, str]:  # fmt: skip
     """Time the candidates on this call's tensors (module docstring); the fastest and a summary."""
     training = torch.is_grad_enabled() and any(grads)
@@ -431,17 +460,16 @@ def _time(
     def call(algorithm: str) -> None:
         with torch.set_grad_enabled(training):
             y = _execute(
-                algorithm, entry.spec, entry.geoms, entry.phases, lr_order, xs, ws, bs, grads[1] and training
-            )
+                algorithm, entry.spec, entry.geoms, entry.phases, lr_order, xs, ws, source, bs,
+                grads[1] and training,
+            )  # fmt: skip
             if training and y.requires_grad:
                 torch.autograd.grad(y, leaves, torch.ones_like(y), allow_unused=True)
         _sync(x.device)
 
     times: dict[str, list[float]] = {}
     errors: dict[str, str] = {}
-    for (
-        algorithm
-    ) in cands:  # warm-up (oneDNN primitive creation, allocator); an algorithm that fails is dropped
+    for algorithm in cands:  # warm-up (oneDNN primitive creation); an algorithm that fails is dropped
         t0 = time.perf_counter()
         try:
             call(algorithm)
@@ -452,34 +480,43 @@ def _time(
             continue
         times[algorithm] = [time.perf_counter() - t0]
     first = max(ts[0] for ts in times.values())
+    # a second warm-up round where it is cheap: the first calls of a large output also pay fresh page faults
+    if first < 0.05:
+        for algorithm in times:
+            call(algorithm)
     rounds = (
-        2 if first > 0.1 else min(10, max(3, int(0.05 / max(first, 1e-6))))
-    )  # ~50 ms of timing, 2-10 rounds
+        3 if first > 0.1 else min(15, max(5, int(0.08 / max(first, 1e-6))))
+    )  # ~80 ms of timing, 3-15 rounds
     for algorithm in times:
         times[algorithm] = []
-    for _ in range(rounds):
-        for algorithm in times:
+    for i in range(rounds):
+        order = list(times) if i % 2 == 0 else list(reversed(times))  # alternate who runs after whom
+        for algorithm in order:
             t0 = time.perf_counter()
             call(algorithm)
             times[algorithm].append(time.perf_counter() - t0)
-    fastest = {a: min(ts) for a, ts in times.items()}  # the minimum: load from other processes only adds time
+    # the lower half's mean: robust to other processes' load (which only adds time) without trusting one call
+    fastest = {a: sum(sorted(ts)[: max(1, len(ts) // 2)]) / max(1, len(ts) // 2) for a, ts in times.items()}
     best = min(fastest, key=fastest.__getitem__)
-    if (
-        fastest[best] > _KEEP_LR * fastest["lr_shuffle"]
-    ):  # within noise of the LR form: keep the layer's own form
-        best = "lr_shuffle"
+    reference = "conv_transpose" if source == "ct" and "conv_transpose" in fastest else "lr_shuffle"
+    if fastest[best] > _KEEP * fastest[reference]:  # within noise of the reference: keep it
+        best = reference
     summary = ", ".join(f"{a} {1e3 * t:.3g} ms" for a, t in fastest.items())
     summary += "".join(f", {a} failed ({e})" for a, e in errors.items())
-    return best, f"timed (fastest of {rounds}): {summary}"
+    return best, f"timed ({rounds} rounds): {summary}"
 
 
 def _choose(
-    entry: _Entry, zero_ok: bool, forced: str | None, x: Tensor, weight: Tensor, bias: Tensor | None,
-    grads: tuple[bool, bool, bool], fixed_taps: bool,
+    entry: _Entry, zero_ok: bool, forced: str | None, x: Tensor, weight: Tensor, source: WeightSource,
+    bias: Tensor | None, grads: tuple[bool, bool, bool], fixed_taps: bool,
 ) -> Plan:  # fmt: skip
+    recording = torch.is_grad_enabled() and any(grads)
     weight_grad = torch.is_grad_enabled() and grads[1]
-    lr_order = _lr_order(entry.spec, x, weight_grad)
+    lr_order = _lr_order(entry.spec, x, weight_grad and source == "lr")
     cands = _candidates(entry, zero_ok, weight_grad and not fixed_taps)
+    timed_training = _timed_training()
+    if timed_training is None:
+        timed_training = source == "ct"
     if forced is not None:
         algorithm = forced if forced in cands else "lr_shuffle"
         reason = "forced" if algorithm == forced else f"{forced} forced but not valid here; lr_shuffle runs"
@@ -487,21 +524,22 @@ def _choose(
         algorithm, reason = cands[0], "the only valid algorithm"
     elif torch.are_deterministic_algorithms_enabled():
         algorithm, reason = "lr_shuffle", "torch.use_deterministic_algorithms(True): no timed choice"
-    elif torch.is_grad_enabled() and any(grads) and not _timed_training():
+    elif recording and not timed_training:
         algorithm = "lr_shuffle"
         reason = (
-            f"training: the LR form (a timed choice could differ between runs; {_ENV_TRAINING}=1 times it)"
+            f"training an LR-layout weight: the LR form (a timed choice could differ between runs; "
+            f"{_ENV_TRAINING}=1 times it)"
         )
     else:
         size_class = (
-            entry.spec, tuple(cands), lr_order, x.shape[0], x.shape[1], round(math.log2(max(math.prod(x.shape[2:]), 1))),
-            _memory_format(x), x.dtype, x.device, tuple(weight.shape), weight.stride(), bias is None,
-            torch.is_grad_enabled() and grads, torch.is_autocast_enabled(x.device.type), native.available(),
-            torch.get_num_threads(),
+            entry.spec, tuple(cands), lr_order, source, x.shape[0], x.shape[1],
+            round(math.log2(max(math.prod(x.shape[2:]), 1))), _memory_format(x), x.dtype, x.device,
+            tuple(weight.shape), weight.stride(), bias is None, recording and grads,
+            torch.is_autocast_enabled(x.device.type), native.available(), torch.get_num_threads(),
         )  # fmt: skip
         decided = _decisions.get(size_class)
         if decided is None:
-            decided = _time(cands, entry, lr_order, x, weight, bias, grads)
+            decided = _time(cands, entry, lr_order, x, weight, source, bias, grads)
             with _lock:
                 _decisions[size_class] = decided
                 while len(_decisions) > _PLAN_CACHE_SIZE:
@@ -512,46 +550,82 @@ def _choose(
     return Plan(algorithm, tuple(cands), reason, lr_order, entry.spec, entry.geoms, entry.phases)  # type: ignore[arg-type]
 
 
-def _unplanned(input: Tensor, weight_lr: Tensor) -> bool:
+_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
+_is_tracing = torch._C._get_tracing_state
+_is_compiling = torch.compiler.is_compiling
+_is_exporting = torch.compiler.is_exporting
+_is_scripting = torch.jit.is_scripting
+
+
+def _onnx_export_check() -> Callable[[], bool]:
+    """``torch.onnx.is_in_onnx_export`` without its two imports per call (it runs on every forward), reading the
+    same two flags; the public function where torch's private modules moved."""
+    try:
+        from torch.onnx._internal.exporter import _flags
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+        def check() -> bool:
+            return GLOBALS.in_onnx_export or _flags._is_onnx_exporting
+
+        check()
+        return check
+    except (ImportError, AttributeError):  # pragma: no cover - another torch version
+        return torch.onnx.is_in_onnx_export
+
+
+_in_onnx_export = _onnx_export_check()
+
+
+def _unplanned(input: Tensor, weight: Tensor) -> bool:
     """Whether the LR form runs unplanned: under tracing, scripting, compiling or export, for tensor subclasses,
     symbolic sizes and meta tensors, and under a ``TorchDispatchMode`` (``FlopCounterMode`` and other observers of
     the ops, which count the layer's own LR arithmetic; no candidate is timed inside them)."""
-    return (
-        _use_plain_path(input)
-        or _use_plain_path(weight_lr)
-        or not all(type(v) is int for v in input.shape)
-        or input.device.type == "meta"
+    return bool(
+        type(input) not in _PLAIN_TENSORS
+        or type(weight) not in _PLAIN_TENSORS
+        or _is_tracing()
+        or _is_compiling()
+        or _is_exporting()
+        or _is_scripting()
+        or _in_onnx_export()
+        or input.is_meta
         or is_in_torch_dispatch_mode()
+        or not all(type(v) is int for v in input.shape)
     )
 
 
 def _plan_and_inputs(
-    input: Tensor, weight_lr: Tensor, bias: Tensor | None, stride: object, padding: object, output_padding: object,
-    groups: int, dilation: object, kernel_size: object, order: str, algorithm: str | None, fixed_taps: bool,
+    input: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, stride: object, padding: object,
+    output_padding: object, groups: int, dilation: object, kernel_size: object, order: str, algorithm: str | None,
+    fixed_taps: bool,
 ) -> tuple[Plan | None, Tensor, bool, Spec | None, tuple[AxisGeometry, ...] | None]:  # fmt: skip
     """The plan for this call (``None`` under tracing/compiling/export: the LR form, unplanned), and the batched
     input."""
-    if _unplanned(input, weight_lr):
+    if _unplanned(input, weight):
         spec, geoms, batched = _validate(
-            input, weight_lr, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
+            input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
         )
         return None, (input if batched else input.unsqueeze(0)), batched, spec, geoms
     forced = _check_algorithm(algorithm, "algorithm") if algorithm is not None else forced_algorithm()
-    grads = (input.requires_grad, weight_lr.requires_grad, bias is not None and bias.requires_grad)
-    recording = torch.is_grad_enabled() and any(grads)
+    fixed_taps = fixed_taps or source == "ct"
+    grad_on = torch.is_grad_enabled()
+    grads = (input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad)
+    recording = grad_on and (grads[0] or grads[1] or grads[2])
     key = (
-        tuple(input.shape), input.stride(), input.dtype, input.device,
-        tuple(weight_lr.shape), weight_lr.stride(), weight_lr.dtype,
-        None if bias is None else (tuple(bias.shape), bias.dtype),
-        _hashable(stride), _hashable(padding), _hashable(output_padding), groups, _hashable(dilation),
-        _hashable(kernel_size), order, recording and grads, forced, fixed_taps,
-        recording and _timed_training(), torch.are_deterministic_algorithms_enabled(),
-        torch.is_autocast_enabled(input.device.type), native.available(), torch.get_num_threads(),
+        input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype, source,
+        None if bias is None else (bias.shape, bias.dtype), stride, padding, output_padding, groups, dilation,
+        kernel_size, order, recording and grads, forced, fixed_taps, recording and _timed_training(),
+        torch.are_deterministic_algorithms_enabled(), torch.is_autocast_enabled(input.device.type),
+        native.available(), torch.get_num_threads(),
     )  # fmt: skip
-    entry = _plans.get(key)
+    try:
+        entry = _plans.get(key)
+    except TypeError:  # lists among the arguments
+        key = tuple(_hashable(v) for v in key)
+        entry = _plans.get(key)
     if entry is None:
         spec, geoms, batched = _validate(
-            input, weight_lr, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
+            input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
         )
         spatial = tuple(input.shape[-spec.ndim :])
         entry = _entry(spec, geoms, batched, spatial)
@@ -560,26 +634,31 @@ def _plan_and_inputs(
             while len(_plans) > _PLAN_CACHE_SIZE:
                 _plans.popitem(last=False)
     x = input if entry.batched else input.unsqueeze(0)
-    free_grad = torch.is_grad_enabled() and grads[1] and not fixed_taps
     zero_ok = True
-    if entry.mask is not None and not free_grad:
+    if entry.mask is not None and source == "lr" and not (grad_on and grads[1] and not fixed_taps):
         zero_ok = bool(
             _derive(
-                weight_lr,
+                weight,
                 ("zero_outside", entry.spec),
-                lambda: zero_outside(weight_lr, entry.mask, entry.spec.order),
+                lambda: zero_outside(weight, entry.mask, entry.spec.order),
             )
         )
     plan = entry.plans.get(zero_ok)
     if plan is None:
-        plan = _choose(entry, zero_ok, forced, x, weight_lr, bias, grads, fixed_taps)
+        plan = _choose(entry, zero_ok, forced, x, weight, source, bias, grads, fixed_taps)
         entry.plans[zero_ok] = plan
     return plan, x, entry.batched, entry.spec, entry.geoms
 
 
+def _source(weight_lr: Tensor | None, weight_ct: Tensor | None) -> tuple[Tensor, WeightSource]:
+    if (weight_lr is None) == (weight_ct is None):
+        raise ValueError("give exactly one of weight_lr and weight_ct")
+    return (weight_lr, "lr") if weight_ct is None else (weight_ct, "ct")  # type: ignore[return-value]
+
+
 def plan(
     input: Tensor,
-    weight_lr: Tensor,
+    weight_lr: Tensor | None,
     bias: Tensor | None = None,
     stride: object = 1,
     padding: object = 0,
@@ -591,28 +670,20 @@ def plan(
     order: str = "crd",
     algorithm: str | None = None,
     fixed_taps: bool = False,
+    weight_ct: Tensor | None = None,
 ) -> Plan | None:
     """The :class:`Plan` that :func:`run` follows for these arguments in the current grad mode (choosing it now if
     this is the key's first call); ``None`` under tracing, scripting, compiling or export (the LR form runs)."""
+    weight, source = _source(weight_lr, weight_ct)
     return _plan_and_inputs(
-        input,
-        weight_lr,
-        bias,
-        stride,
-        padding,
-        output_padding,
-        groups,
-        dilation,
-        kernel_size,
-        order,
-        algorithm,
-        fixed_taps,
-    )[0]
+        input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order,
+        algorithm, fixed_taps,
+    )[0]  # fmt: skip
 
 
 def run(
     input: Tensor,
-    weight_lr: Tensor,
+    weight_lr: Tensor | None,
     bias: Tensor | None = None,
     stride: object = 1,
     padding: object = 0,
@@ -624,6 +695,7 @@ def run(
     order: str = "crd",
     algorithm: str | None = None,
     fixed_taps: bool = False,
+    weight_ct: Tensor | None = None,
 ) -> Tensor:
     """Validate, plan (cached) and run: the body of :func:`~subpixel.functional.lr_conv_shuffle` (same arguments
     and result; see there).
@@ -633,28 +705,31 @@ def run(
     parameter, e.g. by a parametrization marked ``subpixel_fixed_taps = True``): the other algorithms are then
     valid while autograd records the weight too.
 
+    ``weight_ct`` (instead of ``weight_lr``, which is then ``None``) is the ConvTranspose-layout weight the LR
+    weight is an exact re-indexing of (:func:`~subpixel.geometry.conv_transpose_weight_to_lr` with ``order``):
+    ``"conv_transpose"`` then runs torch's layer on it as it is, and the other algorithms re-index it (on every
+    call while autograd records it, so that its gradient flows; cached otherwise). Layers converted from a
+    ConvTranspose hold their weight so (:class:`subpixel.reparametrize.ConvTransposeToLR`).
+
     Shape:
-        - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``; weight_lr: ``(C_out·R, C_in/groups, *K)``.
+        - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``; weight_lr: ``(C_out·R, C_in/groups, *K)``;
+          weight_ct: ``(C_in, C_out/groups, *k)``.
         - output: ``(N, C_out, *L_out)`` (no ``N`` for an unbatched input).
     """
+    weight, source = _source(weight_lr, weight_ct)
     p, x, batched, spec, geoms = _plan_and_inputs(
-        input,
-        weight_lr,
-        bias,
-        stride,
-        padding,
-        output_padding,
-        groups,
-        dilation,
-        kernel_size,
-        order,
-        algorithm,
-        fixed_taps,
-    )
+        input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order,
+        algorithm, fixed_taps,
+    )  # fmt: skip
     if p is None:  # traced, compiled, exported: the exportable conv + shuffle graph
         assert spec is not None and geoms is not None
-        y = lr_conv_core(x, weight_lr, bias, geoms, spec.strides, spec.groups, spec.order)
+        w = weight
+        if source == "ct":
+            w = conv_transpose_weight_to_lr(
+                weight, spec.strides, spec.dilations, spec.groups, order=spec.order
+            )
+        y = lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, spec.order)
     else:
-        weight_grad = torch.is_grad_enabled() and weight_lr.requires_grad
-        y = _execute(p.algorithm, p.spec, p.geoms, p.phases, p.lr_order, x, weight_lr, bias, weight_grad)
+        weight_grad = weight.requires_grad and torch.is_grad_enabled()
+        y = _execute(p.algorithm, p.spec, p.geoms, p.phases, p.lr_order, x, weight, source, bias, weight_grad)
     return y if batched else y.squeeze(0)

@@ -25,6 +25,7 @@ from subpixel.functional import (
     lr_kernel_size,
     output_padding_for_size,
 )
+from subpixel.reparametrize import ConvTransposeToLR
 
 __all__ = [
     "FractionallyStridedConv1d",
@@ -181,36 +182,67 @@ class SubPixelConvNd(nn.Module):
             - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
         """
         args = self._arguments(input, output_size)
+        weight_lr, weight_ct, fixed_taps = self._weights()
         return dispatch.run(
             input,
-            self.weight,
+            weight_lr,
             self.bias,
             *args,
             order=self.order,
             algorithm=self.algorithm,
-            fixed_taps=self._fixed_taps(),
+            fixed_taps=fixed_taps,
+            weight_ct=weight_ct,
         )
 
     def plan(self, input: Tensor, output_size: Sequence[int] | None = None) -> dispatch.Plan | None:
         """The :class:`~subpixel.dispatch.Plan` (algorithm and why) that ``forward(input, output_size)`` follows in
-        the current grad mode; ``None`` under tracing, compiling or export (the LR form runs)."""
+        the current grad mode; ``None`` under tracing, compiling or export (the LR form runs).
+
+        Like ``forward``, it evaluates the weight's parametrizations (a spectral norm's power iteration steps in
+        training mode): call it under ``torch.no_grad()`` in eval mode to leave their state alone."""
         args = self._arguments(input, output_size)
+        weight_lr, weight_ct, fixed_taps = self._weights()
         return dispatch.plan(
             input,
-            self.weight,
+            weight_lr,
             self.bias,
             *args,
             order=self.order,
             algorithm=self.algorithm,
-            fixed_taps=self._fixed_taps(),
+            fixed_taps=fixed_taps,
+            weight_ct=weight_ct,
         )
 
-    def _fixed_taps(self) -> bool:
-        """Whether a parametrization computes the LR weight from ConvTranspose-layout parameters (it has the
-        attribute ``subpixel_fixed_taps = True``): the LR entries no tap reaches are then zero by construction and
-        their gradients go nowhere (see :func:`subpixel.dispatch.run`)."""
-        chain = getattr(getattr(self, "parametrizations", None), "weight", None)
-        return chain is not None and any(getattr(p, "subpixel_fixed_taps", False) for p in chain)
+    def _weights(self) -> tuple[Tensor | None, Tensor | None, bool]:
+        """``(weight_lr, weight_ct, fixed_taps)`` for :func:`subpixel.dispatch.run`.
+
+        A weight held in ConvTranspose layout (a parametrization chain ending in
+        :class:`~subpixel.reparametrize.ConvTransposeToLR` of this layer's geometry, as :func:`subpixel.convert_model`
+        makes) is given as ``weight_ct``: the chain is evaluated without its last step, so torch's own transposed
+        convolution can run on it as it is. Otherwise the LR weight ``self.weight``, and ``fixed_taps`` when a
+        parametrization marked ``subpixel_fixed_taps = True`` computes it (the LR entries no tap reaches are zero by
+        construction and their gradients go nowhere; see :func:`subpixel.dispatch.run`).
+        """
+        plain = self._parameters.get("weight")
+        if plain is not None:
+            return plain, None, False
+        plists = self._modules.get("parametrizations")
+        chain = None if plists is None else plists._modules.get("weight")
+        if chain is None:  # a hook-style reparametrization: the LR weight is an attribute
+            return self.weight, None, False
+        steps = list(chain._modules.values())
+        last = steps[-1]
+        if type(last) is ConvTransposeToLR and last.matches(self):
+            if len(steps) == 1 and chain.is_tensor:
+                return None, chain._parameters.get("original", chain.original), True
+            if chain.is_tensor:
+                value = steps[0](chain.original)
+            else:
+                value = steps[0](*(getattr(chain, f"original{i}") for i in range(chain.ntensors)))
+            for step in steps[1:-1]:
+                value = step(value)
+            return None, value, True
+        return self.weight, None, any(getattr(p, "subpixel_fixed_taps", False) for p in chain)
 
     def _arguments(self, input: Tensor, output_size: Sequence[int] | None) -> tuple:
         """stride, padding, output padding (from ``output_size`` if given), groups, dilation, kernel size."""

@@ -51,6 +51,7 @@ __all__ = [
     "carry_to_lr",
     "deepcopy_module",
     "describe",
+    "hold_conv_transpose_weight",
     "is_reparametrized",
     "warn_dropped_hooks",
 ]
@@ -89,9 +90,32 @@ class ConvTransposeToLR(nn.Module):
         self.dilation = dilation if isinstance(dilation, int) else tuple(dilation)
         self.groups = groups
         self.order: ChannelOrder = check_order(order)
+        self._matched: tuple | None = None  # the geometry matches() last accepted
 
     def forward(self, weight: Tensor) -> Tensor:
         return conv_transpose_weight_to_lr(weight, self.stride, self.dilation, self.groups, order=self.order)
+
+    def matches(self, layer: nn.Module) -> bool:
+        """Whether this is the map of ``layer``'s geometry (kernel size, stride, dilation, groups, channel order),
+        so that the tensor it maps is ``layer``'s ConvTranspose-layout weight."""
+        geometry = (layer.kernel_size, layer.stride, layer.dilation, layer.groups, layer.order)
+        if self._matched == geometry:  # the last answer (asked on every forward)
+            return True
+        n = len(layer.kernel_size)  # type: ignore[arg-type]
+
+        def norm(v: int | tuple[int, ...]) -> tuple[int, ...]:
+            return (v,) * n if isinstance(v, int) else tuple(v)
+
+        ok = (
+            norm(self.kernel_size),
+            norm(self.stride),
+            norm(self.dilation),
+            self.groups,
+            self.order,
+        ) == tuple(tuple(v) if isinstance(v, (tuple, list)) else v for v in geometry)
+        if ok:
+            self._matched = geometry
+        return ok
 
     def right_inverse(self, weight_lr: Tensor) -> Tensor:
         return lr_weight_to_conv_transpose(
@@ -297,6 +321,20 @@ def carry_to_lr(deconv: nn.Module, layer: nn.Module, to_lr: ConvTransposeToLR) -
         if hook.name == "weight":
             new.to_lr = copy.deepcopy(to_lr)  # type: ignore[attr-defined]
         setattr(layer, hook.name, _current_value(new, layer))
+
+
+def hold_conv_transpose_weight(layer: nn.Module, weight_ct: Tensor, to_lr: ConvTransposeToLR) -> None:
+    """Make ``layer.weight`` the LR weight ``to_lr(original)`` of a parameter ``original`` holding a copy of the
+    ConvTranspose weight ``weight_ct`` (same ``requires_grad``), under ``layer.parametrizations.weight.original``.
+
+    Shape:
+        - weight_ct: ``(C_in, C_out/groups, *k)``; ``layer.weight``: ``(C_out·∏s, C_in/groups, *K)``.
+    """
+    _set_tensor(
+        layer, "weight", nn.Parameter(weight_ct.detach().clone(), requires_grad=weight_ct.requires_grad)
+    )
+    parametrize.register_parametrization(layer, "weight", _Originals(None), unsafe=True)
+    layer.parametrizations["weight"][0] = to_lr  # type: ignore[index]
 
 
 def carry_to_conv_transpose(layer: nn.Module, deconv: nn.Module) -> None:
