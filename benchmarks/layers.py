@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
@@ -146,10 +145,14 @@ def bench_layer(case: LayerCase, batch: int, fmt: str, mode: str, budget_s: floa
     ref = conv_t(
         case.in_channels, case.out_channels, case.kernel, case.stride, case.padding, case.output_padding
     )
-    sub = subpixel.from_conv_transpose(ref)
-    if fmt != "contiguous":  # a channels-last model, as PyTorch's guide makes one: weights too, on both sides
+    sub = subpixel.from_conv_transpose(ref)  # the drop-in: the ConvTranspose weight held, any exact algorithm
+    # beside it, the LR form's own standing: the paper's layer (LR weight as the parameter), LR conv + shuffle forced
+    sub_lr = subpixel.from_conv_transpose(ref, weight_layout="lr")
+    sub_lr.algorithm = "lr_shuffle"
+    if fmt != "contiguous":  # a channels-last model, as PyTorch's guide makes one: weights too, on all sides
         ref = ref.to(memory_format=getattr(torch, fmt))
         sub = sub.to(memory_format=getattr(torch, fmt))
+        sub_lr = sub_lr.to(memory_format=getattr(torch, fmt))
     x = to_format(torch.randn(batch, case.in_channels, *case.size), fmt)
     with torch.no_grad():
         y_ref, y_sub = ref(x), sub(x)
@@ -175,8 +178,6 @@ def bench_layer(case: LayerCase, batch: int, fmt: str, mode: str, budget_s: floa
 
             return f
 
-    sub_lr = copy.deepcopy(sub)  # the LR form forced, beside the automatic choice
-    sub_lr.algorithm = "lr_shuffle"
     with torch.set_grad_enabled(mode == "training"):
         plan = sub.plan(
             x if mode == "inference" else xg

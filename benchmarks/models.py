@@ -197,11 +197,11 @@ def _has_parametrized_conv_transpose(model: nn.Module) -> bool:
     )
 
 
-def convert(model: nn.Module) -> tuple[nn.Module, str]:
-    """``subpixel.convert_model`` of a copy, and a note. Where this checkout's ``convert_model`` does not keep a
-    parametrization of a ConvTranspose, it is removed (folded) from the original's up-samplers first, so that both
-    sides compute the same network."""
-    converted = subpixel.convert_model(copy.deepcopy(model))
+def convert(model: nn.Module, **options: object) -> tuple[nn.Module, str]:
+    """``subpixel.convert_model`` of a copy (with ``options``), and a note. Where this checkout's ``convert_model``
+    does not keep a parametrization of a ConvTranspose, it is removed (folded) from the original's up-samplers
+    first, so that both sides compute the same network."""
+    converted = subpixel.convert_model(copy.deepcopy(model), **options)
     converted = converted[0] if isinstance(converted, tuple) else converted
     note = ""
     if _has_parametrized_conv_transpose(model) and not _has_parametrized_conv_transpose(converted):
@@ -218,8 +218,9 @@ def bench_network(name: str, fmt: str, mode: str, budget_s: float) -> dict[str, 
     torch.manual_seed(0)
     dispatch.clear_caches()  # plans of this case only (each is chosen again on its first call)
     original = build()
-    converted, note = convert(original)
-    forced = copy.deepcopy(converted)
+    converted, note = convert(original)  # the drop-in: ConvTranspose weights held, any exact algorithm
+    # beside it, the LR form's own standing: LR weights as the parameters, LR conv + shuffle forced (below)
+    forced, _ = convert(original, weight_layout="lr")
     models = [original, converted, forced]
     if fmt != "contiguous":
         models = [m.to(memory_format=getattr(torch, fmt)) for m in models]

@@ -393,3 +393,29 @@ def test_timed_choice_is_reused_for_similar_sizes() -> None:
     assert similar is not first and similar.algorithm == first.algorithm
     assert similar.reason.startswith("as timed for an input of about this size")
     assert other.reason.startswith("timed")
+
+
+@pytest.mark.parametrize("algorithm", dispatch.ALGORITHMS)
+def test_a_weight_computed_on_every_call_is_not_cached(algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weight norm on a converted layer: the ConvTranspose weight is a new tensor on every forward, so whatever is
+    derived from it is computed on the call (and counted by the timing), never looked up in the cache."""
+    cached = []
+    derive = dispatch._derive
+
+    def spy(weight, kind, make):
+        cached.append(kind[0])
+        return derive(weight, kind, make)
+
+    monkeypatch.setattr(dispatch, "_derive", spy)
+    ct = torch.nn.utils.parametrizations.weight_norm(nn.ConvTranspose1d(4, 3, 16, 8, 4).double())
+    m = subpixel.from_conv_transpose(ct)
+    _, weight_ct, fixed, fresh = m._weights()
+    assert weight_ct is not None and fixed and fresh
+    x = torch.randn(2, 4, 9, dtype=torch.float64)
+    dispatch.clear_caches()
+    with torch.no_grad(), dispatch.force_algorithm(algorithm):
+        for _ in range(3):
+            assert (m(x) - ct(x)).abs().max().item() <= 1e-10
+            assert cached == []
+            m.parametrizations.weight.original0.mul_(1.5)
+            ct.parametrizations.weight.original0.mul_(1.5)

@@ -15,24 +15,35 @@ is immutable; it names the algorithm, chosen among the exactly equivalent ones (
     (:func:`~subpixel.functional.lr_weight_to_conv_transpose`); for ``k == s`` without padding this is oneDNN's
     deconvolution primitive, one GEMM writing the shuffled output directly.
 
+**Two weight layouts.** A call gives the LR weight (``weight_lr``: layers built in LR form, ESPCN, the functional
+API) or the ConvTranspose weight it re-indexes (``weight_ct``: layers converted by :func:`subpixel.convert_model` /
+:func:`subpixel.from_conv_transpose`, which hold the original's parameter under
+:class:`~subpixel.reparametrize.ConvTransposeToLR`). With ``weight_ct``, ``"conv_transpose"`` is torch's own layer
+on the parameter as it is (no copy), and the LR forms re-index it (cached in inference; on every call in training,
+where the gradient has to reach the parameter).
+
 **Validity.** An LR weight can hold entries where no ConvTranspose tap lands (kernel not divisible by the stride,
 or dilation). ``"phases"`` and ``"conv_transpose"`` drop those entries, so they are valid only (a) when the weight
 is zero there, checked on the weight's values (cached per weight identity and ``_version``), and (b) when autograd
-records a gradient of the weight, only if there are no such entries at all: the LR layer's gradient for them is not
-zero, and an optimiser step would make them non-zero. Under tracing, scripting, ``torch.compile``, ``torch.export``
-or ONNX export, on meta tensors and under a ``TorchDispatchMode`` (``FlopCounterMode``) only ``"lr_shuffle"`` runs
-(the exportable conv + shuffle graph, the layer's own arithmetic), unplanned.
+records a gradient of an LR weight, only if there are no such entries at all: the LR layer's gradient for them is
+not zero, and an optimiser step would make them non-zero. A ConvTranspose-layout weight (or a parametrization
+marked ``subpixel_fixed_taps = True``) has no such entries: every algorithm is valid, in training too. Under
+tracing, scripting, ``torch.compile``, ``torch.export`` or ONNX export, on meta tensors and under a
+``TorchDispatchMode`` (``FlopCounterMode``) only ``"lr_shuffle"`` runs (the exportable conv + shuffle graph, the
+layer's own arithmetic), unplanned.
 
-**Choice.** With one valid algorithm, it runs. While autograd records (training), the LR form runs: a timed
-choice can differ from run to run, and with it the float rounding, which would break bitwise-reproducible training
-and resuming; ``SUBPIXEL_TIMED_TRAINING=1`` times in training too. Under ``torch.use_deterministic_algorithms(True)``
-nothing is timed (the LR form runs). Otherwise (inference, several valid algorithms) the first call of a key times each (as
-``torch.backends.cudnn.benchmark`` does): one warm-up call each, then interleaved calls (inference: the forward
-under ``no_grad``; training: forward and backward of the tensors that require gradients, on detached copies), and
-the fastest (minimum over 2-10 rounds: other processes' load only adds time) wins, unless it is within 3 % of the LR
-form, which is then kept. The timings are in :attr:`Plan.reason`. A timed choice is reused for inputs of the same
-layer, batch, memory format and grad mode whose spatial size rounds to the same power of two (images of many
-sizes are not each timed).
+**Choice.** With one valid algorithm, it runs. Under ``torch.use_deterministic_algorithms(True)`` nothing is timed
+(the LR form runs). While autograd records (training) an LR-layout weight, the LR form runs (the layer's own
+definition, bitwise reproducible between runs); a ConvTranspose-layout weight (the drop-in) is timed in training
+too, as ``torch.backends.cudnn.benchmark`` would: it replaces torch's layer, which must never be faster.
+``SUBPIXEL_TIMED_TRAINING=1`` times every layer in training, ``=0`` none (the LR form). Otherwise the first call
+of a key times each valid algorithm (inference: the forward under ``no_grad``; training: forward and backward of
+the tensors that require gradients, on detached copies): two warm-up calls each (oneDNN primitive creation, the
+first page faults of a large output), then 3-15 interleaved rounds in alternating order, each algorithm scored by
+the mean of its faster half (other processes' load only adds time). The fastest wins unless it is within 3 % of
+the reference (the LR form; torch's own layer for a ConvTranspose-layout weight), which is then kept. The timings
+are in :attr:`Plan.reason`. A timed choice is reused for inputs of the same layer, batch, memory format and grad
+mode whose spatial size rounds to the same power of two (images of many sizes are not each timed).
 
 **Forcing.** ``algorithm=`` of :func:`~subpixel.functional.lr_conv_shuffle` or of the layer (attribute
 ``layer.algorithm``), else :func:`force_algorithm` (a context manager), else the environment variable
@@ -393,11 +404,11 @@ def _candidates(entry: _Entry, zero_outside_taps: bool, weight_grad: bool) -> li
 
 def _execute(
     algorithm: str, plan_spec: Spec, geoms: Sequence[AxisGeometry], phases, lr_order: ChannelOrder,
-    x: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, weight_grad: bool,
+    x: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, per_call: bool,
 ) -> Tensor:  # fmt: skip
     """Run one algorithm on checked, batched arguments; ``weight`` in LR (``source == "lr"``) or ConvTranspose
-    (``"ct"``) layout. A derived weight is computed on every call while autograd records ``weight`` (so that its
-    gradient flows), else cached (:func:`_derive`)."""
+    (``"ct"``) layout. A derived weight is computed on every call where ``per_call`` (autograd records ``weight``,
+    so that its gradient flows, or ``weight`` is a new tensor on every call), else cached (:func:`_derive`)."""
     spec = plan_spec
     fmt = _memory_format(x)
     if algorithm == "conv_transpose":
@@ -412,7 +423,7 @@ def _execute(
                 )  # fmt: skip
                 return w.contiguous(memory_format=fmt)
 
-            w_ct = make_ct() if weight_grad else _derive(weight, ("ct", spec, fmt), make_ct)  # type: ignore[assignment]
+            w_ct = make_ct() if per_call else _derive(weight, ("ct", spec, fmt), make_ct)  # type: ignore[assignment]
         return conv_transpose_core(
             x, w_ct, bias, spec.strides, spec.padding, spec.output_padding, spec.groups, spec.dilations
         )  # fmt: skip
@@ -424,7 +435,7 @@ def _execute(
             w = conv_transpose_weight_to_lr(weight, spec.strides, spec.dilations, spec.groups, order=order)
             return w.contiguous(memory_format=fmt)
 
-        w = make_lr() if weight_grad else _derive(weight, ("lr", spec, order, fmt), make_lr)  # type: ignore[assignment]
+        w = make_lr() if per_call else _derive(weight, ("lr", spec, order, fmt), make_lr)  # type: ignore[assignment]
     elif order != spec.order:
 
         def make_dcr() -> Tensor:
@@ -432,7 +443,7 @@ def _execute(
                 memory_format=fmt
             )
 
-        w = make_dcr() if weight_grad else _derive(weight, ("dcr", spec, fmt), make_dcr)  # type: ignore[assignment]
+        w = make_dcr() if per_call else _derive(weight, ("dcr", spec, fmt), make_dcr)  # type: ignore[assignment]
     if algorithm == "phases":
         return phase_conv_core(x, w, bias, phases, spec.groups, order)
     return lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, order)
@@ -445,7 +456,7 @@ def _sync(device: torch.device) -> None:
 
 def _time(
     cands: list[str], entry: _Entry, lr_order: ChannelOrder, x: Tensor, weight: Tensor, source: WeightSource,
-    bias: Tensor | None, grads: tuple[bool, bool, bool],
+    bias: Tensor | None, grads: tuple[bool, bool, bool], fresh_weight: bool,
 ) -> tuple[str, str]:  # fmt: skip
     """Time the candidates on this call's tensors (module docstring); the fastest and a summary."""
     training = torch.is_grad_enabled() and any(grads)
@@ -461,7 +472,7 @@ def _time(
         with torch.set_grad_enabled(training):
             y = _execute(
                 algorithm, entry.spec, entry.geoms, entry.phases, lr_order, xs, ws, source, bs,
-                grads[1] and training,
+                (grads[1] and training) or fresh_weight,
             )  # fmt: skip
             if training and y.requires_grad:
                 torch.autograd.grad(y, leaves, torch.ones_like(y), allow_unused=True)
@@ -479,14 +490,18 @@ def _time(
             errors[algorithm] = str(exc).splitlines()[0][:80]
             continue
         times[algorithm] = [time.perf_counter() - t0]
+    # a second, timed warm-up where the first was cheap: the first calls of a large output also pay fresh page
+    # faults, and the first call of all may have paid one-time costs (oneDNN primitives, a kernel build)
     first = max(ts[0] for ts in times.values())
-    # a second warm-up round where it is cheap: the first calls of a large output also pay fresh page faults
-    if first < 0.05:
+    if first < 1.0:
         for algorithm in times:
+            t0 = time.perf_counter()
             call(algorithm)
+            times[algorithm] = [time.perf_counter() - t0]
+        first = max(ts[0] for ts in times.values())
     rounds = (
         3 if first > 0.1 else min(15, max(5, int(0.08 / max(first, 1e-6))))
-    )  # ~80 ms of timing, 3-15 rounds
+    )  # ~80 ms of timing: 3-15 rounds
     for algorithm in times:
         times[algorithm] = []
     for i in range(rounds):
@@ -508,7 +523,7 @@ def _time(
 
 def _choose(
     entry: _Entry, zero_ok: bool, forced: str | None, x: Tensor, weight: Tensor, source: WeightSource,
-    bias: Tensor | None, grads: tuple[bool, bool, bool], fixed_taps: bool,
+    bias: Tensor | None, grads: tuple[bool, bool, bool], fixed_taps: bool, fresh_weight: bool,
 ) -> Plan:  # fmt: skip
     recording = torch.is_grad_enabled() and any(grads)
     weight_grad = torch.is_grad_enabled() and grads[1]
@@ -534,12 +549,12 @@ def _choose(
         size_class = (
             entry.spec, tuple(cands), lr_order, source, x.shape[0], x.shape[1],
             round(math.log2(max(math.prod(x.shape[2:]), 1))), _memory_format(x), x.dtype, x.device,
-            tuple(weight.shape), weight.stride(), bias is None, recording and grads,
+            tuple(weight.shape), weight.stride(), bias is None, recording and grads, fresh_weight,
             torch.is_autocast_enabled(x.device.type), native.available(), torch.get_num_threads(),
         )  # fmt: skip
         decided = _decisions.get(size_class)
         if decided is None:
-            decided = _time(cands, entry, lr_order, x, weight, source, bias, grads)
+            decided = _time(cands, entry, lr_order, x, weight, source, bias, grads, fresh_weight)
             with _lock:
                 _decisions[size_class] = decided
                 while len(_decisions) > _PLAN_CACHE_SIZE:
@@ -597,7 +612,7 @@ def _unplanned(input: Tensor, weight: Tensor) -> bool:
 def _plan_and_inputs(
     input: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, stride: object, padding: object,
     output_padding: object, groups: int, dilation: object, kernel_size: object, order: str, algorithm: str | None,
-    fixed_taps: bool,
+    fixed_taps: bool, fresh_weight: bool,
 ) -> tuple[Plan | None, Tensor, bool, Spec | None, tuple[AxisGeometry, ...] | None]:  # fmt: skip
     """The plan for this call (``None`` under tracing/compiling/export: the LR form, unplanned), and the batched
     input."""
@@ -614,7 +629,7 @@ def _plan_and_inputs(
     key = (
         input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype, source,
         None if bias is None else (bias.shape, bias.dtype), stride, padding, output_padding, groups, dilation,
-        kernel_size, order, recording and grads, forced, fixed_taps, recording and _timed_training(),
+        kernel_size, order, recording and grads, forced, fixed_taps, fresh_weight, recording and _timed_training(),
         torch.are_deterministic_algorithms_enabled(), torch.is_autocast_enabled(input.device.type),
         native.available(), torch.get_num_threads(),
     )  # fmt: skip
@@ -645,7 +660,7 @@ def _plan_and_inputs(
         )
     plan = entry.plans.get(zero_ok)
     if plan is None:
-        plan = _choose(entry, zero_ok, forced, x, weight, source, bias, grads, fixed_taps)
+        plan = _choose(entry, zero_ok, forced, x, weight, source, bias, grads, fixed_taps, fresh_weight)
         entry.plans[zero_ok] = plan
     return plan, x, entry.batched, entry.spec, entry.geoms
 
@@ -671,13 +686,14 @@ def plan(
     algorithm: str | None = None,
     fixed_taps: bool = False,
     weight_ct: Tensor | None = None,
+    fresh_weight: bool = False,
 ) -> Plan | None:
     """The :class:`Plan` that :func:`run` follows for these arguments in the current grad mode (choosing it now if
     this is the key's first call); ``None`` under tracing, scripting, compiling or export (the LR form runs)."""
     weight, source = _source(weight_lr, weight_ct)
     return _plan_and_inputs(
         input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order,
-        algorithm, fixed_taps,
+        algorithm, fixed_taps, fresh_weight,
     )[0]  # fmt: skip
 
 
@@ -696,6 +712,7 @@ def run(
     algorithm: str | None = None,
     fixed_taps: bool = False,
     weight_ct: Tensor | None = None,
+    fresh_weight: bool = False,
 ) -> Tensor:
     """Validate, plan (cached) and run: the body of :func:`~subpixel.functional.lr_conv_shuffle` (same arguments
     and result; see there).
@@ -711,6 +728,10 @@ def run(
     call while autograd records it, so that its gradient flows; cached otherwise). Layers converted from a
     ConvTranspose hold their weight so (:class:`subpixel.reparametrize.ConvTransposeToLR`).
 
+    ``fresh_weight=True`` says the weight is a new tensor on every call (computed by a parametrization such as
+    weight norm): weights derived from it are then computed on every call rather than cached, and the timed
+    choice counts that cost.
+
     Shape:
         - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``; weight_lr: ``(C_out·R, C_in/groups, *K)``;
           weight_ct: ``(C_in, C_out/groups, *k)``.
@@ -719,7 +740,7 @@ def run(
     weight, source = _source(weight_lr, weight_ct)
     p, x, batched, spec, geoms = _plan_and_inputs(
         input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order,
-        algorithm, fixed_taps,
+        algorithm, fixed_taps, fresh_weight,
     )  # fmt: skip
     if p is None:  # traced, compiled, exported: the exportable conv + shuffle graph
         assert spec is not None and geoms is not None
@@ -730,6 +751,6 @@ def run(
             )
         y = lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, spec.order)
     else:
-        weight_grad = weight.requires_grad and torch.is_grad_enabled()
-        y = _execute(p.algorithm, p.spec, p.geoms, p.phases, p.lr_order, x, weight, source, bias, weight_grad)
+        per_call = fresh_weight or (weight.requires_grad and torch.is_grad_enabled())
+        y = _execute(p.algorithm, p.spec, p.geoms, p.phases, p.lr_order, x, weight, source, bias, per_call)
     return y if batched else y.squeeze(0)

@@ -182,7 +182,7 @@ class SubPixelConvNd(nn.Module):
             - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
         """
         args = self._arguments(input, output_size)
-        weight_lr, weight_ct, fixed_taps = self._weights()
+        weight_lr, weight_ct, fixed_taps, fresh = self._weights()
         return dispatch.run(
             input,
             weight_lr,
@@ -192,6 +192,7 @@ class SubPixelConvNd(nn.Module):
             algorithm=self.algorithm,
             fixed_taps=fixed_taps,
             weight_ct=weight_ct,
+            fresh_weight=fresh,
         )
 
     def plan(self, input: Tensor, output_size: Sequence[int] | None = None) -> dispatch.Plan | None:
@@ -201,7 +202,7 @@ class SubPixelConvNd(nn.Module):
         Like ``forward``, it evaluates the weight's parametrizations (a spectral norm's power iteration steps in
         training mode): call it under ``torch.no_grad()`` in eval mode to leave their state alone."""
         args = self._arguments(input, output_size)
-        weight_lr, weight_ct, fixed_taps = self._weights()
+        weight_lr, weight_ct, fixed_taps, fresh = self._weights()
         return dispatch.plan(
             input,
             weight_lr,
@@ -211,38 +212,41 @@ class SubPixelConvNd(nn.Module):
             algorithm=self.algorithm,
             fixed_taps=fixed_taps,
             weight_ct=weight_ct,
+            fresh_weight=fresh,
         )
 
-    def _weights(self) -> tuple[Tensor | None, Tensor | None, bool]:
-        """``(weight_lr, weight_ct, fixed_taps)`` for :func:`subpixel.dispatch.run`.
+    def _weights(self) -> tuple[Tensor | None, Tensor | None, bool, bool]:
+        """``(weight_lr, weight_ct, fixed_taps, fresh_weight)`` for :func:`subpixel.dispatch.run`.
 
         A weight held in ConvTranspose layout (a parametrization chain ending in
         :class:`~subpixel.reparametrize.ConvTransposeToLR` of this layer's geometry, as :func:`subpixel.convert_model`
         makes) is given as ``weight_ct``: the chain is evaluated without its last step, so torch's own transposed
         convolution can run on it as it is. Otherwise the LR weight ``self.weight``, and ``fixed_taps`` when a
         parametrization marked ``subpixel_fixed_taps = True`` computes it (the LR entries no tap reaches are zero by
-        construction and their gradients go nowhere; see :func:`subpixel.dispatch.run`).
+        construction and their gradients go nowhere; see :func:`subpixel.dispatch.run`). ``fresh_weight``: the
+        weight given is computed on this call (weight norm, spectral norm, ...), a new tensor every time.
         """
         plain = self._parameters.get("weight")
         if plain is not None:
-            return plain, None, False
+            return plain, None, False, False
         plists = self._modules.get("parametrizations")
         chain = None if plists is None else plists._modules.get("weight")
-        if chain is None:  # a hook-style reparametrization: the LR weight is an attribute
-            return self.weight, None, False
+        if chain is None:  # a hook-style reparametrization: the LR weight is computed before every forward
+            return self.weight, None, False, True
         steps = list(chain._modules.values())
         last = steps[-1]
         if type(last) is ConvTransposeToLR and last.matches(self):
             if len(steps) == 1 and chain.is_tensor:
-                return None, chain._parameters.get("original", chain.original), True
+                return None, chain._parameters.get("original", chain.original), True, False
             if chain.is_tensor:
                 value = steps[0](chain.original)
             else:
                 value = steps[0](*(getattr(chain, f"original{i}") for i in range(chain.ntensors)))
             for step in steps[1:-1]:
                 value = step(value)
-            return None, value, True
-        return self.weight, None, any(getattr(p, "subpixel_fixed_taps", False) for p in chain)
+            return None, value, True, True
+        fixed = any(getattr(p, "subpixel_fixed_taps", False) for p in steps)
+        return self.weight, None, fixed, True
 
     def _arguments(self, input: Tensor, output_size: Sequence[int] | None) -> tuple:
         """stride, padding, output padding (from ``output_size`` if given), groups, dilation, kernel size."""

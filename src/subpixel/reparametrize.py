@@ -113,7 +113,7 @@ class ConvTransposeToLR(nn.Module):
             self.groups,
             self.order,
         ) == tuple(tuple(v) if isinstance(v, (tuple, list)) else v for v in geometry)
-        if ok:
+        if ok and not torch.compiler.is_compiling():  # no module state changes inside a compiled graph
             self._matched = geometry
         return ok
 

@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
         err32 = (layer(x) - deconv(x)).abs().max().item()
         t_ref = _median_ms(lambda: deconv(x), args.repeats)
         t_new = _median_ms(lambda: layer(x), args.repeats)
+        plan = layer.plan(x)
     print(f"max |difference|: {err64:.2e} (float64), {err32:.2e} (float32)")
     print(
         f"median time on {tuple(x.shape)} with {torch.get_num_threads()} threads: ConvTranspose2d {t_ref:.2f} ms, "
         f"SubPixelConv2d {t_new:.2f} ms, speed-up {t_ref / t_new:.2f}x"
     )
+    if plan is not None:
+        print(f"algorithm: {plan.algorithm} ({plan.reason})")
     return 0
