@@ -88,6 +88,21 @@ def test_the_default_layout_holds_the_conv_transpose_parameters():
         subpixel.from_conv_transpose(deconv, weight_layout="LR")
 
 
+def test_a_converted_model_loads_the_original_checkpoint():
+    """The original model's ``state_dict`` (plain ConvTranspose weights under ``weight``) loads into the converted
+    model, which then computes what the original with those weights computes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(4, 3, 3, 2, 1, 1), nn.ReLU())
+    converted, _ = convert_model(model, verify=False)
+    trained = nn.Sequential(nn.ConvTranspose2d(4, 3, 3, 2, 1, 1), nn.ReLU()).double()
+    converted.load_state_dict(trained.state_dict())  # strict: every key maps
+    converted.double()
+    x = torch.randn(1, 4, 5, 6, dtype=torch.float64)
+    with torch.no_grad():
+        assert (converted(x) - trained(x)).abs().max().item() <= 1e-10
+    converted.load_state_dict(converted.state_dict())  # and its own keys still load
+
+
 def test_default_init_has_torch_conv_transpose_statistics():
     torch.manual_seed(0)
     ours = SubPixelConv2d(64, 64, 4, stride=2, padding=1)

@@ -335,6 +335,15 @@ def hold_conv_transpose_weight(layer: nn.Module, weight_ct: Tensor, to_lr: ConvT
     )
     parametrize.register_parametrization(layer, "weight", _Originals(None), unsafe=True)
     layer.parametrizations["weight"][0] = to_lr  # type: ignore[index]
+    layer._register_load_state_dict_pre_hook(_load_conv_transpose_weight)
+
+
+def _load_conv_transpose_weight(state_dict: dict, prefix: str, *args: object) -> None:
+    """``load_state_dict`` of a layer holding a ConvTranspose weight accepts the original ConvTranspose's
+    ``state_dict`` too: its ``weight`` is the held parameter (``parametrizations.weight.original``)."""
+    held = prefix + "parametrizations.weight.original"
+    if prefix + "weight" in state_dict and held not in state_dict:
+        state_dict[held] = state_dict.pop(prefix + "weight")
 
 
 def carry_to_conv_transpose(layer: nn.Module, deconv: nn.Module) -> None:
