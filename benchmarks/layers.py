@@ -28,7 +28,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from torch import nn
 
 import subpixel
 from _common import geomean, keep_freed_memory, machine_info
-from subpixel import native
+from subpixel import native, timing
 from subpixel.shuffle import pixel_shuffle, pixel_unshuffle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,18 +119,9 @@ def to_format(x: torch.Tensor, name: str) -> torch.Tensor:
 def interleaved(
     fns: list[Callable[[], object]], budget_s: float, min_runs: int = 5, max_runs: int = 200
 ) -> list[list[float]]:
-    """Call every function in turn until the budget is spent; return each one's times in ms."""
-    for fn in fns:  # warm-up (allocator, oneDNN primitive cache)
-        fn()
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    start = time.perf_counter()
-    while len(times[0]) < max_runs and (len(times[0]) < min_runs or time.perf_counter() - start < budget_s):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append((time.perf_counter() - t0) * 1e3)
-    return times
+    """:func:`subpixel.timing.interleaved` until the budget is spent; each function's times in ms."""
+    times = timing.interleaved(fns, budget_s=budget_s, min_runs=min_runs, max_runs=max_runs)
+    return [[1e3 * t for t in ts] for ts in times]
 
 
 def summary(ts: list[float]) -> dict[str, float]:

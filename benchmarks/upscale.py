@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from _common import machine_info
+from subpixel import timing
 from subpixel.imageio import write_image
 from subpixel.sr.models import ESPCN, pretrained, pretrained_scales
 from subpixel.sr.protocol import make_lr, modcrop, score_pair
@@ -81,18 +82,8 @@ def plain_eager(model: nn.Module) -> nn.Sequential:
 
 
 def interleaved(fns: list[Callable[[], object]], budget_s: float, min_runs: int = 5) -> list[list[float]]:
-    """Call every function in turn until the budget is spent; return each one's times in seconds."""
-    for fn in fns:  # warm-up (oneDNN primitive cache, ORT arena, compilation)
-        fn()
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    start = time.perf_counter()
-    while len(times[0]) < min_runs or time.perf_counter() - start < budget_s:
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t0)
-    return times
+    """:func:`subpixel.timing.interleaved` until the budget is spent; each function's times in seconds."""
+    return timing.interleaved(fns, budget_s=budget_s, min_runs=min_runs)
 
 
 def summary(ts: list[float]) -> dict[str, float]:

@@ -98,6 +98,7 @@ from subpixel.geometry import (
     lr_weight_to_conv_transpose,
 )
 from subpixel.shuffle import _memory_format, convert_channel_order
+from subpixel.timing import interleaved
 
 __all__ = [
     "ALGORITHMS",
@@ -492,24 +493,15 @@ def _time(
         times[algorithm] = [time.perf_counter() - t0]
     # a second, timed warm-up where the first was cheap: the first calls of a large output also pay fresh page
     # faults, and the first call of all may have paid one-time costs (oneDNN primitives, a kernel build)
+    names = list(times)
+    calls = [lambda a=a: call(a) for a in names]
     first = max(ts[0] for ts in times.values())
     if first < 1.0:
-        for algorithm in times:
-            t0 = time.perf_counter()
-            call(algorithm)
-            times[algorithm] = [time.perf_counter() - t0]
-        first = max(ts[0] for ts in times.values())
+        first = max(t for (t,) in interleaved(calls, min_runs=1, warmup=0))
     rounds = (
         3 if first > 0.1 else min(15, max(5, int(0.08 / max(first, 1e-6))))
     )  # ~80 ms of timing: 3-15 rounds
-    for algorithm in times:
-        times[algorithm] = []
-    for i in range(rounds):
-        order = list(times) if i % 2 == 0 else list(reversed(times))  # alternate who runs after whom
-        for algorithm in order:
-            t0 = time.perf_counter()
-            call(algorithm)
-            times[algorithm].append(time.perf_counter() - t0)
+    times = dict(zip(names, interleaved(calls, min_runs=rounds, warmup=0, alternate=True), strict=True))
     # the lower half's mean: robust to other processes' load (which only adds time) without trusting one call
     fastest = {a: sum(sorted(ts)[: max(1, len(ts) // 2)]) / max(1, len(ts) // 2) for a, ts in times.items()}
     best = min(fastest, key=fastest.__getitem__)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
+import statistics
 
 import torch
 
 from subpixel.cli._args import non_negative_int, positive_int
 from subpixel.convert import from_conv_transpose
+from subpixel.timing import interleaved
 
 __all__ = ["add_arguments", "run"]
 
@@ -26,18 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=positive_int, default=20)
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2]
-
-
 def run(args: argparse.Namespace) -> int:
-    """Convert, compare in float64 and float32, time both; returns the exit code."""
+    """Convert, compare in float64 and float32, time both (interleaved medians); returns the exit code."""
     torch.manual_seed(0)
     deconv = torch.nn.ConvTranspose2d(
         args.in_channels, args.out_channels, args.kernel_size, stride=args.stride, padding=args.padding
@@ -56,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
         layer.float(), deconv.float()
         x = torch.randn(args.batch, args.in_channels, args.size, args.size)
         err32 = (layer(x) - deconv(x)).abs().max().item()
-        t_ref = _median_ms(lambda: deconv(x), args.repeats)
-        t_new = _median_ms(lambda: layer(x), args.repeats)
-        plan = layer.plan(x)
+        plan = layer.plan(x)  # chosen (timed) before the comparison
+        times = interleaved(
+            [lambda: deconv(x), lambda: layer(x)], min_runs=args.repeats, warmup=1, alternate=True
+        )
+        t_ref, t_new = (1e3 * statistics.median(ts) for ts in times)
     print(f"max |difference|: {err64:.2e} (float64), {err32:.2e} (float32)")
     print(
         f"median time on {tuple(x.shape)} with {torch.get_num_threads()} threads: ConvTranspose2d {t_ref:.2f} ms, "
