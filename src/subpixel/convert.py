@@ -145,11 +145,10 @@ def _from_conv_transpose(module: nn.Module, name: str, weight_layout: WeightLayo
         device=weight.device,
         dtype=weight.dtype,
     )
+    to_lr = ConvTransposeToLR(layer.kernel_size, layer.stride, layer.dilation, layer.groups, layer.order)
     if is_reparametrized(module):
-        to_lr = ConvTransposeToLR(layer.kernel_size, layer.stride, layer.dilation, layer.groups, layer.order)
         carry_to_lr(module, layer, to_lr)
     if "weight" in module._parameters and weight_layout == "conv_transpose":
-        to_lr = ConvTransposeToLR(layer.kernel_size, layer.stride, layer.dilation, layer.groups, layer.order)
         hold_conv_transpose_weight(layer, weight, to_lr)
     elif "weight" in module._parameters:  # a plain weight, held in LR layout
         with torch.no_grad():

@@ -95,9 +95,10 @@ from subpixel.geometry import (
     _spatial_dims,
     conv_transpose_weight_to_lr,
     lr_geometry,
+    lr_kernel_size,
     lr_weight_to_conv_transpose,
 )
-from subpixel.shuffle import _memory_format, convert_channel_order
+from subpixel.shuffle import PLAIN_TENSOR_TYPES, _memory_format, _use_plain_path, convert_channel_order
 from subpixel.timing import interleaved
 
 __all__ = [
@@ -331,7 +332,7 @@ def _validate(
             raise ValueError(f"weight_ct has kernel size {kernel}, but kernel_size={kernel_size!r}")
         _check_groups(weight.shape[0], groups, "weight_ct.shape[0] (in_channels)")
         lr_shape = (weight.shape[1] * groups * r_total, weight.shape[0] // groups)
-        k_lr = tuple(((kk - 1) * d) // s + 1 for kk, s, d in zip(kernel, strides, dilations, strict=True))
+        k_lr = tuple(lr_kernel_size(kk, s, d) for kk, s, d in zip(kernel, strides, dilations, strict=True))
         in_channels = weight.shape[0]
     else:
         k_lr = tuple(weight.shape[2:])
@@ -411,11 +412,11 @@ def _execute(
     (``"ct"``) layout. A derived weight is computed on every call where ``per_call`` (autograd records ``weight``,
     so that its gradient flows, or ``weight`` is a new tensor on every call), else cached (:func:`_derive`)."""
     spec = plan_spec
-    fmt = _memory_format(x)
     if algorithm == "conv_transpose":
         if source == "ct":
             w_ct = weight  # torch's own layer, exactly: the weight as it is
         else:
+            fmt = _memory_format(x)
 
             def make_ct() -> Tensor:
                 w = lr_weight_to_conv_transpose(
@@ -429,6 +430,7 @@ def _execute(
             x, w_ct, bias, spec.strides, spec.padding, spec.output_padding, spec.groups, spec.dilations
         )  # fmt: skip
     order = spec.order if algorithm == "phases" else lr_order
+    fmt = _memory_format(x)
     w = weight
     if source == "ct":
 
@@ -557,44 +559,13 @@ def _choose(
     return Plan(algorithm, tuple(cands), reason, lr_order, entry.spec, entry.geoms, entry.phases)  # type: ignore[arg-type]
 
 
-_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
-_is_tracing = torch._C._get_tracing_state
-_is_compiling = torch.compiler.is_compiling
-_is_exporting = torch.compiler.is_exporting
-_is_scripting = torch.jit.is_scripting
-
-
-def _onnx_export_check() -> Callable[[], bool]:
-    """``torch.onnx.is_in_onnx_export`` without its two imports per call (it runs on every forward), reading the
-    same two flags; the public function where torch's private modules moved."""
-    try:
-        from torch.onnx._internal.exporter import _flags
-        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
-
-        def check() -> bool:
-            return GLOBALS.in_onnx_export or _flags._is_onnx_exporting
-
-        check()
-        return check
-    except (ImportError, AttributeError):  # pragma: no cover - another torch version
-        return torch.onnx.is_in_onnx_export
-
-
-_in_onnx_export = _onnx_export_check()
-
-
 def _unplanned(input: Tensor, weight: Tensor) -> bool:
     """Whether the LR form runs unplanned: under tracing, scripting, compiling or export, for tensor subclasses,
     symbolic sizes and meta tensors, and under a ``TorchDispatchMode`` (``FlopCounterMode`` and other observers of
     the ops, which count the layer's own LR arithmetic; no candidate is timed inside them)."""
-    return bool(
-        type(input) not in _PLAIN_TENSORS
-        or type(weight) not in _PLAIN_TENSORS
-        or _is_tracing()
-        or _is_compiling()
-        or _is_exporting()
-        or _is_scripting()
-        or _in_onnx_export()
+    return (
+        _use_plain_path(input)
+        or type(weight) not in PLAIN_TENSOR_TYPES
         or input.is_meta
         or is_in_torch_dispatch_mode()
         or not all(type(v) is int for v in input.shape)

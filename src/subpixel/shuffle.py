@@ -57,16 +57,38 @@ def _interleave(n_lead: int, ndim: int) -> list[int]:
     return perm
 
 
+def _onnx_export_check() -> Callable[[], bool]:
+    """``torch.onnx.is_in_onnx_export`` without its two imports per call (it runs on every forward), reading the
+    same two flags; the public function where torch's private modules moved."""
+    try:
+        from torch.onnx._internal.exporter import _flags
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+        def check() -> bool:
+            return GLOBALS.in_onnx_export or _flags._is_onnx_exporting
+
+        check()
+        return check
+    except (ImportError, AttributeError):  # pragma: no cover - another torch version
+        return torch.onnx.is_in_onnx_export
+
+
+_in_onnx_export = _onnx_export_check()
+#: tensor types whose ``copy_`` semantics the fast paths rely on
+PLAIN_TENSOR_TYPES = (Tensor, nn.Parameter)
+
+
 def _use_plain_path(x: Tensor) -> bool:
     """Whether to use the plain reshape-permute formulation: under tracing, scripting, compiling or ONNX export,
-    and for tensor subclasses (fake, meta-programmed, ...) whose ``copy_`` semantics we do not rely on."""
-    return (
-        torch.jit.is_scripting()
-        or torch.jit.is_tracing()
-        or torch.onnx.is_in_onnx_export()
+    and for tensor subclasses (fake, meta-programmed, ...) whose ``copy_`` semantics we do not rely on. Runs on
+    every forward: each check is a flag read."""
+    return bool(
+        type(x) not in PLAIN_TENSOR_TYPES
+        or torch._C._get_tracing_state()
         or torch.compiler.is_compiling()
         or torch.compiler.is_exporting()
-        or type(x) not in (Tensor, nn.Parameter)
+        or torch.jit.is_scripting()
+        or _in_onnx_export()
     )
 
 
