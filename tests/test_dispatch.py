@@ -396,7 +396,9 @@ def test_timed_choice_is_reused_for_similar_sizes() -> None:
 
 
 @pytest.mark.parametrize("algorithm", dispatch.ALGORITHMS)
-def test_a_weight_computed_on_every_call_is_not_cached(algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_weight_computed_on_every_call_is_not_cached(
+    algorithm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Weight norm on a converted layer: the ConvTranspose weight is a new tensor on every forward, so whatever is
     derived from it is computed on the call (and counted by the timing), never looked up in the cache."""
     cached = []

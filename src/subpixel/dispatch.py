@@ -435,8 +435,9 @@ def _execute(
     if source == "ct":
 
         def make_lr() -> Tensor:
-            w = conv_transpose_weight_to_lr(weight, spec.strides, spec.dilations, spec.groups, order=order)
-            return w.contiguous(memory_format=fmt)
+            return conv_transpose_weight_to_lr(
+                weight, spec.strides, spec.dilations, spec.groups, order=order, memory_format=fmt
+            )
 
         w = make_lr() if per_call else _derive(weight, ("lr", spec, order, fmt), make_lr)  # type: ignore[assignment]
     elif order != spec.order:

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
+from subpixel import _reindex
 from subpixel._validation import ChannelOrder, as_tuple, check_order
-from subpixel.shuffle import convert_channel_order
+from subpixel.shuffle import _use_plain_path, convert_channel_order
 
 __all__ = [
     "AxisGeometry",
@@ -181,6 +183,7 @@ def conv_transpose_weight_to_lr(
     groups: int = 1,
     *,
     order: ChannelOrder = "crd",
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Tensor:
     """Convert a ConvTranspose weight into the weight of the equivalent LR convolution (exact, no arithmetic).
 
@@ -190,6 +193,7 @@ def conv_transpose_weight_to_lr(
         dilation: the ConvTranspose's dilation.
         groups: the ConvTranspose's groups.
         order: channel order of the result, ``"crd"`` (default) or ``"dcr"`` (``groups == 1`` only).
+        memory_format: of the result (``torch.channels_last`` for a 4-D, ``channels_last_3d`` for a 5-D weight).
 
     Returns:
         The LR weight, for a stride-1 convolution with ``groups`` groups followed by ``pixel_shuffle(·, stride)``.
@@ -220,6 +224,11 @@ def conv_transpose_weight_to_lr(
         )
     kernel = tuple(weight.shape[2:])
     k_lr = [lr_kernel_size(k, s, d) for k, s, d in zip(kernel, strides, dilations, strict=True)]
+    if weight.numel() >= _reindex.MIN_ELEMENTS and _eager(weight):
+        g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
+        channels_last = memory_format in (torch.channels_last, torch.channels_last_3d)
+        return _reindex.conv_transpose_to_lr(weight, g, channels_last=channels_last)
+    # the definition, as views (recorded by tracing, compiling and export; the eager path gives the same bits)
     full = weight.new_zeros((c_in, c_out_g, *[kk * s for kk, s in zip(k_lr, strides, strict=True)]))
     taps = tuple(slice(0, d * (k - 1) + 1, d) for k, d in zip(kernel, dilations, strict=True))
     full[(slice(None), slice(None), *taps)] = weight
@@ -234,7 +243,7 @@ def conv_transpose_weight_to_lr(
     lr = full.permute(perm).reshape(groups * c_out_g * math.prod(strides), c_in // groups, *k_lr)
     if order == "dcr":
         lr = convert_channel_order(lr, strides, "crd", "dcr", dim=0)
-    return lr.contiguous()
+    return lr.contiguous(memory_format=memory_format)
 
 
 def lr_weight_to_conv_transpose(
@@ -288,9 +297,12 @@ def lr_weight_to_conv_transpose(
         )
     r_total = math.prod(strides)
     _check_groups(weight_lr.shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
+    if order == "dcr" and groups != 1:
+        raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
+    if not check and weight_lr.numel() >= _reindex.MIN_ELEMENTS and _eager(weight_lr):
+        g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
+        return _reindex.lr_to_conv_transpose(weight_lr, g)
     if order == "dcr":
-        if groups != 1:
-            raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
         weight_lr = convert_channel_order(weight_lr, strides, "dcr", "crd", dim=0)
     c_out_g = weight_lr.shape[0] // (groups * r_total)
     c_in_g = weight_lr.shape[1]
@@ -318,6 +330,18 @@ def lr_weight_to_conv_transpose(
                 "a multiple of the stride with dilation 1"
             )
     return weight
+
+
+def _eager(weight: Tensor) -> bool:
+    """Whether the weight maps run eagerly on a plain tensor (then :mod:`subpixel._reindex` does them in two
+    copies); under tracing, compiling, export, a ``TorchDispatchMode``, on meta tensors and inside ``torch.func``
+    transforms the view formulation runs."""
+    return not (
+        _use_plain_path(weight)
+        or weight.is_meta
+        or is_in_torch_dispatch_mode()
+        or torch._C._functorch.is_functorch_wrapped_tensor(weight)
+    )
 
 
 def _check_input(input: Tensor, n: int, in_channels: int, name: str = "input") -> tuple[Tensor, bool]:
