@@ -88,9 +88,11 @@ def test_large_weights_take_the_eager_path_and_small_ones_the_views(monkeypatch:
     real = _reindex.conv_transpose_to_lr
     monkeypatch.setattr(_reindex, "conv_transpose_to_lr", lambda *a, **k: calls.append(a) or real(*a, **k))
     conv_transpose_weight_to_lr(torch.randn(4, 4, 4, 4), 2)
+    conv_transpose_weight_to_lr(torch.randn(128, 64, 2, 2), 2)  # k = s, one LR tap: the views are cheap
     assert not calls
     conv_transpose_weight_to_lr(torch.randn(64, 32, 4, 4), 2)
-    assert len(calls) == 1
+    conv_transpose_weight_to_lr(torch.randn(512, 256, 2, 2), 2)
+    assert len(calls) == 2
 
 
 def test_blocked_copy_is_used_for_a_large_transpose(monkeypatch: pytest.MonkeyPatch, views) -> None:
@@ -110,8 +112,8 @@ def test_blocked_copy_is_used_for_a_large_transpose(monkeypatch: pytest.MonkeyPa
 
 
 def test_second_derivatives() -> None:
-    w = torch.randn(72, 32, 3, 5, dtype=F64, requires_grad=True)  # eager path (>= MIN_ELEMENTS)
-    assert w.numel() >= _reindex.MIN_ELEMENTS
+    w = torch.randn(72, 32, 3, 5, dtype=F64, requires_grad=True)
+    assert _reindex.faster_than_views(_reindex.Reindex((3, 5), (2, 3), (1, 2), (2, 3), 1, "dcr"), w.numel())
 
     def f(w: torch.Tensor) -> torch.Tensor:
         return conv_transpose_weight_to_lr(w, (2, 3), (1, 2), order="dcr") ** 2

@@ -29,11 +29,12 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-__all__ = ["MIN_ELEMENTS", "Reindex", "conv_transpose_to_lr", "lr_to_conv_transpose"]
+__all__ = ["Reindex", "conv_transpose_to_lr", "faster_than_views", "lr_to_conv_transpose"]
 
-#: weights with fewer elements take the view chain: there the fixed cost of the ``autograd.Function`` (10-30 µs)
-#: is more than the copies it saves
-MIN_ELEMENTS = 8192
+#: below this many elements the view chain is faster: the ``autograd.Function`` costs 10-30 µs
+_MIN_ELEMENTS = 8192
+#: ... and below this many, where the LR kernel is a single tap (``k = s``), the view chain's copies are cheap too
+_MIN_ELEMENTS_ONE_TAP = 1 << 16
 #: input channels per block of the permutation copy
 _BLOCK = 64
 #: below this many elements the permutation is one ``copy_`` (the blocks' Python calls would cost more)
@@ -55,6 +56,14 @@ class Reindex:
     lr_kernel: tuple[int, ...]
     groups: int
     order: str
+
+
+def faster_than_views(g: Reindex, numel: int) -> bool:
+    """Whether the two-copy path beats the view chain for a weight of this geometry and size (measured by
+    ``benchmarks/reindex.py``: small ``k = s`` weights, e.g. 128→64 k2 s2, are 10-25 % faster with the views)."""
+    if numel < _MIN_ELEMENTS:
+        return False
+    return numel >= _MIN_ELEMENTS_ONE_TAP or math.prod(g.lr_kernel) > 1
 
 
 @lru_cache(maxsize=512)
@@ -140,6 +149,7 @@ def _ct_to_lr(w: Tensor, g: Reindex, channels_last: bool) -> Tensor:
     n = len(g.kernel)
     cin, cog = w.shape[0], w.shape[1]
     G, ci, S, P = g.groups, cin // g.groups, math.prod(g.strides), math.prod(g.lr_kernel)
+    channels_last = channels_last and n > 1  # a 1-D weight has one layout
     index, zero = _gather_index(g, "to_lr", w.device)
     taps = math.prod(g.kernel)
     if _is_channels_last(w):  # memory (C_in, *k, O): gather along dim 1 of (C_in, T, O)
@@ -150,9 +160,8 @@ def _ct_to_lr(w: Tensor, g: Reindex, channels_last: bool) -> Tensor:
             src = src.index_select(1, index)
         blocks = src.view(G, ci, S, P, cog).permute(0, 1, 4, 2, 3)  # (G, I, O, S, P)
     else:
-        src = w.reshape(
-            cin * cog, taps
-        )  # index_select along the last dim of a 2-D view: 8x faster than of 3-D
+        # index_select along the last dim of a 2-D view: 8x faster than along the last of a 3-D one
+        src = w.reshape(cin * cog, taps)
         if index is not None:
             if zero:
                 src = torch.nn.functional.pad(src, (0, 1))

@@ -224,8 +224,8 @@ def conv_transpose_weight_to_lr(
         )
     kernel = tuple(weight.shape[2:])
     k_lr = [lr_kernel_size(k, s, d) for k, s, d in zip(kernel, strides, dilations, strict=True)]
-    if weight.numel() >= _reindex.MIN_ELEMENTS and _eager(weight):
-        g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
+    g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
+    if _reindex.faster_than_views(g, weight.numel()) and _eager(weight):
         channels_last = memory_format in (torch.channels_last, torch.channels_last_3d)
         return _reindex.conv_transpose_to_lr(weight, g, channels_last=channels_last)
     # the definition, as views (recorded by tracing, compiling and export; the eager path gives the same bits)
@@ -299,8 +299,8 @@ def lr_weight_to_conv_transpose(
     _check_groups(weight_lr.shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
     if order == "dcr" and groups != 1:
         raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
-    if not check and weight_lr.numel() >= _reindex.MIN_ELEMENTS and _eager(weight_lr):
-        g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
+    g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
+    if not check and _reindex.faster_than_views(g, weight_lr.numel()) and _eager(weight_lr):
         return _reindex.lr_to_conv_transpose(weight_lr, g)
     if order == "dcr":
         weight_lr = convert_channel_order(weight_lr, strides, "dcr", "crd", dim=0)
