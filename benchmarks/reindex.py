@@ -1,10 +1,11 @@
 """The ConvTranspose → LR weight re-indexing: the view chain (the definition, what tracing records) against the
-eager two-copy path (:mod:`subpixel._reindex`), forward and forward + backward, for the weights of the layer panel.
+eager path (:mod:`subpixel._reindex`: the compiled tiled gather, or with ``--no-native`` torch's two copies), forward
+and forward + backward, for the weights of the layer panel.
 
 A layer converted from a ConvTranspose holds the original's weight and re-indexes it on every training step when
 the LR form runs, so this cost is part of every such step. Both sides are timed in one interleaved loop
 (:func:`subpixel.timing.interleaved`), medians; ``clone()`` of the same weight is the memory-bandwidth floor.
-Writes ``benchmarks/results/reindex.json``; exits 0 whatever the result.
+Writes ``benchmarks/results/reindex.json`` (``reindex-no-native.json``); exits 0 whatever the result.
 
 Usage::
 
@@ -23,6 +24,7 @@ import torch
 
 import subpixel.geometry as geometry
 from _common import ROOT, geomean, machine_info
+from subpixel import native
 from subpixel._atomic import atomic_write
 from subpixel.geometry import conv_transpose_weight_to_lr
 from subpixel.timing import interleaved
@@ -107,8 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timing per case (all sides)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="output folder")
+    parser.add_argument(
+        "--no-native", action="store_true", help="the eager path without the compiled kernel (torch's copies)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    with native.enabled(not args.no_native):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(f"eager path: {'compiled tiled gather' if native.available() else 'torch copies'}")
     rows = []
     print(
         "| weight | format | views fwd ms | eager fwd ms | ratio | views fwd+bwd ms | eager fwd+bwd ms | ratio | clone ms |"
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\ngeometric mean: forward {fwd:.2f}×, forward + backward {both:.2f}× (eager path over the view chain)"
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / "reindex.json"
+    out = args.out / ("reindex.json" if native.available() else "reindex-no-native.json")
     info = machine_info(args.threads, "benchmarks/reindex.py")
     document = {"machine": info, "rows": rows, "geomean": {"forward": fwd, "forward_backward": both}}
     atomic_write(out, lambda tmp: tmp.write_text(json.dumps(document, indent=1) + "\n"))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import subpixel.geometry as geometry
-from subpixel import _reindex
+from subpixel import _reindex, native
 from subpixel.geometry import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
 
 F64 = torch.float64
@@ -54,8 +54,17 @@ def _config(rng: random.Random, large: bool) -> dict:
     }
 
 
+@pytest.fixture(params=["native", "torch"])
+def kernel(request: pytest.FixtureRequest):
+    """Both eager implementations: the compiled tiled gather (where it builds) and the torch copies."""
+    if request.param == "native" and not native.available():
+        pytest.skip(f"the compiled kernel is unavailable: {native.info()['error']}")
+    with native.enabled(request.param == "native"):
+        yield request.param
+
+
 @pytest.mark.parametrize("seed", range(120))
-def test_eager_equals_views_both_ways(seed: int, views) -> None:
+def test_eager_equals_views_both_ways(seed: int, views, kernel: str) -> None:
     rng = random.Random(seed)
     c = _config(rng, large=seed % 4 == 0)  # every 4th: large enough for the blocked copy
     torch.manual_seed(seed)
@@ -96,6 +105,7 @@ def test_large_weights_take_the_eager_path_and_small_ones_the_views(monkeypatch:
 
 
 def test_blocked_copy_is_used_for_a_large_transpose(monkeypatch: pytest.MonkeyPatch, views) -> None:
+    monkeypatch.setattr(native, "available", lambda: False)
     narrowed: list[int] = []
     real = torch.Tensor.narrow
 
@@ -111,7 +121,23 @@ def test_blocked_copy_is_used_for_a_large_transpose(monkeypatch: pytest.MonkeyPa
     assert torch.equal(got, ref)
 
 
-def test_second_derivatives() -> None:
+def test_native_kernel_is_used_where_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not native.available():
+        pytest.skip(f"the compiled kernel is unavailable: {native.info()['error']}")
+    calls: list[bool] = []
+    real = native.gather_tiles
+
+    def spy(*args, **kwargs):
+        calls.append(real(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(native, "gather_tiles", spy)
+    w = torch.randn(64, 32, 3, 3, requires_grad=True)
+    conv_transpose_weight_to_lr(w, 2).sum().backward()
+    assert calls == [True, True]  # the forward and its backward
+
+
+def test_second_derivatives(kernel: str) -> None:
     w = torch.randn(72, 32, 3, 5, dtype=F64, requires_grad=True)
     assert _reindex.faster_than_views(_reindex.Reindex((3, 5), (2, 3), (1, 2), (2, 3), 1, "dcr"), w.numel())
 

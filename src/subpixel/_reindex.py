@@ -4,7 +4,8 @@
 which tracing, ``torch.compile`` and export record as is; run eagerly, that chain makes four full copies, one of
 them a permutation that ``Tensor.copy_`` walks element by element (8 ms for a 1024→512 k2 s2 weight on 2 cores,
 against 0.5 ms for ``clone()``). The layers re-index their weight on every training step (a converted layer holds
-the ConvTranspose weight), so here the same map is two passes:
+the ConvTranspose weight), so here the same map is one pass of the compiled kernel where it is built
+(:func:`subpixel.native.gather_tiles`: a tiled gather through two offset tables), else two passes of torch's:
 
 1. a gather of the kernel taps, the same for every (input, output) channel pair: ``index_select`` along the taps
    of ``(C_in, C_out/g, taps)`` (a zero column appended where an LR tap has no ConvTranspose tap);
@@ -28,6 +29,8 @@ from functools import lru_cache
 
 import torch
 from torch import Tensor
+
+from subpixel import native
 
 __all__ = ["Reindex", "conv_transpose_to_lr", "faster_than_views", "lr_to_conv_transpose"]
 
@@ -116,6 +119,53 @@ def _gather_index(g: Reindex, direction: str, device: torch.device) -> tuple[Ten
     return torch.tensor(index, dtype=torch.long, device=device), zero
 
 
+def _tap_offsets(sizes: tuple[int, ...], strides: tuple[int, ...]) -> list[int]:
+    """Offset of each tap (C order over ``sizes``) for the given per-axis strides."""
+    return [sum(i * st for i, st in zip(index, strides, strict=True)) for index in _c_order(sizes)]
+
+
+@lru_cache(maxsize=256)
+def _native_tables(
+    g: Reindex, direction: str, src_strides: tuple[int, ...], dst_strides: tuple[int, ...], ci: int, cog: int
+) -> tuple[tuple[int, int, int], tuple[int, int, int], Tensor, Tensor]:
+    """``(src_strides, dst_strides, src_offsets, dst_offsets)`` of :func:`subpixel.native.gather_tiles` for one
+    direction and the two tensors' strides: ``(g, x, y) = (group, input channel, output channel)``; ``j`` runs over
+    the destination's taps (LR positions ``(a, K)`` for ``"to_lr"``, ConvTranspose taps for ``"to_ct"``)."""
+    S, P = math.prod(g.strides), math.prod(g.lr_kernel)
+    lr_from_ct, ct_to_lr = _tap_maps(g)
+    ct, lr = (src_strides, dst_strides) if direction == "to_lr" else (dst_strides, src_strides)
+    ct_taps = _tap_offsets(g.kernel, ct[2:])
+    k_off = _tap_offsets(g.lr_kernel, lr[2:])
+    if g.order == "dcr":  # LR channel a·O + o
+        lr_pos = [(q // P) * cog * lr[0] + k_off[q % P] for q in range(S * P)]
+        lr_gxy = (0, lr[1], lr[0])
+    else:  # LR channel (g·O + o)·S + a
+        lr_pos = [(q // P) * lr[0] + k_off[q % P] for q in range(S * P)]
+        lr_gxy = (cog * S * lr[0], lr[1], S * lr[0])
+    ct_gxy = (ci * ct[0], ct[0], ct[1])
+    if direction == "to_lr":
+        src_off = [-1 if t < 0 else ct_taps[t] for t in lr_from_ct]
+        return ct_gxy, lr_gxy, _i64(src_off), _i64(lr_pos)
+    return lr_gxy, ct_gxy, _i64([lr_pos[q] for q in ct_to_lr]), _i64(ct_taps)
+
+
+def _i64(values: list[int]) -> Tensor:
+    return torch.tensor(values, dtype=torch.long)
+
+
+def _native(direction: str, src: Tensor, dst: Tensor, g: Reindex, ci: int, cog: int) -> bool:
+    """The re-indexing in one tiled pass of the compiled kernel (:func:`subpixel.native.gather_tiles`); ``False``
+    where it is unavailable (the torch copies run)."""
+    if src.device.type != "cpu" or not native.available():
+        return False
+    src_st, dst_st, src_off, dst_off = _native_tables(g, direction, src.stride(), dst.stride(), ci, cog)
+    if direction == "to_lr":  # LR destination: dense along the input channels, then (contiguous) the LR taps
+        inner = math.prod(g.lr_kernel) if dst_st[1] == math.prod(g.lr_kernel) else 1
+        return native.gather_tiles(dst, src, (g.groups, ci, cog), src_st, dst_st, src_off, dst_off,
+                                   x_inner=True, inner_taps=inner)  # fmt: skip
+    return native.gather_tiles(dst, src, (g.groups, ci, cog), src_st, dst_st, src_off, dst_off, x_inner=False)
+
+
 def _permuted_copy(src: Tensor, block_dim: int, across_dim: int) -> Tensor:
     """``src.contiguous()`` for a view that transposes ``block_dim`` and ``across_dim``: one copy, in blocks of
     :data:`_BLOCK` along ``block_dim`` when both are longer than a block (a large transpose, which ``copy_`` alone
@@ -150,6 +200,14 @@ def _ct_to_lr(w: Tensor, g: Reindex, channels_last: bool) -> Tensor:
     cin, cog = w.shape[0], w.shape[1]
     G, ci, S, P = g.groups, cin // g.groups, math.prod(g.strides), math.prod(g.lr_kernel)
     channels_last = channels_last and n > 1  # a 1-D weight has one layout
+    fmt = (
+        (torch.channels_last if n == 2 else torch.channels_last_3d)
+        if channels_last
+        else torch.contiguous_format
+    )
+    out = torch.empty((G * cog * S, ci, *g.lr_kernel), dtype=w.dtype, device=w.device, memory_format=fmt)
+    if _native("to_lr", w, out, g, ci, cog):
+        return out
     index, zero = _gather_index(g, "to_lr", w.device)
     taps = math.prod(g.kernel)
     if _is_channels_last(w):  # memory (C_in, *k, O): gather along dim 1 of (C_in, T, O)
@@ -189,6 +247,9 @@ def _lr_to_ct(lr: Tensor, g: Reindex) -> Tensor:
     n = len(g.kernel)
     G, ci, S, P = g.groups, lr.shape[1], math.prod(g.strides), math.prod(g.lr_kernel)
     cog = lr.shape[0] // (G * S)
+    out = torch.empty((G * ci, cog, *g.kernel), dtype=lr.dtype, device=lr.device)
+    if _native("to_ct", lr, out, g, ci, cog):
+        return out
     if _is_channels_last(lr):  # memory (O', *K, I)
         mat = lr.permute(0, *range(2, 2 + n), 1).reshape(lr.shape[0], P, ci).transpose(1, 2)
     else:

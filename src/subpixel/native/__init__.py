@@ -1,4 +1,5 @@
-"""An optional compiled copy kernel for the shuffles, built on first use; everything works without it.
+"""An optional compiled copy kernel for the shuffles and the weight re-indexing, built on first use; everything
+works without it.
 
 Periodic shuffling is a pure rearrangement of memory: a strided copy in which the axis the output is
 contiguous along is not the one the input is contiguous along. PyTorch's ``copy_`` walks such copies element
@@ -6,6 +7,10 @@ by element along the output's axis and reaches a third to a half of a plain ``cl
 less for channels-last tensors in CRD order). ``strided_copy.c`` copies them block by block, so that both sides
 stream: interleave / de-interleave loops (unrolled for factors 2–4, blocked 8×8), gathers and scatters through an
 offset table for small blocks (a channels-last pixel), or tiles; :func:`_plan` picks one per layout.
+
+:func:`gather_tiles` moves a ConvTranspose weight into its LR layout or back (:mod:`subpixel._reindex`) in one pass
+through two offset tables, tile by tile over the (input, output) channel plane (``benchmarks/reindex.py`` times it
+against the view chain, and with ``--no-native`` the torch copies that replace it without a compiler).
 
 The wheel stays pure Python. The first call compiles ``strided_copy.c`` with the C compiler found as ``$CC`` or
 ``cc`` (``-O3 -march=native -fopenmp``, about a second) into a cache folder (``$SUBPIXEL_CACHE_DIR``, else
@@ -49,6 +54,7 @@ _SMALL_BYTES = 1 << 16  # copies below this run on one thread (a parallel region
 _state: dict[str, object] = {
     "lib": None,
     "fn": None,
+    "gather": None,
     "tried": False,
     "error": None,
     "path": None,
@@ -150,12 +156,17 @@ def _load() -> ctypes.CDLL | None:
         path = _build(cc)
         lib = ctypes.CDLL(str(path))
         fn = lib.sp_copy_with_plan
+        lib.sp_gather_tiles  # noqa: B018 - both entry points or neither
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     fn.restype = ctypes.c_int
-    _state["lib"], _state["path"], _state["fn"] = lib, str(path), fn
+    gather = lib.sp_gather_tiles
+    gather.argtypes = [ctypes.c_void_p, ctypes.c_void_p, *[ctypes.c_int64] * 12, ctypes.c_void_p, ctypes.c_void_p,
+                       *[ctypes.c_int64] * 4]  # fmt: skip
+    gather.restype = ctypes.c_int
+    _state["lib"], _state["path"], _state["fn"], _state["gather"] = lib, str(path), fn, gather
     return lib
 
 
@@ -443,3 +454,56 @@ def copy_into(dst: Tensor, src: Tensor) -> Tensor:
     if not strided_copy(dst, src):
         dst.copy_(src)
     return dst
+
+
+#: bytes of source (or destination) rows a tile of :func:`gather_tiles` keeps in cache
+_TILE_BYTES = 96 * 1024
+#: scattered source rows a tile of :func:`gather_tiles` reads, writing a ConvTranspose weight
+_TILE_ROWS = 256
+
+
+def gather_tiles(
+    dst: Tensor,
+    src: Tensor,
+    sizes: tuple[int, int, int],
+    src_strides: tuple[int, int, int],
+    dst_strides: tuple[int, int, int],
+    src_offsets: Tensor,
+    dst_offsets: Tensor,
+    *,
+    x_inner: bool,
+    inner_taps: int = 1,
+) -> bool:
+    """``dst[g·dg + x·dx + y·dy + dst_offsets[j]] = src[g·sg + x·sx + y·sy + src_offsets[j]]`` (``0`` where
+    ``src_offsets[j] < 0``) for every ``(g, x, y) < sizes`` and ``j``: the weight re-indexing of
+    :mod:`subpixel._reindex` in one pass (``x``, ``y`` the input and output channels, ``j`` the kernel taps), walking
+    ``(x, y)`` in tiles sized to stay in cache. Strides and offsets in elements from the tensors' ``data_ptr``.
+    ``x_inner``: the destination is densest along ``x`` and its ``inner_taps`` innermost taps (an LR weight), else
+    along ``y`` and ``j`` (a ConvTranspose weight). Returns ``False`` (nothing written) where the kernel is
+    unavailable or the element size is not 2, 4 or 8 bytes; the caller then copies with torch.
+
+    Shape:
+        - src_offsets, dst_offsets: ``(J,)``, int64, on the CPU, contiguous.
+    """
+    size = dst.element_size()
+    if (
+        size not in (2, 4, 8)
+        or src.dtype != dst.dtype
+        or src.device.type != "cpu"
+        or dst.device.type != "cpu"
+    ):
+        return False
+    if not available():
+        return False
+    nj = src_offsets.numel()
+    tx = min(sizes[1], 32)
+    if x_inner:  # the tile's source rows (ConvTranspose taps) stay in cache
+        ty = _TILE_BYTES // max(1, tx * nj * size)
+    else:  # the tile reads ty·J scattered LR rows: few enough for the TLB and L1
+        ty = _TILE_ROWS // max(1, nj)
+    ty = max(1, min(sizes[2], ty))
+    rc = _state["gather"](  # type: ignore[operator]
+        src.data_ptr(), dst.data_ptr(), size, *sizes, nj, inner_taps, *src_strides, *dst_strides,
+        src_offsets.data_ptr(), dst_offsets.data_ptr(), tx, ty, int(x_inner), torch.get_num_threads(),
+    )  # fmt: skip
+    return rc == 0

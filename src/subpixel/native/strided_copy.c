@@ -233,3 +233,63 @@ int sp_copy_with_plan(const void *src, void *dst, const sp_plan_t *p) {
     return 0;
 }
 
+
+/* ---- Tiled table gather, for the weight re-indexing (subpixel._reindex) ----------------------------------------
+ *
+ * For every g < ng, x < nx, y < ny and j < nj:
+ *     dst[g*dg + x*dx + y*dy + dj[j]] = sj[j] < 0 ? 0 : src[g*sg + x*sx + y*sy + sj[j]]
+ * (x, y) = (input channel, output channel) of a ConvTranspose, j = a kernel tap: between the weight's two layouts
+ * x and y transpose and the taps move. The (x, y) plane is walked in tx x ty tiles (both sides of the transpose then
+ * stay in cache); tiles are shared among OpenMP threads. Inside a tile, with x_inner the loops are
+ * y, j / nji, x, j % nji (an LR destination: contiguous along x and its nji innermost taps), else x, y, j
+ * (a ConvTranspose destination: contiguous along y and j). Sizes, strides and offsets in elements.
+ * Returns 0, or -1 for an unsupported element size. */
+#define DEFINE_GATHER(NAME, T)                                                                              \
+static void NAME(const T *restrict s, T *restrict d, i64 ng, i64 nx, i64 ny, i64 nj, i64 nji, i64 sg,     \
+                 i64 sx, i64 sy, i64 dg, i64 dx, i64 dy, const i64 *sj, const i64 *dj, i64 tx, i64 ty,     \
+                 int x_inner, int threads) {                                                                 \
+    const i64 nbx = (nx + tx - 1) / tx, nby = (ny + ty - 1) / ty, tiles = ng * nbx * nby;                  \
+    _Pragma("omp parallel for schedule(static) num_threads(threads)")                                       \
+    for (i64 t = 0; t < tiles; ++t) {                                                                        \
+        const i64 g = t / (nbx * nby), rest = t % (nbx * nby);                                              \
+        const i64 x0 = (rest / nby) * tx, y0 = (rest % nby) * ty;                                            \
+        const i64 x1 = x0 + tx < nx ? x0 + tx : nx, y1 = y0 + ty < ny ? y0 + ty : ny;                        \
+        const T *sb = s + g * sg;                                                                            \
+        T *db = d + g * dg;                                                                                  \
+        if (x_inner) {                                                                                       \
+            for (i64 y = y0; y < y1; ++y)                                                                    \
+                for (i64 j1 = 0; j1 < nj; j1 += nji)                                                         \
+                    for (i64 x = x0; x < x1; ++x) {                                                          \
+                        const T *sp = sb + x * sx + y * sy;                                                  \
+                        T *dp = db + x * dx + y * dy;                                                        \
+                        for (i64 j = j1; j < j1 + nji; ++j) dp[dj[j]] = sj[j] < 0 ? (T)0 : sp[sj[j]];      \
+                    }                                                                                        \
+        } else {                                                                                             \
+            for (i64 x = x0; x < x1; ++x)                                                                    \
+                for (i64 y = y0; y < y1; ++y) {                                                              \
+                    const T *sp = sb + x * sx + y * sy;                                                      \
+                    T *dp = db + x * dx + y * dy;                                                            \
+                    for (i64 j = 0; j < nj; ++j) dp[dj[j]] = sj[j] < 0 ? (T)0 : sp[sj[j]];                 \
+                }                                                                                            \
+        }                                                                                                    \
+    }                                                                                                        \
+}
+
+DEFINE_GATHER(gather_2, uint16_t)
+DEFINE_GATHER(gather_4, uint32_t)
+DEFINE_GATHER(gather_8, uint64_t)
+
+int sp_gather_tiles(const void *src, void *dst, i64 elsize, i64 ng, i64 nx, i64 ny, i64 nj, i64 nji, i64 sg,
+                    i64 sx, i64 sy, i64 dg, i64 dx, i64 dy, const i64 *sj, const i64 *dj, i64 tx, i64 ty,
+                    i64 x_inner, i64 threads) {
+    const int th = threads < 1 ? 1 : (int)threads, xi = (int)x_inner;
+    if (tx < 1) tx = 1;
+    if (ty < 1) ty = 1;
+    if (nji < 1 || nj % nji != 0) nji = 1;
+    switch (elsize) {
+        case 2: gather_2(src, dst, ng, nx, ny, nj, nji, sg, sx, sy, dg, dx, dy, sj, dj, tx, ty, xi, th); return 0;
+        case 4: gather_4(src, dst, ng, nx, ny, nj, nji, sg, sx, sy, dg, dx, dy, sj, dj, tx, ty, xi, th); return 0;
+        case 8: gather_8(src, dst, ng, nx, ny, nj, nji, sg, sx, sy, dg, dx, dy, sj, dj, tx, ty, xi, th); return 0;
+        default: return -1;
+    }
+}
