@@ -421,3 +421,19 @@ def test_a_weight_computed_on_every_call_is_not_cached(
             assert cached == []
             m.parametrizations.weight.original0.mul_(1.5)
             ct.parametrizations.weight.original0.mul_(1.5)
+
+
+def test_environment_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$SUBPIXEL_ALGORITHM`` / ``$SUBPIXEL_TIMED_TRAINING`` take effect at once (read through the environment's
+    backing dictionary on POSIX), and unset means automatic."""
+    monkeypatch.setenv("SUBPIXEL_ALGORITHM", "phases")
+    assert dispatch.forced_algorithm() == "phases"
+    monkeypatch.setenv("SUBPIXEL_ALGORITHM", " Auto ")
+    assert dispatch.forced_algorithm() is None
+    monkeypatch.delenv("SUBPIXEL_ALGORITHM")
+    assert dispatch.forced_algorithm() is None
+    for value, expected in (("on", True), ("0", False), ("", None)):
+        monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", value)
+        assert dispatch._timed_training() is expected
+    monkeypatch.delenv("SUBPIXEL_TIMED_TRAINING")
+    assert dispatch._timed_training() is None

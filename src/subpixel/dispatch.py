@@ -194,10 +194,28 @@ def _check_algorithm(name: str | None, origin: str) -> str | None:
     return None if name == "auto" else name
 
 
+def _getenv(name: str) -> str | None:
+    """``os.environ.get(name)``, read on every call (so a changed variable takes effect at once) but as one
+    dictionary lookup where the platform keeps the environment as bytes (``os.environ``'s own ``get`` encodes the
+    key and decodes the value in Python: microseconds on every forward)."""
+    if _ENVIRON_BYTES is not None:
+        value = _ENVIRON_BYTES.get(_ENV_KEYS.get(name) or _ENV_KEYS.setdefault(name, os.fsencode(name)))
+        return None if value is None else os.fsdecode(value)
+    return os.environ.get(name)
+
+
+#: ``os.environ``'s backing dictionary (bytes keys and values) on POSIX, kept in step by ``os.environ`` itself
+_ENVIRON_BYTES: dict[bytes, bytes] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENV_KEYS: dict[str, bytes] = {}
+
+
 def _timed_training() -> bool | None:
     """``$SUBPIXEL_TIMED_TRAINING``: ``True`` (time while autograd records too), ``False`` (the LR form), ``None``
     (unset: timed for ConvTranspose-layout weights only)."""
-    value = os.environ.get(_ENV_TRAINING, "").strip().lower()
+    value = _getenv(_ENV_TRAINING)
+    if not value:
+        return None
+    value = value.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
@@ -210,7 +228,7 @@ def forced_algorithm() -> str | None:
     stack = getattr(_forced, "stack", None)
     if stack:
         return stack[-1]
-    return _check_algorithm(os.environ.get(_ENV) or None, f"${_ENV}")
+    return _check_algorithm(_getenv(_ENV) or None, f"${_ENV}")
 
 
 @contextmanager
@@ -564,12 +582,11 @@ def _unplanned(input: Tensor, weight: Tensor) -> bool:
     """Whether the LR form runs unplanned: under tracing, scripting, compiling or export, for tensor subclasses,
     symbolic sizes and meta tensors, and under a ``TorchDispatchMode`` (``FlopCounterMode`` and other observers of
     the ops, which count the layer's own LR arithmetic; no candidate is timed inside them)."""
-    return (
+    return (  # symbolic sizes come only with a subclass (FakeTensor) or under a dispatch mode, both caught here
         _use_plain_path(input)
         or type(weight) not in PLAIN_TENSOR_TYPES
         or input.is_meta
         or is_in_torch_dispatch_mode()
-        or not all(type(v) is int for v in input.shape)
     )
 
 
@@ -590,11 +607,13 @@ def _plan_and_inputs(
     grad_on = torch.is_grad_enabled()
     grads = (input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad)
     recording = grad_on and (grads[0] or grads[1] or grads[2])
+    device = None if input.is_cpu else input.device  # a torch.device is built on every read: not for the CPU
     key = (
-        input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype, source,
+        input.shape, input.stride(), input.dtype, device, weight.shape, weight.stride(), weight.dtype, source,
         None if bias is None else (bias.shape, bias.dtype), stride, padding, output_padding, groups, dilation,
         kernel_size, order, recording and grads, forced, fixed_taps, fresh_weight, recording and _timed_training(),
-        torch.are_deterministic_algorithms_enabled(), torch.is_autocast_enabled(input.device.type),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_autocast_enabled("cpu" if device is None else device.type),
         native.available(), torch.get_num_threads(),
     )  # fmt: skip
     try:

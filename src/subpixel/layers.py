@@ -237,7 +237,8 @@ class SubPixelConvNd(nn.Module):
         last = steps[-1]
         if type(last) is ConvTransposeToLR and last.matches(self):
             if len(steps) == 1 and chain.is_tensor:
-                return None, chain._parameters.get("original", chain.original), True, False
+                held = chain._parameters.get("original")
+                return None, chain.original if held is None else held, True, False
             if chain.is_tensor:
                 value = steps[0](chain.original)
             else:
