@@ -92,6 +92,19 @@ def test_eager_equals_views_both_ways(seed: int, views, kernel: str) -> None:
     assert torch.equal(lr_weight_to_conv_transpose(got, c["k"], *args, order=c["order"], check=False), w)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_other_element_sizes_are_moved_bit_for_bit(dtype: torch.dtype, views, kernel: str) -> None:
+    rng = random.Random(7)
+    for _ in range(20):
+        c = _config(rng, large=True)
+        w = torch.randn(c["cin"], c["cog"], *c["k"]).to(dtype)
+        args = (c["s"], c["d"], c["groups"])
+        lr = conv_transpose_weight_to_lr(w, *args, order=c["order"])
+        assert torch.equal(lr, views(conv_transpose_weight_to_lr, w, *args, order=c["order"]))
+        back = lr_weight_to_conv_transpose(lr, c["k"], *args, order=c["order"], check=False)
+        assert torch.equal(back, w)
+
+
 def test_large_weights_take_the_eager_path_and_small_ones_the_views(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple] = []
     real = _reindex.conv_transpose_to_lr
