@@ -105,6 +105,13 @@ def test_other_element_sizes_are_moved_bit_for_bit(dtype: torch.dtype, views, ke
         assert torch.equal(back, w)
 
 
+def test_complex_weights_keep_their_lazy_conjugation(views, kernel: str) -> None:
+    w = torch.randn(64, 32, 3, 3, dtype=torch.complex64).conj()  # a lazily conjugated view (8-byte elements)
+    lr = conv_transpose_weight_to_lr(w, 2)
+    assert torch.equal(lr, views(conv_transpose_weight_to_lr, w.resolve_conj(), 2))
+    assert torch.equal(lr_weight_to_conv_transpose(lr, 3, 2, check=False), w.resolve_conj())
+
+
 def test_large_weights_take_the_eager_path_and_small_ones_the_views(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple] = []
     real = _reindex.conv_transpose_to_lr

@@ -38,6 +38,8 @@ __all__ = ["Reindex", "conv_transpose_to_lr", "faster_than_views", "lr_to_conv_t
 _MIN_ELEMENTS = 8192
 #: ... and below this many, where the LR kernel is a single tap (``k = s``), the view chain's copies are cheap too
 _MIN_ELEMENTS_ONE_TAP = 1 << 16
+#: dtypes the compiled kernel moves as raw bytes (real: no lazy conjugation to honour)
+_RAW_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: input channels per block of the permutation copy
 _BLOCK = 64
 #: below this many elements the permutation is one ``copy_`` (the blocks' Python calls would cost more)
@@ -62,7 +64,7 @@ class Reindex:
 
 
 def faster_than_views(g: Reindex, numel: int) -> bool:
-    """Whether the two-copy path beats the view chain for a weight of this geometry and size (measured by
+    """Whether the eager path beats the view chain for a weight of this geometry and size (measured by
     ``benchmarks/reindex.py``: small ``k = s`` weights, e.g. 128→64 k2 s2, are 10-25 % faster with the views)."""
     if numel < _MIN_ELEMENTS:
         return False
@@ -156,8 +158,8 @@ def _i64(values: list[int]) -> Tensor:
 def _native(direction: str, src: Tensor, dst: Tensor, g: Reindex, ci: int, cog: int) -> bool:
     """The re-indexing in one tiled pass of the compiled kernel (:func:`subpixel.native.gather_tiles`); ``False``
     where it is unavailable (the torch copies run)."""
-    if src.device.type != "cpu" or not native.available():
-        return False
+    if src.device.type != "cpu" or src.dtype not in _RAW_DTYPES or src.is_neg() or not native.available():
+        return False  # a raw copy would drop a lazy negation (and complex conjugation): torch's copies then
     src_st, dst_st, src_off, dst_off = _native_tables(g, direction, src.stride(), dst.stride(), ci, cog)
     if direction == "to_lr":  # LR destination: dense along the input channels, then (contiguous) the LR taps
         inner = math.prod(g.lr_kernel) if dst_st[1] == math.prod(g.lr_kernel) else 1
