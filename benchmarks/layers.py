@@ -1,7 +1,7 @@
 """Upsampling layers from real networks: ``nn.ConvTransposeNd`` vs ``subpixel.SubPixelConvNd``, and the shuffles.
 
-Every case times both sides in the same run, interleaved call by call (torch, subpixel, torch, subpixel, ...),
-so that load from other processes hits both alike; a case reports the median of its calls and the spread
+Every case times both sides in the same run, interleaved call by call (torch, subpixel, LR forced, then the
+reverse order, ...), so that load from other processes and the allocator's state hit all alike; a case reports the median of its calls and the spread
 (25th-75th percentile) of each side. The subpixel layer is converted from the torch layer's own weights
 (``subpixel.from_conv_transpose``) and its output is checked against the torch layer's before timing.
 
@@ -119,8 +119,10 @@ def to_format(x: torch.Tensor, name: str) -> torch.Tensor:
 def interleaved(
     fns: list[Callable[[], object]], budget_s: float, min_runs: int = 5, max_runs: int = 200
 ) -> list[list[float]]:
-    """:func:`subpixel.timing.interleaved` until the budget is spent; each function's times in ms."""
-    times = timing.interleaved(fns, budget_s=budget_s, min_runs=min_runs, max_runs=max_runs)
+    """:func:`subpixel.timing.interleaved` until the budget is spent, the order reversed every other round (each
+    side follows and precedes each other side as often: the allocator's state after the previous call, e.g. whether
+    a large freed output went back to the kernel, then falls on all alike); each function's times in ms."""
+    times = timing.interleaved(fns, budget_s=budget_s, min_runs=min_runs, max_runs=max_runs, alternate=True)
     return [[1e3 * t for t in ts] for ts in times]
 
 
