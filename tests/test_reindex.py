@@ -157,6 +157,13 @@ def test_native_kernel_is_used_where_available(monkeypatch: pytest.MonkeyPatch) 
     assert calls == [True, True]  # the forward and its backward
 
 
+def test_a_memory_format_that_does_not_fit_the_weight_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"memory_format.*4-D weight"):
+        conv_transpose_weight_to_lr(torch.randn(64, 32, 8), 2, memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="5-D weight"):
+        conv_transpose_weight_to_lr(torch.randn(64, 32, 4, 4), 2, memory_format=torch.channels_last_3d)
+
+
 def test_second_derivatives(kernel: str) -> None:
     w = torch.randn(72, 32, 3, 5, dtype=F64, requires_grad=True)
     assert _reindex.faster_than_views(_reindex.Reindex((3, 5), (2, 3), (1, 2), (2, 3), 1, "dcr"), w.numel())

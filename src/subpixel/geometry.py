@@ -222,6 +222,11 @@ def conv_transpose_weight_to_lr(
         raise ValueError(
             f"order='dcr' needs groups == 1 (phases of all groups interleave), got groups={groups}"
         )
+    wanted = {torch.channels_last: 4, torch.channels_last_3d: 5}.get(memory_format)
+    if wanted is not None and weight.dim() != wanted:
+        raise ValueError(
+            f"memory_format={memory_format} needs a {wanted}-D weight, got shape {tuple(weight.shape)}"
+        )
     kernel = tuple(weight.shape[2:])
     k_lr = [lr_kernel_size(k, s, d) for k, s, d in zip(kernel, strides, dilations, strict=True)]
     g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
@@ -333,8 +338,8 @@ def lr_weight_to_conv_transpose(
 
 
 def _eager(weight: Tensor) -> bool:
-    """Whether the weight maps run eagerly on a plain tensor (then :mod:`subpixel._reindex` does them in two
-    copies); under tracing, compiling, export, a ``TorchDispatchMode``, on meta tensors and inside ``torch.func``
+    """Whether the weight maps run eagerly on a plain tensor (then :mod:`subpixel._reindex` does them in one or two
+    passes); under tracing, compiling, export, a ``TorchDispatchMode``, on meta tensors and inside ``torch.func``
     transforms the view formulation runs."""
     return not (
         _use_plain_path(weight)
