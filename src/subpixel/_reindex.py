@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from subpixel import native
+from subpixel.shuffle import _memory_format
 
 __all__ = ["Reindex", "conv_transpose_to_lr", "faster_than_views", "lr_to_conv_transpose"]
 
@@ -155,11 +156,15 @@ def _i64(values: list[int]) -> Tensor:
     return torch.tensor(values, dtype=torch.long)
 
 
+def _native_usable(src: Tensor) -> bool:
+    """Whether :func:`_native` can move ``src``: on the CPU, a real floating dtype without a lazy negation (a raw
+    copy would drop it, and a complex view's conjugation), with the kernel built."""
+    return src.device.type == "cpu" and src.dtype in _RAW_DTYPES and not src.is_neg() and native.available()
+
+
 def _native(direction: str, src: Tensor, dst: Tensor, g: Reindex, ci: int, cog: int) -> bool:
-    """The re-indexing in one tiled pass of the compiled kernel (:func:`subpixel.native.gather_tiles`); ``False``
-    where it is unavailable (the torch copies run)."""
-    if src.device.type != "cpu" or src.dtype not in _RAW_DTYPES or src.is_neg() or not native.available():
-        return False  # a raw copy would drop a lazy negation (and complex conjugation): torch's copies then
+    """The re-indexing in one tiled pass of the compiled kernel (:func:`subpixel.native.gather_tiles`), for a
+    ``src`` that :func:`_native_usable` accepts; ``False`` if the kernel refused it (the torch copies run)."""
     src_st, dst_st, src_off, dst_off = _native_tables(g, direction, src.stride(), dst.stride(), ci, cog)
     if direction == "to_lr":  # LR destination: dense along the input channels, then (contiguous) the LR taps
         inner = math.prod(g.lr_kernel) if dst_st[1] == math.prod(g.lr_kernel) else 1
@@ -187,14 +192,6 @@ def _permuted_copy(src: Tensor, block_dim: int, across_dim: int) -> Tensor:
     return out
 
 
-def _is_channels_last(t: Tensor) -> bool:
-    if t.dim() == 4:
-        return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-    if t.dim() == 5:
-        return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last_3d)
-    return False
-
-
 def _ct_to_lr(w: Tensor, g: Reindex, channels_last: bool) -> Tensor:
     """ConvTranspose weight ``(G·I, O, *k)`` → LR weight ``(G·O·S, I, *K)`` (``(S·O, I, *K)`` in DCR order),
     contiguous or channels-last."""
@@ -207,12 +204,15 @@ def _ct_to_lr(w: Tensor, g: Reindex, channels_last: bool) -> Tensor:
         if channels_last
         else torch.contiguous_format
     )
-    out = torch.empty((G * cog * S, ci, *g.lr_kernel), dtype=w.dtype, device=w.device, memory_format=fmt)
-    if _native("to_lr", w, out, g, ci, cog):
-        return out
+    if _native_usable(w):
+        out = torch.empty((G * cog * S, ci, *g.lr_kernel), dtype=w.dtype, device=w.device, memory_format=fmt)
+        if _native("to_lr", w, out, g, ci, cog):
+            return out
     index, zero = _gather_index(g, "to_lr", w.device)
     taps = math.prod(g.kernel)
-    if _is_channels_last(w):  # memory (C_in, *k, O): gather along dim 1 of (C_in, T, O)
+    if (
+        _memory_format(w) is not torch.contiguous_format
+    ):  # memory (C_in, *k, O): gather along dim 1 of (C_in, T, O)
         src = w.permute(0, *range(2, 2 + n), 1).reshape(cin, taps, cog)
         if index is not None:
             if zero:
@@ -249,10 +249,11 @@ def _lr_to_ct(lr: Tensor, g: Reindex) -> Tensor:
     n = len(g.kernel)
     G, ci, S, P = g.groups, lr.shape[1], math.prod(g.strides), math.prod(g.lr_kernel)
     cog = lr.shape[0] // (G * S)
-    out = torch.empty((G * ci, cog, *g.kernel), dtype=lr.dtype, device=lr.device)
-    if _native("to_ct", lr, out, g, ci, cog):
-        return out
-    if _is_channels_last(lr):  # memory (O', *K, I)
+    if _native_usable(lr):
+        out = torch.empty((G * ci, cog, *g.kernel), dtype=lr.dtype, device=lr.device)
+        if _native("to_ct", lr, out, g, ci, cog):
+            return out
+    if _memory_format(lr) is not torch.contiguous_format:  # memory (O', *K, I)
         mat = lr.permute(0, *range(2, 2 + n), 1).reshape(lr.shape[0], P, ci).transpose(1, 2)
     else:
         mat = lr.reshape(lr.shape[0], ci, P)
@@ -291,7 +292,7 @@ class _ToCT(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
         ctx.g = inputs[1]
-        ctx.channels_last = _is_channels_last(inputs[0])
+        ctx.channels_last = _memory_format(inputs[0]) is not torch.contiguous_format
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
