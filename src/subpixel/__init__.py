@@ -19,6 +19,7 @@ Examples:
 
 from subpixel import dispatch, functional
 from subpixel.convert import ConversionReport, convert_model, from_conv_transpose, to_conv_transpose
+from subpixel.errors import SubpixelError
 from subpixel.init import icnr_
 from subpixel.layers import (
     FractionallyStridedConv1d,
@@ -68,6 +69,7 @@ __all__ = [
     "SubPixelConv2d",
     "SubPixelConv3d",
     "SubPixelConvNd",
+    "SubpixelError",
     "__version__",
     "convert_channel_order",
     "convert_model",
