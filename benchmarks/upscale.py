@@ -5,7 +5,7 @@ the weights are absent, which costs the same) is timed on one LR luma frame (108
 
 * ``eager``: the same network written as plain PyTorch, ``Conv2d`` layers + ``nn.PixelShuffle``, NCHW, fp32 (the
   baseline of the issue; its output is checked against the model's before timing);
-* ``subpixel fp32``: :func:`subpixel.upscale.image.make_runner` default (channels_last, fp32);
+* ``subpixel fp32``: :func:`subpixel.upscaling.image.make_runner` default (channels_last, fp32);
 * ``subpixel bf16``: the same in bfloat16 (oneDNN, AMX / AVX-512-BF16 where the CPU has them);
 * ``onnxruntime``: the model exported to ONNX (dynamic shapes), ONNX Runtime CPU provider;
 * ``subpixel fp32/bf16 compiled`` (with ``--compile``): the same through ``torch.compile`` with Inductor's
@@ -55,7 +55,7 @@ from subpixel import timing
 from subpixel.imageio import write_image
 from subpixel.sr.models import ESPCN, pretrained, pretrained_scales
 from subpixel.sr.protocol import make_lr, modcrop, score_pair
-from subpixel.upscale.image import make_runner, upscale_pixels
+from subpixel.upscaling.image import make_runner, upscale_pixels
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_W, OUT_H = 1920, 1080

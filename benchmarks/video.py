@@ -3,7 +3,7 @@
 A 4-second 640×360 clip (25 fps, H.264, with an AAC audio track) is synthesized with PyAV in a temporary folder
 and upscaled ×2 (to 1280×720) and ×3 (to 1920×1080) by:
 
-* ``subpixel <model> <precision>``: :func:`subpixel.upscale.video.upscale_video`, the whole job (decode, network,
+* ``subpixel <model> <precision>``: :func:`subpixel.upscaling.video.upscale_video`, the whole job (decode, network,
   encode with libx264 at CRF 18 and the default preset, audio copied), in this process; ``compiled``: the
   upscaler's ``compile=True``, warm (its first runs, not timed, compiled it: the case of every video after the
   first of a size in one process, and of long clips);
@@ -52,8 +52,8 @@ from torch import nn
 
 from _common import ROOT, machine_info
 from subpixel.sr.models import ESPCN, pretrained, save
-from subpixel.upscale.image import Upscaler, make_runner
-from subpixel.upscale.video import DEFAULT_PRESET, upscale_video
+from subpixel.upscaling.image import Upscaler, make_runner
+from subpixel.upscaling.video import DEFAULT_PRESET, upscale_video
 from upscale import interleaved, model_for, summary
 
 LR_W, LR_H, FPS, SECONDS = 640, 360, 25, 4

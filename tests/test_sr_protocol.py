@@ -458,11 +458,11 @@ def test_one_keys_kernel_in_the_package() -> None:
     import subpixel.bicubic
     import subpixel.sr.resize
     import subpixel.study.blocks
-    import subpixel.upscale.image
+    import subpixel.upscaling.image
 
     assert subpixel.study.blocks.cubic is subpixel.bicubic.cubic
     assert subpixel.sr.resize.cubic is subpixel.bicubic.cubic
-    assert subpixel.upscale.image.cubic is subpixel.bicubic.cubic
+    assert subpixel.upscaling.image.cubic is subpixel.bicubic.cubic
     root = Path(subpixel.__file__).parent
     # a definition of the kernel, or Keys' coefficients written out
     kernel = re.compile(r"def _?(keys_)?cubic\(|2\.5 \* \w+2|\(a \+ 3\)")

@@ -123,12 +123,13 @@ def test_a_changed_model_is_seen(tiny: ESPCN) -> None:
     assert not np.array_equal(subpixel.upscale(_photo(), model=net), before)
 
 
-def test_import_stays_light_and_the_package_stays_callable(tmp_path: Path) -> None:
+def test_import_stays_light_and_upscale_is_a_plain_function(tmp_path: Path) -> None:
     code = (
-        "import sys, subpixel\n"
-        "assert 'PIL' not in sys.modules and 'subpixel.upscale' not in sys.modules\n"
-        "import subpixel.upscale.image, subpixel.upscale.tiling\n"  # rebinds subpixel.upscale: still callable
-        "from subpixel.upscale import tiled_upscale\n"
+        "import sys, types, subpixel\n"
+        "assert 'PIL' not in sys.modules and 'subpixel.upscaling' not in sys.modules\n"
+        "import subpixel.upscaling.image, subpixel.upscaling.tiling\n"
+        "from subpixel.upscaling import tiled_upscale\n"
+        "assert isinstance(subpixel.upscale, types.FunctionType), type(subpixel.upscale)\n"
         "import numpy as np\n"
         "print(subpixel.upscale(np.zeros((4, 5), np.uint8), 2).shape)\n"
     )
@@ -140,7 +141,7 @@ def test_import_stays_light_and_the_package_stays_callable(tmp_path: Path) -> No
 def test_file_and_api_agree_for_sixteen_bit_gray(tmp_path: Path, tiny: ESPCN) -> None:
     gray16 = _photo()[..., 0].astype(np.uint16) * 257
     Image.fromarray(gray16).save(tmp_path / "g.png")
-    from subpixel.upscale.image import Upscaler, upscale_file
+    from subpixel.upscaling.image import Upscaler, upscale_file
 
     upscale_file(tmp_path / "g.png", tmp_path / "g2.png", Upscaler(tiny))
     expected = load_image(tmp_path / "g2.png")

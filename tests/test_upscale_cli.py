@@ -254,7 +254,7 @@ def test_disk_full_stops_the_batch_with_one_line_naming_the_file(
 def test_interrupt_is_one_line_and_leaves_no_temporary(
     tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from subpixel.upscale import image
+    from subpixel.upscaling import image
 
     source = _image(tmp_path / "x.png")
 

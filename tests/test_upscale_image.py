@@ -13,7 +13,7 @@ from PIL import Image
 from subpixel.imageio import ImageReadError, load_image, quantize, write_image
 from subpixel.sr.models import ESPCN
 from subpixel.sr.protocol import imresize, rgb_to_ycbcr, ycbcr_to_rgb
-from subpixel.upscale.image import (
+from subpixel.upscaling.image import (
     Upscaler,
     bicubic_upscale,
     inplace_activations,

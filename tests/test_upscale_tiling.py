@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from subpixel import SubPixelConv2d
-from subpixel.upscale.tiling import (
+from subpixel.upscaling.tiling import (
     DEFAULT_MAX_MEMORY,
     bytes_per_lr_pixel,
     choose_tile_size,

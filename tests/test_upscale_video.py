@@ -14,8 +14,8 @@ av = pytest.importorskip("av")
 from subpixel.cli import main  # noqa: E402
 from subpixel.sr.models import ESPCN, save  # noqa: E402
 from subpixel.sr.protocol import rgb_to_ycbcr  # noqa: E402
-from subpixel.upscale.image import Upscaler, make_runner, upscale_pixels  # noqa: E402
-from subpixel.upscale.video import VideoReadError, upscale_video  # noqa: E402
+from subpixel.upscaling.image import Upscaler, make_runner, upscale_pixels  # noqa: E402
+from subpixel.upscaling.video import VideoReadError, upscale_video  # noqa: E402
 
 FPS = 12
 FRAMES = 7
@@ -127,7 +127,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_video_refuses_overwrite_and_reports_bad_input(clip: Path, tmp_path: Path) -> None:
-    from subpixel.upscale.image import Upscaler
+    from subpixel.upscaling.image import Upscaler
 
     net = ESPCN(2, widths=(4,), kernel_sizes=(3, 3)).eval()
     upscaler = Upscaler(net)
@@ -145,7 +145,7 @@ def test_video_refuses_overwrite_and_reports_bad_input(clip: Path, tmp_path: Pat
 
 def test_subtitle_stream_is_copied(tmp_path: Path) -> None:
     """A Matroska clip with an ASS subtitle stream: the subtitle packets come out unchanged."""
-    from subpixel.upscale.image import Upscaler
+    from subpixel.upscaling.image import Upscaler
 
     source = tmp_path / "subs.mkv"
     with av.open(str(source), "w") as out:
@@ -181,7 +181,7 @@ def test_subtitle_stream_is_copied(tmp_path: Path) -> None:
 
 
 def test_empty_and_corrupt_inputs_give_one_line_errors(clip: Path, tmp_path: Path) -> None:
-    from subpixel.upscale.image import Upscaler
+    from subpixel.upscaling.image import Upscaler
 
     upscaler = Upscaler(ESPCN(2, widths=(4,), kernel_sizes=(3, 3)).eval())
     empty = tmp_path / "empty.mp4"
@@ -222,8 +222,8 @@ def test_cli_reports_a_zero_byte_video_in_one_line(
 _SLOW_UPSCALE = """
 import sys, time
 from subpixel.sr.models import ESPCN
-from subpixel.upscale.image import Upscaler
-from subpixel.upscale.video import upscale_video
+from subpixel.upscaling.image import Upscaler
+from subpixel.upscaling.video import upscale_video
 
 def progress(done, total, fps):
     print(done, flush=True)
@@ -285,7 +285,7 @@ def test_interrupted_video_leaves_no_partial_file(tmp_path: Path, signal_name: s
 
 def test_compilation_only_when_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
     """FrameNetwork probes eagerly, compiles only for enough frames, and reuses compiled shapes."""
-    from subpixel.upscale.video import FrameNetwork
+    from subpixel.upscaling.video import FrameNetwork
 
     net = ESPCN(2, widths=(4,), kernel_sizes=(3, 3)).eval()
     upscaler = Upscaler(net, compile=True)
@@ -322,9 +322,9 @@ def test_compilation_only_when_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_yuv420_path_tiles_exactly_and_resizes_chroma_by_bicubic() -> None:
-    from subpixel.upscale.image import bicubic_upscale
-    from subpixel.upscale.tiling import receptive_radius
-    from subpixel.upscale.video import upscale_yuv420
+    from subpixel.upscaling.image import bicubic_upscale
+    from subpixel.upscaling.tiling import receptive_radius
+    from subpixel.upscaling.video import upscale_yuv420
 
     model = _textured_model(2, scale=3)
     runner = make_runner(model)
@@ -347,7 +347,7 @@ def test_yuv420_path_tiles_exactly_and_resizes_chroma_by_bicubic() -> None:
 
 
 def test_video_upscaler_picks_bf16_where_native_and_keeps_given_settings() -> None:
-    from subpixel.upscale.video import video_upscaler
+    from subpixel.upscaling.video import video_upscaler
 
     net = ESPCN(2, widths=(4,), kernel_sizes=(3, 3)).eval()
     base = Upscaler(net)

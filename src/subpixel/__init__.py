@@ -6,7 +6,7 @@ The three forms of an upsampling convolution
 siblings are drop-in replacements for ``nn.ConvTranspose*d`` that compute the fastest one.
 
 Upscaling a picture is one call, ``subpixel.upscale(image, scale=3)`` (PIL image, numpy array or tensor in, the
-same kind out; :mod:`subpixel.upscale.api`). It is imported on first use, so ``import subpixel`` stays light.
+same kind out; :mod:`subpixel.upscaling.api`). It is imported on first use, so ``import subpixel`` stays light.
 
 Examples:
     >>> import torch, subpixel
@@ -46,11 +46,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """``subpixel.upscale`` (the callable package :mod:`subpixel.upscale`), imported on first access."""
+    """``subpixel.upscale``, the function :func:`subpixel.upscaling.api.upscale`, imported on first access."""
     if name == "upscale":
-        import importlib
+        from subpixel.upscaling.api import upscale
 
-        return importlib.import_module("subpixel.upscale")
+        globals()["upscale"] = upscale  # later look-ups find it directly
+        return upscale
     raise AttributeError(f"module 'subpixel' has no attribute {name!r}")
 
 

@@ -1,7 +1,7 @@
 """Keys' cubic convolution kernel: the one definition of "bicubic" in the library.
 
 MATLAB's ``imresize(..., 'bicubic')`` (and so the SR evaluation protocol, :mod:`subpixel.sr.resize`), the
-bicubic planes of :mod:`subpixel.upscale` and the study's fixed resamplers (:mod:`subpixel.study.blocks`) all
+bicubic planes of :mod:`subpixel.upscaling` and the study's fixed resamplers (:mod:`subpixel.study.blocks`) all
 weigh samples by :func:`cubic`; nothing else in the package defines the kernel.
 
 Examples:

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from subpixel._atomic import atomic_output
     from subpixel.imageio import ImageReadError, load_image, quantize
     from subpixel.sr.protocol import bicubic_upscaler, make_lr, modcrop, score_pair
-    from subpixel.upscale.image import upscale_pixels
+    from subpixel.upscaling.image import upscale_pixels
 
     try:
         model = sr.load(args.weights) if args.weights else sr.pretrained(args.scale or 3, model=args.model)

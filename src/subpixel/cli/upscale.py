@@ -29,7 +29,7 @@ from subpixel._atomic import clean_temporaries, is_temporary
 from subpixel.cli._args import add_model_arguments, positive_int
 from subpixel.cli._errors import describe
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS, ImageReadError
-from subpixel.upscale.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
+from subpixel.upscaling.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
 if TYPE_CHECKING:
     import torch
@@ -161,7 +161,7 @@ def collect_jobs(
         ValueError: two inputs would write the same output, an output would replace an input (the message
             names both), or ``output`` is a file where a folder is needed; nothing has been written then.
     """
-    from subpixel.upscale.video import is_video
+    from subpixel.upscaling.video import is_video
 
     jobs: list[tuple[Path, Path]] = []
     problems: list[str] = []
@@ -258,8 +258,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from subpixel.upscale.image import Upscaler, upscale_file
-    from subpixel.upscale.video import VideoReadError, is_video, upscale_video, video_upscaler
+    from subpixel.upscaling.image import Upscaler, upscale_file
+    from subpixel.upscaling.video import VideoReadError, is_video, upscale_video, video_upscaler
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -11,10 +11,10 @@ network instead of adding to it.
 
 **Frames stay in YUV** when they can (8-bit 4:2:0, limited range, even size, a ``"y"`` model): the network sees
 the decoded luma plane itself (``Y / 255``, the input of ESPCN-style models), the two quarter-size chroma planes
-are upscaled by MATLAB's bicubic (:func:`~subpixel.upscale.image.bicubic_upscale`), and the planes go to the
+are upscaled by MATLAB's bicubic (:func:`~subpixel.upscaling.image.bicubic_upscale`), and the planes go to the
 encoder as they are: no RGB conversion either way, and the chroma is resized at a quarter of the pixels. Other
 frames (RGB models, 4:4:4, 10-bit, full range, odd sizes) take the image path
-(:func:`~subpixel.upscale.image.upscale_pixels`, 8-bit RGB).
+(:func:`~subpixel.upscaling.image.upscale_pixels`, 8-bit RGB).
 
 **Compilation** (``Upscaler(compile=True)``) is paid only when it pays: the first frames run eagerly and are
 timed, and the network is compiled (once per tile shape, kept in the :class:`Upscaler` for the next video of the
@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from subpixel._atomic import atomic_output, clean_temporaries
-from subpixel.upscale.image import (
+from subpixel.upscaling.image import (
     _PIPELINE_HR_CHANNELS,
     BICUBIC_RADIUS,
     Runner,
@@ -57,7 +57,7 @@ from subpixel.upscale.image import (
     make_runner,
     upscale_pixels,
 )
-from subpixel.upscale.tiling import (
+from subpixel.upscaling.tiling import (
     DEFAULT_MAX_MEMORY,
     bytes_per_lr_pixel,
     choose_tile_size,

@@ -9,7 +9,7 @@ A grayscale image is RGB with equal channels (so its Y is ``16 + 219·gray`` on 
 is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
 
 The whole per-tile computation (colour conversion, model, bicubic planes) is local, so
-:func:`subpixel.upscale.tiling.tiled_map` runs it in tiles, and the output is quantized tile by tile into the
+:func:`subpixel.upscaling.tiling.tiled_map` runs it in tiles, and the output is quantized tile by tile into the
 8- or 16-bit result: a 7680×4320 output never exists in float.
 
 Examples:
@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from subpixel.bicubic import cubic
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
-from subpixel.upscale.tiling import (
+from subpixel.upscaling.tiling import (
     DEFAULT_MAX_MEMORY,
     bytes_per_lr_pixel,
     choose_tile_size,
@@ -435,7 +435,7 @@ def upscale_pixels(
         runner: how to run it (default: :func:`make_runner` ``(model)``).
         tile: tile side in LR pixels (default: from ``max_memory``).
         max_memory: memory budget of one tile (bytes or e.g. ``"512M"``; default
-            :data:`~subpixel.upscale.tiling.DEFAULT_MAX_MEMORY`).
+            :data:`~subpixel.upscaling.tiling.DEFAULT_MAX_MEMORY`).
         bit_depth: ``None`` for a float32 result (not clamped); 8 or 16 for uint8/uint16, clamped and rounded
             half up tile by tile (the full-size float image never exists).
         progress: called with the number of LR pixels done after each tile.

@@ -3,7 +3,7 @@
 The counterpart of OpenCV's ``DnnSuperResImpl.upsample(img)``, with the options of ``subpixel upscale``: the model
 (bundled weights, a ``.safetensors`` file, or any SR module), the backend, the precision, ``torch.compile`` and
 the tiling memory budget. The pixels go through exactly the path of the command line
-(:class:`subpixel.upscale.image.Upscaler`: the model on Y, bicubic chroma and alpha, tiles equal to the untiled
+(:class:`subpixel.upscaling.image.Upscaler`: the model on Y, bicubic chroma and alpha, tiles equal to the untiled
 result), so a file upscaled by the command and the same picture upscaled here agree bit for bit.
 
 Accepted images, and what comes back (always the same kind, layout and dtype):
@@ -22,14 +22,8 @@ input                       notes
 Anything else is refused with a message naming what was received: a float array outside [0, 1] (8-bit values
 stored as floats, say) is an error, not a guess.
 
-Why ``subpixel.upscale`` is both this function and the package :mod:`subpixel.upscale`: a package attribute
-cannot simply be a function named like a subpackage, because importing any submodule
-(``import subpixel.upscale.image``, which this very function does) makes the import system bind
-``subpixel.upscale`` to the package again, and the function would vanish depending on import order. Renaming the
-package would break every existing import. So the package module is made callable (its ``__class__`` is a
-``ModuleType`` subclass with ``__call__``, a documented Python mechanism): ``subpixel.upscale(img, scale=3)``
-calls :func:`upscale`, and ``import subpixel.upscale.image`` / ``from subpixel.upscale import tiled_upscale``
-work as before. :mod:`subpixel` imports the package only on first access, so ``import subpixel`` stays light.
+``subpixel.upscale`` is this function, a plain function: the package that holds it is :mod:`subpixel.upscaling`
+(images, videos, tiling), and :mod:`subpixel` imports it only on first access, so ``import subpixel`` stays light.
 
 Examples:
     >>> import numpy as np, subpixel
@@ -59,7 +53,7 @@ from torch import nn
 from subpixel.sr.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from subpixel.upscale.image import Backend, Precision, Upscaler
+    from subpixel.upscaling.image import Backend, Precision, Upscaler
 
 __all__ = ["upscale"]
 
@@ -92,7 +86,7 @@ def _cached_upscaler(
     tile: int | None,
     max_memory: int | str | None,
 ) -> Upscaler:
-    from subpixel.upscale.image import Upscaler
+    from subpixel.upscaling.image import Upscaler
 
     return Upscaler(
         model, backend=backend, precision=precision, compile=compile, tile=tile, max_memory=max_memory
@@ -149,7 +143,7 @@ def _to_pil(array: np.ndarray, mode: str) -> Any:
 
 def _run(upscaler: Upscaler, pixels: np.ndarray) -> np.ndarray:
     """``(H, W, C)`` uint8 / uint16 / float in [0, 1] -> the upscaled array of the same dtype."""
-    from subpixel.upscale.image import unit_float
+    from subpixel.upscaling.image import unit_float
 
     if pixels.dtype in (np.uint8, np.uint16):
         return upscaler(pixels, bit_depth=8 if pixels.dtype == np.uint8 else 16)
@@ -195,7 +189,7 @@ def upscale(
             network with ``scale`` and ``channels`` (``"y"``/``"rgb"``) attributes, e.g.
             :func:`subpixel.sr.pretrained` ``(4)`` or your own :class:`subpixel.sr.ESPCN` (copied at every call,
             so later changes to its weights are seen; for many calls with ``compile=True`` build a
-            :class:`subpixel.upscale.image.Upscaler` once).
+            :class:`subpixel.upscaling.image.Upscaler` once).
         weights: a ``.safetensors`` file from ``subpixel train`` (its ``.json`` beside it).
         backend: ``"torch"`` or ``"onnxruntime"``.
         precision: ``"fp32"`` or ``"bf16"`` (torch backend).
@@ -221,7 +215,7 @@ def upscale(
     if cacheable:
         upscaler = _cached_upscaler(chosen, backend, precision, bool(compile), tile, max_memory)
     else:
-        from subpixel.upscale.image import Upscaler
+        from subpixel.upscaling.image import Upscaler
 
         upscaler = Upscaler(
             chosen, backend=backend, precision=precision, compile=compile, tile=tile, max_memory=max_memory
