@@ -105,13 +105,59 @@ def test_bad_inputs_are_refused_with_what_was_received(tiny: ESPCN) -> None:
         subpixel.upscale(rgb, model=tiny, weights="w.safetensors")
 
 
-def test_scale_comes_from_the_weights_and_defaults_to_three_for_the_bundled(
-    tmp_path: Path, tiny: ESPCN
-) -> None:
+def test_scale_comes_from_the_weights_and_is_needed_for_the_bundled(tmp_path: Path, tiny: ESPCN) -> None:
     weights = save(tiny, tmp_path / "w.safetensors")
     assert subpixel.upscale(_photo(), weights=weights).shape == (18, 14, 3)
-    assert subpixel.upscale(_photo()).shape == (27, 21, 3)
+    assert subpixel.upscale(_photo(), model=tiny).shape == (18, 14, 3)
     assert subpixel.upscale(_photo(), 4).shape == (36, 28, 3)
+    # as the command line's --scale: no silent default factor for the bundled weights
+    for family in (None, "rep"):
+        with pytest.raises(subpixel.SubpixelError, match=r"scale: needed with the bundled weights \(2, 3 or 4\)"):
+            subpixel.upscale(_photo(), model=family)
+
+
+def test_missing_pillow_names_the_install(tmp_path: Path) -> None:
+    """With only the core package (no Pillow), the API says which extra to install, as the command line does."""
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['PIL'] = None  # as if Pillow were not installed\n"
+        "import subpixel\n"
+        "try:\n"
+        "    subpixel.upscale(np.zeros((4, 4, 3), np.uint8), scale=2)\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(type(exc).__name__, exc.name, '|', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == (
+        "ModuleNotFoundError PIL | subpixel.upscale needs pillow, which is not installed: "
+        "pip install 'subpixel[sr]' (or 'subpixel[all]')"
+    ), done.stdout + done.stderr
+
+
+def test_repeated_calls_reuse_one_prepared_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundled network is loaded, copied and prepared once per settings, not at every call."""
+    from subpixel.upscaling import api, image
+
+    api._cached_upscaler.cache_clear()
+    built: list[object] = []
+    real = image.make_runner
+    monkeypatch.setattr(image, "make_runner", lambda *a, **k: built.append(k) or real(*a, **k))
+    photo = _photo()
+    first = subpixel.upscale(photo, 2, device="cpu")
+    for _ in range(3):
+        np.testing.assert_array_equal(subpixel.upscale(photo, 2, device="cpu"), first)
+    assert len(built) == 1
+    subpixel.upscale(photo, 2, device="cpu", precision="fp32")  # other settings: another prepared network
+    assert len(built) == 2
+
+
+def test_device_is_checked() -> None:
+    with pytest.raises(subpixel.SubpixelError, match="device: expected auto, cpu, cuda or cuda:N, got 'gpu'"):
+        subpixel.upscale(_photo(), 2, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(subpixel.SubpixelError, match="no CUDA GPU is available"):
+            subpixel.upscale(_photo(), 2, device="cuda:1")
+    assert subpixel.upscale(torch.rand(1, 6, 5), 2, device="cpu").shape == (1, 12, 10)
 
 
 def test_a_changed_model_is_seen(tiny: ESPCN) -> None:
@@ -143,8 +189,27 @@ def test_file_and_api_agree_for_sixteen_bit_gray(tmp_path: Path, tiny: ESPCN) ->
     Image.fromarray(gray16).save(tmp_path / "g.png")
     from subpixel.upscaling.image import Upscaler, upscale_file
 
-    upscale_file(tmp_path / "g.png", tmp_path / "g2.png", Upscaler(tiny))
+    upscale_file(tmp_path / "g.png", tmp_path / "g2.png", Upscaler(tiny, precision="auto"))  # the API default
     expected = load_image(tmp_path / "g2.png")
     assert expected.bit_depth == 16
     got = subpixel.upscale(gray16, model=tiny)
     np.testing.assert_array_equal(got, np.round(expected.pixels[..., 0] * 65535).astype(np.uint16))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_runners_prelu_is_torchs_bit_for_bit(dtype: torch.dtype) -> None:
+    """The in-place PReLU of the runner (fast in bf16) equals torch's own PReLU, also for -0, NaN and one slope."""
+    from subpixel.upscaling.image import inplace_activations
+
+    torch.manual_seed(0)
+    for slopes in (27, 1):
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 27, 3), torch.nn.PReLU(slopes)).to(dtype).eval()
+        torch.nn.init.uniform_(net[1].weight, -0.7, 0.9)
+        x = torch.randn(2, 3, 9, 11, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        x[0, 0, :2, :2] = torch.tensor([[0.0, -0.0], [float("nan"), -1e30]], dtype=dtype)
+        with torch.inference_mode():
+            want = net(x)
+            assert inplace_activations(net) == 1 and type(net[1]) is not torch.nn.PReLU
+            got = net(x)
+        assert torch.equal(got.isnan(), want.isnan())
+        assert torch.equal(got.nan_to_num(0.5), want.nan_to_num(0.5))

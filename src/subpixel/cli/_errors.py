@@ -19,22 +19,9 @@ from __future__ import annotations
 import errno
 import importlib
 
-__all__ = ["EXTRAS", "describe", "missing_dependency", "require"]
+from subpixel._extras import EXTRAS, _one_line, missing_dependency
 
-#: importable module -> (pip package, extra of ``subpixel`` that installs it)
-EXTRAS: dict[str, tuple[str, str]] = {
-    "PIL": ("pillow", "sr"),
-    "safetensors": ("safetensors", "sr"),
-    "tqdm": ("tqdm", "sr"),
-    "matplotlib": ("matplotlib", "sr"),
-    "png": ("pypng", "sr"),
-    "tifffile": ("tifffile", "sr"),
-    "av": ("av", "video"),
-    "onnx": ("onnx", "onnx"),
-    "onnxruntime": ("onnxruntime", "onnx"),
-    "onnxscript": ("onnxscript", "onnx"),
-    "skimage": ("scikit-image", "dev"),
-}
+__all__ = ["EXTRAS", "describe", "missing_dependency", "require"]
 
 _OS_HINTS: dict[int, str] = {
     errno.ENOSPC: "free some space or write somewhere else",
@@ -53,29 +40,6 @@ def require(*modules: str) -> None:
     """
     for module in modules:
         importlib.import_module(module)
-
-
-def missing_dependency(exc: ImportError) -> str:
-    """The one-line message for a missing module: which package it is and how to install it.
-
-    Examples:
-        >>> missing_dependency(ModuleNotFoundError("No module named 'PIL'", name="PIL.Image"))
-        "needs pillow, which is not installed: pip install 'subpixel[sr]' (or 'subpixel[all]')"
-    """
-    module = (exc.name or "").split(".")[0]
-    if module in EXTRAS:
-        package, extra = EXTRAS[module]
-        return (
-            f"needs {package}, which is not installed: pip install 'subpixel[{extra}]' (or 'subpixel[all]')"
-        )
-    if module:
-        return f"needs the Python module {module!r}, which is not installed ({_one_line(exc)})"
-    return f"cannot import a dependency: {_one_line(exc)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return text or type(exc).__name__
 
 
 def _os_error(exc: OSError) -> str:

@@ -96,20 +96,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
-        help="torch backend: bf16 is faster on CPUs with AMX/AVX-512-BF16 (its Y-PSNR loss is measured by "
-        "benchmarks/upscale.py); default fp32 for images, for videos bf16 where the CPU has it",
+        choices=("auto", "fp32", "bf16"),
+        help="torch backend: bf16 is 2-3x faster on CPUs with AVX-512-BF16 or AMX (its Y-PSNR loss is measured "
+        "by benchmarks/upscale.py); default auto: bf16 where the CPU or GPU computes it natively, else fp32",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="torch backend: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N",
     )
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="torch backend: torch.compile with fused convolution + activation (seconds to compile per input "
-        "size); default off for images, on for videos, which compile only when long enough to pay for it",
+        "size; videos compile only when long enough to pay for it); default off",
     )
     parser.add_argument(
         "--threads",
         type=positive_int,
-        help="CPU threads (default: PyTorch's choice; for videos one less, leaving a core to the encoder)",
+        help="CPU threads (default: PyTorch's choice); a video has as many frames in flight, one thread each",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -275,8 +281,9 @@ def run(args: argparse.Namespace) -> int:
     upscaler = Upscaler(
         model,
         backend=args.backend,
-        precision=args.precision or "fp32",
+        precision=args.precision or "auto",
         compile=bool(args.compile),
+        device=args.device,
         tile=args.tile,
         max_memory=args.max_memory,
         max_pixels=args.max_pixels,
@@ -305,13 +312,13 @@ def run(args: argparse.Namespace) -> int:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if is_video(source):
-                with tqdm(unit="frame", desc=source.name, disable=not show, leave=False) as frames:
+                # one rate: frames written per second since the video was opened (tqdm's own, unsmoothed)
+                with tqdm(unit="frame", desc=source.name, disable=not show, leave=False, smoothing=0) as frames:
 
                     def tick(count: int, total: int | None, fps: float, frames: tqdm = frames) -> None:
                         if total and frames.total != total:
                             frames.total = total
                         frames.update(count - frames.n)
-                        frames.set_postfix(fps=f"{fps:.2f}")
 
                     video = upscale_video(
                         source,
@@ -325,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
                 if show:
                     say(
                         f"{source} -> {target}: {video.frames} frames {video.size_in[0]}×{video.size_in[1]} -> "
-                        f"{video.size_out[0]}×{video.size_out[1]} ({video.frames / video.seconds:.2f} fps)"
+                        f"{video.size_out[0]}×{video.size_out[1]} in {video.seconds:.1f} s "
+                        f"({video.fps:.1f} frames per second end to end)"
                     )
             else:
                 with tqdm(

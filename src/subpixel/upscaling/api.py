@@ -50,7 +50,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from subpixel.sr.models import DEFAULT_MODEL
+from subpixel._extras import hint_missing
+from subpixel.errors import SubpixelError
 
 if TYPE_CHECKING:
     from subpixel.upscaling.image import Backend, Precision, Upscaler
@@ -85,24 +86,39 @@ def _cached_upscaler(
     compile: bool,
     tile: int | None,
     max_memory: int | str | None,
+    device: str,
 ) -> Upscaler:
+    """One :class:`Upscaler` per model and settings: built (copied, cast, laid out) once, called many times."""
     from subpixel.upscaling.image import Upscaler
 
     return Upscaler(
-        model, backend=backend, precision=precision, compile=compile, tile=tile, max_memory=max_memory
-    )  # type: ignore[arg-type]
+        model,
+        backend=backend,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
+        compile=compile,
+        tile=tile,
+        max_memory=max_memory,
+        device=device,
+    )
 
 
 def _resolve_model(
     scale: int | None, model: nn.Module | str | None, weights: str | os.PathLike[str] | None
 ) -> tuple[nn.Module, bool]:
     """The model to run and whether it may be cached (bundled weights or an unchanged weights file)."""
+    from subpixel.sr.models import DEFAULT_MODEL
+
     if model is not None and weights is not None:
-        raise ValueError("give model= or weights=, not both")
+        raise SubpixelError("give model= or weights=, not both")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
-        raise ValueError(f"scale must be an int >= 1, got {scale!r}")
+        raise SubpixelError(f"scale must be an int >= 1, got {scale!r}")
+    if scale is None and (model is None or isinstance(model, str)) and weights is None:
+        raise SubpixelError(
+            "scale: needed with the bundled weights (2, 3 or 4), got none; a model or a weights file "
+            "knows its own scale"
+        )
     if isinstance(model, str):
-        chosen, cacheable = _bundled(3 if scale is None else scale, model), True
+        chosen, cacheable = _bundled(scale, model), True  # type: ignore[arg-type]
     elif model is not None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -112,15 +128,15 @@ def _resolve_model(
     elif weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise ValueError(f"weights {str(path)!r}: file not found")
+            raise SubpixelError(f"weights {str(path)!r}: file not found")
         stat = path.stat()
         chosen, cacheable = _weights_file(str(path.resolve()), stat.st_mtime_ns, stat.st_size), True
     else:
-        chosen, cacheable = _bundled(3 if scale is None else scale, DEFAULT_MODEL), True
+        chosen, cacheable = _bundled(scale, DEFAULT_MODEL), True  # type: ignore[arg-type]
     declared = getattr(chosen, "scale", None)
     if scale is not None and declared != scale:
         source = "model" if model is not None else f"weights {weights}" if weights is not None else "bundled"
-        raise ValueError(f"the {source} upscale ×{declared}, but scale={scale}")
+        raise SubpixelError(f"the {source} upscale ×{declared}, but scale={scale}")
     return chosen, cacheable
 
 
@@ -156,7 +172,7 @@ def _check_array(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(
+        raise SubpixelError(
             f"image: a numpy array must have shape (H, W) or (H, W, C) with C in 1..4, got {tuple(array.shape)}"
         )
     if not (array.dtype in (np.uint8, np.uint16) or np.issubdtype(array.dtype, np.floating)):
@@ -173,18 +189,19 @@ def upscale(
     model: nn.Module | str | None = None,
     weights: str | os.PathLike[str] | None = None,
     backend: Backend = "torch",
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     compile: bool = False,
     tile: int | None = None,
     max_memory: int | str | None = None,
+    device: str | torch.device = "auto",
 ) -> Any:
     """Upscale a picture in memory and return the same kind of picture (see the module docstring).
 
     Args:
         image: a ``PIL.Image.Image``, a numpy array ``(H, W)``/``(H, W, C)`` (uint8, uint16, or float in
             [0, 1]) or a torch tensor ``(H, W)``/``(C, H, W)``/``(N, C, H, W)`` (uint8, or float in [0, 1]).
-        scale: the factor. Default: the model's or the weights' own; 3 for the bundled weights. Given together
-            with ``model`` or ``weights``, it must match theirs.
+        scale: the factor: needed for the bundled weights (2, 3 or 4); a ``model`` or ``weights`` knows its own
+            (given together with them, it must match theirs).
         model: the name of a bundled family (``"rep"``, the default, or ``"espcn"``, the paper's), or an SR
             network with ``scale`` and ``channels`` (``"y"``/``"rgb"``) attributes, e.g.
             :func:`subpixel.sr.pretrained` ``(4)`` or your own :class:`subpixel.sr.ESPCN` (copied at every call,
@@ -192,10 +209,16 @@ def upscale(
             :class:`subpixel.upscaling.image.Upscaler` once).
         weights: a ``.safetensors`` file from ``subpixel train`` (its ``.json`` beside it).
         backend: ``"torch"`` or ``"onnxruntime"``.
-        precision: ``"fp32"`` or ``"bf16"`` (torch backend).
+        precision: ``"auto"`` (bf16 where the CPU or GPU computes it natively, as the command line),
+            ``"fp32"`` or ``"bf16"`` (torch backend).
         compile: ``torch.compile`` the network (torch backend; pays off over many same-size pictures).
         tile: tile side in LR pixels (default: from ``max_memory``).
         max_memory: memory budget of one tile, bytes or e.g. ``"512M"`` (default 512 MiB).
+        device: ``"auto"`` (a CUDA GPU when there is one, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
+            (torch backend); pictures come back on their own device either way.
+
+    The network is prepared once per model and settings and kept (bundled weights, a weights file until it
+    changes): repeated calls pay only for the pixels. A ``model`` module is copied at every call.
 
     The command's ``--threads`` has no counterpart here: the thread count is process-wide, set it with
     :func:`torch.set_num_threads`. ``--max-pixels`` guards file decoding and does not apply to pictures in memory.
@@ -206,20 +229,27 @@ def upscale(
 
     Raises:
         TypeError: an unsupported kind of image or dtype.
-        ValueError: a bad shape, float values outside [0, 1], a scale that does not match the model.
+        subpixel.SubpixelError: a bad shape, float values outside [0, 1], no scale for the bundled weights, a
+            scale that does not match the model, a device that is not there.
+        ModuleNotFoundError: a missing optional dependency; the message names the ``pip install`` that adds it.
 
     Shape:
         ``(H, W, C) -> (H·r, W·r, C)``; ``(N, C, H, W) -> (N, C, H·r, W·r)``.
     """
-    chosen, cacheable = _resolve_model(scale, model, weights)
-    if cacheable:
-        upscaler = _cached_upscaler(chosen, backend, precision, bool(compile), tile, max_memory)
-    else:
-        from subpixel.upscaling.image import Upscaler
+    with hint_missing("subpixel.upscale"):
+        chosen, cacheable = _resolve_model(scale, model, weights)
+        key = str(device)
+        if cacheable:
+            upscaler = _cached_upscaler(chosen, backend, precision, bool(compile), tile, max_memory, key)
+        else:
+            upscaler = _cached_upscaler.__wrapped__(
+                chosen, backend, precision, bool(compile), tile, max_memory, key
+            )
+        return _dispatch(upscaler, image)
 
-        upscaler = Upscaler(
-            chosen, backend=backend, precision=precision, compile=compile, tile=tile, max_memory=max_memory
-        )
+
+def _dispatch(upscaler: Upscaler, image: Any) -> Any:
+    """Run ``upscaler`` on any accepted kind of image and return the same kind."""
     if type(image).__module__.startswith("PIL.") and hasattr(image, "mode") and hasattr(image, "size"):
         array, mode = _from_pil(image)
         return _to_pil(_run(upscaler, array), mode)
@@ -237,7 +267,7 @@ def _upscale_tensor(upscaler: Upscaler, image: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"image: a tensor must be uint8 or floating point in [0, 1], got dtype {image.dtype}")
     ndim = image.ndim
     if ndim not in (2, 3, 4) or (ndim > 2 and image.shape[-3] not in (1, 2, 3, 4)):
-        raise ValueError(
+        raise SubpixelError(
             f"image: a tensor must have shape (H, W), (C, H, W) or (N, C, H, W) with C in 1..4, "
             f"got {tuple(image.shape)}"
         )

@@ -1,13 +1,16 @@
 """Upscale a video through PyAV (FFmpeg): decoding, the network and encoding run side by side.
 
-Three stages run at once, joined by short queues (so memory holds a few frames whatever the clip's length):
+The stages run at once, joined by short queues (so memory holds a few frames whatever the clip's length):
 
 * a **reader** thread demuxes the input and decodes the first video stream (FFmpeg's frame threads);
-* the calling thread runs the **network** on each frame;
-* a **writer** thread encodes the frames and muxes them with the other streams' packets.
+* **network workers**, one per CPU thread given to the network, each upscaling a whole frame on one thread
+  (frames in flight side by side: a small network on one thread wastes nothing on synchronisation, and both
+  cores of a 2-core machine compute);
+* the calling thread puts the frames back in order, encodes them and muxes them with the other streams'
+  packets.
 
-PyAV and PyTorch release the GIL while they work, so on a 2-core machine decoding and encoding overlap the
-network instead of adding to it.
+PyAV and PyTorch release the GIL while they work, so the encoder and the decoder fill the gaps between the
+network's frames instead of adding to them.
 
 **Frames stay in YUV** when they can (8-bit 4:2:0, limited range, even size, a ``"y"`` model): the network sees
 the decoded luma plane itself (``Y / 255``, the input of ESPCN-style models), the two quarter-size chroma planes
@@ -16,12 +19,11 @@ encoder as they are: no RGB conversion either way, and the chroma is resized at 
 frames (RGB models, 4:4:4, 10-bit, full range, odd sizes) take the image path
 (:func:`~subpixel.upscaling.image.upscale_pixels`, 8-bit RGB).
 
-**Compilation** (``Upscaler(compile=True)``) is paid only when it pays: the first frames run eagerly and are
-timed, and the network is compiled (once per tile shape, kept in the :class:`Upscaler` for the next video of the
-same size) only when the frames left would save more than compiling costs (:class:`FrameNetwork`).
-
-**Threads**: the network gets one CPU thread less than PyTorch would use (at least one), leaving a core to
-decoding and encoding; on 2 cores this also keeps OpenMP's idle threads from spinning against the encoder.
+**Compilation** (``Upscaler(compile=True)``, not the default: the eager bf16 channels-last network runs as
+fast here and starts at once) is paid only when it pays: the first frames run eagerly and are timed, and the
+network is compiled (once per tile shape, kept in the :class:`Upscaler` for the next video of the same size) only
+when the frames left would save more than compiling costs (:class:`FrameNetwork`); a compiled network runs one
+frame at a time on all CPU threads but one.
 
 Audio and subtitle streams are remuxed packet by packet (no re-encoding). Each output frame keeps its input
 frame's timestamp in the input stream's time base, so the frame rate (constant or variable) is kept. The output is
@@ -55,6 +57,7 @@ from subpixel.upscaling.image import (
     Upscaler,
     bicubic_upscale,
     make_runner,
+    resolve_precision,
     upscale_pixels,
 )
 from subpixel.upscaling.tiling import (
@@ -196,7 +199,7 @@ class FrameNetwork:
         if all((self.in_channels, *shape) in done for shape in self.shapes):
             self.decided, self.compiled_from = True, 0
             return
-        self.runner = make_runner(upscaler.model, precision=upscaler.precision)
+        self.runner = make_runner(upscaler.model, precision=upscaler.precision, device=upscaler.device)
 
     def __call__(self, x: Tensor) -> Tensor:
         """Run the network on one tile."""
@@ -234,22 +237,21 @@ def video_upscaler(
 ) -> Upscaler:
     """``upscaler`` with the fastest settings measured for videos where ``precision`` / ``compile`` are ``None``.
 
-    With the torch backend: bf16 when the CPU computes it natively (AVX-512-BF16 or AMX, as oneDNN reports; its
-    Y-PSNR loss is measured by ``benchmarks/upscale.py``, under 0.05 dB), and compilation, which
-    :class:`FrameNetwork` performs only when the clip is long enough to pay for it. Given values are kept, and
-    so is everything about the ONNX Runtime backend.
+    With the torch backend: bf16 where the hardware computes it natively (:func:`resolve_precision`; its
+    Y-PSNR loss is measured by ``benchmarks/upscale.py``, under 0.05 dB), eager (no compilation: the eager bf16
+    channels-last network runs as fast as the compiled one here and starts at once; ``benchmarks/video.py``
+    measures both). Given values are kept, and so is everything about the ONNX Runtime backend.
 
     Examples:
         >>> from subpixel.sr.models import ESPCN
         >>> up = video_upscaler(Upscaler(ESPCN(2, widths=(4,), kernel_sizes=(3, 3))), precision="fp32")
         >>> up.precision, up.compile
-        ('fp32', True)
+        ('fp32', False)
     """
     if upscaler.backend != "torch":
         return upscaler
-    if precision is None:
-        precision = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else upscaler.precision
-    compile = True if compile is None else compile
+    precision = resolve_precision(precision or "auto", upscaler.backend, upscaler.device)  # type: ignore[arg-type]
+    compile = upscaler.compile if compile is None else compile
     if (precision, compile) == (upscaler.precision, upscaler.compile):
         return upscaler
     return dataclasses.replace(upscaler, precision=precision, compile=compile)  # type: ignore[arg-type]
@@ -426,8 +428,9 @@ def upscale_video(
         codec: output video encoder (default: the input's codec when it can be encoded here, else libx264).
         crf: constant-rate factor for x264/x265/VP9 (lower is better; 18 is visually lossless).
         preset: x264/x265 speed preset (default :data:`DEFAULT_PRESET`; ``"medium"`` is x264's own default).
-        threads: PyTorch threads for the network during the video (default: one less than
-            :func:`torch.get_num_threads`, at least 1; restored afterwards).
+        threads: CPU threads for the network (default :func:`torch.get_num_threads`): as many frames in
+            flight, one thread each; with ``upscaler.compile``, one frame at a time on this many threads
+            (default one less, at least 1). The process's thread count is restored afterwards.
         progress: called after each frame with (frames done, frames in the stream or ``None`` when the
             container does not say, frames per second so far).
         warn: receives warnings (e.g. a stream that cannot be copied into this container).
@@ -449,11 +452,28 @@ def upscale_video(
     clean_temporaries(target.parent)
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or max(1, min(previous_threads, (os.cpu_count() or 2) - 1)))
+    workers, per_worker = _schedule(upscaler, threads)
     try:
-        return _upscale_stream(inp, source, target, upscaler, codec, crf, preset, progress, warn, started)
+        return _upscale_stream(
+            inp, source, target, upscaler, codec, crf, preset, progress, warn, started, workers, per_worker
+        )
     finally:
-        torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous_threads)  # the workers' setting also changed the process default
+
+
+def _schedule(upscaler: Upscaler, threads: int | None) -> tuple[int, int]:
+    """``(network workers, threads each)``: frames in flight, one thread each, for the eager network; one
+    worker on all but one thread for the compiled one (its kernels are built for a thread count).
+
+    Examples:
+        >>> from subpixel.sr.models import ESPCN
+        >>> net = ESPCN(2, widths=(4,), kernel_sizes=(3, 3))
+        >>> _schedule(Upscaler(net), 2), _schedule(Upscaler(net, compile=True), 3)
+        ((2, 1), (1, 3))
+    """
+    if upscaler.compile and upscaler.backend == "torch":
+        return 1, threads or max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
+    return max(1, threads or torch.get_num_threads()), 1
 
 
 def _upscale_stream(
@@ -467,6 +487,8 @@ def _upscale_stream(
     progress: Callable[[int, int | None, float], None] | None,
     warn: Callable[[str], None] | None,
     started: float,
+    workers: int,
+    per_worker: int,
 ) -> VideoResult:
     """:func:`upscale_video` once the input is open (it is closed on return)."""
     import av
@@ -516,37 +538,35 @@ def _upscale_stream(
                 stop = threading.Event()
                 decoded, upscaled = _Channel(stop), _Channel(stop)
 
-                def read() -> None:
+                def read() -> None:  # every item numbered, so that the writer restores the order
+                    number = 0
                     try:
                         for packet in inp.demux(vin, *mapping):
                             if packet.stream is not vin:
                                 if packet.dts is not None:  # not a demuxer flush packet
                                     packet.stream = mapping[packet.stream]
-                                    decoded.put(packet)
+                                    decoded.put((number, packet))
+                                    number += 1
                                 continue
                             for frame in packet.decode():
-                                decoded.put(frame)
+                                decoded.put((number, frame))
+                                number += 1
                     except av.error.FFmpegError as exc:
                         reason = getattr(exc, "strerror", None) or str(exc)
                         raise VideoReadError(f"{source}: corrupt or truncated video ({reason})") from None
-                    decoded.put(_END)
+                    for _ in range(workers):
+                        decoded.put(_END)
 
-                def write() -> None:
-                    while (item := upscaled.get()) is not _END:
-                        if isinstance(item, av.Packet):
-                            out.mux(item)
-                        else:
-                            out.mux(vout.encode(item))
-                    out.mux(vout.encode(None))
-
-                def upscale(frame: Any) -> Any:
+                def upscale(frame: Any) -> tuple[Any, bool]:
+                    """The upscaled frame, and whether it was upscaled in YUV."""
+                    yuv = False
                     if _yuv_ready(frame, upscaler.channels):
                         planes = upscale_yuv420(
                             frame.to_ndarray(), scale, network, radius=radius, tile=luma_tile
                         )
                         new = av.VideoFrame.from_ndarray(planes, format="yuv420p")
                         new.colorspace, new.color_range = frame.colorspace, frame.color_range
-                        counts["yuv"] += 1
+                        yuv = True
                     else:
                         rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / np.float32(255)
                         up = upscale_pixels(
@@ -559,31 +579,52 @@ def _upscale_stream(
                         )
                         new = av.VideoFrame.from_ndarray(np.ascontiguousarray(up), format="rgb24")
                     new.pts, new.time_base = frame.pts, frame.time_base
-                    return new
+                    return new, yuv
 
-                stages = [_Stage("subpixel-decode", read, stop), _Stage("subpixel-encode", write, stop)]
-                for stage in stages:
-                    stage.start()
-                try:
+                def work() -> None:  # one network worker: frames in, upscaled frames out
+                    torch.set_num_threads(per_worker)  # this thread's own OpenMP thread count
                     with torch.inference_mode():
                         while (item := decoded.get()) is not _END:
-                            if isinstance(item, av.Packet):
-                                upscaled.put(item)
+                            number, payload = item
+                            done = (payload, False) if isinstance(payload, av.Packet) else upscale(payload)
+                            upscaled.put((number, done))
+                    upscaled.put(_END)
+
+                stages = [_Stage("subpixel-decode", read, stop)]
+                stages += [_Stage(f"subpixel-network-{i}", work, stop) for i in range(workers)]
+                for stage in stages:
+                    stage.start()
+                try:  # this thread encodes and muxes, in the input's order
+                    waiting: dict[int, Any] = {}
+                    following, ended = 0, 0
+                    while ended < workers:
+                        item = upscaled.get()
+                        if item is _END:
+                            ended += 1
+                            continue
+                        waiting[item[0]] = item[1]
+                        while following in waiting:
+                            ready, yuv = waiting.pop(following)
+                            following += 1
+                            if isinstance(ready, av.Packet):
+                                out.mux(ready)
                                 continue
-                            upscaled.put(upscale(item))
+                            counts["yuv"] += yuv
+                            out.mux(vout.encode(ready))
                             counts["frames"] += 1
                             if progress is not None:
                                 elapsed = max(time.perf_counter() - started, 1e-9)
                                 progress(counts["frames"], total, counts["frames"] / elapsed)
-                    upscaled.put(_END)
+                    _finish(stages)  # a stage's error, if one failed
+                    out.mux(vout.encode(None))
                 except _Stopped:  # a stage failed: its error is raised below
-                    pass
-                except BaseException:  # the network failed, or Ctrl-C: stop the stages, then clean up
+                    _finish(stages)
+                    raise
+                except BaseException:  # encoding failed, or Ctrl-C: stop the stages, then clean up
                     stop.set()
                     for stage in stages:
                         stage.join()
                     raise
-                _finish(stages)
             if counts["frames"] == 0:
                 raise VideoReadError(f"{source}: no video frames could be decoded")
     return VideoResult(
