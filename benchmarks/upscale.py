@@ -9,7 +9,10 @@ the weights are absent, which costs the same) is timed on one LR luma frame (108
 * ``subpixel bf16``: the same in bfloat16 (oneDNN, AMX / AVX-512-BF16 where the CPU has them);
 * ``onnxruntime``: the model exported to ONNX (dynamic shapes), ONNX Runtime CPU provider;
 * ``subpixel fp32/bf16 compiled`` (with ``--compile``): the same through ``torch.compile`` with Inductor's
-  freezing (oneDNN convolutions with the activation fused), when a C++ compiler works.
+  freezing (oneDNN convolutions with the activation fused), when a C++ compiler works;
+* ``subpixel.upscale, Y tensor`` / ``RGB uint8``: the one-call API with its defaults, called again and again
+  with the same shape, on the frame's ``(h, w)`` luma tensor and on an RGB uint8 array (the whole image path:
+  YCbCr, model, bicubic chroma, 8-bit rounding); the RGB ÷ Y time ratio is printed.
 
 All contenders are called in turn (interleaved) until the time budget is spent, so that load from other processes
 hits them alike; the median and the 25th-75th percentiles are reported, and every ratio is against ``eager`` from
@@ -140,6 +143,12 @@ def bench_scale(scale: int, budget_s: float, threads: int, use_compile: bool) ->
     if "subpixel bf16 compiled" in runners:
         fast = runners["subpixel bf16 compiled"]
         calls["pipeline bf16 compiled (RGB)"] = lambda: upscale_pixels(rgb, model, runner=fast, bit_depth=8)
+    if weights == "bundled":  # the one-call API on the same bundled network, its defaults, called again and again
+        import subpixel
+
+        y_plane, rgb8 = x[0, 0].clone(), np.round(rgb * 255).astype(np.uint8)
+        calls["subpixel.upscale, Y tensor"] = lambda: subpixel.upscale(y_plane, scale)
+        calls["subpixel.upscale, RGB uint8"] = lambda: subpixel.upscale(rgb8, scale)
     times = interleaved(list(calls.values()), budget_s)
     rows = {name: summary(t) for name, t in zip(calls, times)}
     base = rows["eager"]["fps"]
@@ -317,6 +326,11 @@ def main() -> int:
                 f"{row['p25_ms']:>6.1f}-{row['p75_ms']:<7.1f} {row['vs_eager']:>8.2f}x "
                 f"{'' if err is None else f'{err:.1e}':>9}"
             )
+        rows = result["rows"]
+        if "subpixel.upscale, Y tensor" in rows:
+            ratio = rows["subpixel.upscale, RGB uint8"]["median_ms"] / rows["subpixel.upscale, Y tensor"]["median_ms"]
+            result["api_rgb_over_y"] = ratio
+            print(f"  subpixel.upscale: RGB path ÷ Y plane time {ratio:.2f}x")
     report: dict[str, object] = {"info": info, "speed": results}
     if not args.quick:
         accuracy = bf16_accuracy(scales)
