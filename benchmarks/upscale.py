@@ -72,7 +72,7 @@ def model_for(scale: int) -> tuple[nn.Module, str]:
 
 
 def plain_eager(model: nn.Module) -> nn.Sequential:
-    """The same network as plain PyTorch: Conv2d layers + nn.PixelShuffle, NCHW, fp32."""
+    """The same network as plain PyTorch: Conv2d layers + nn.PixelShuffle (+ the nearest skip), NCHW, fp32."""
     layers: list[nn.Module] = [copy.deepcopy(m) for m in model.features]
     up = model.upsample
     weight = up.weight.detach()  # (C·r², C_in, K, K) in CRD order: exactly Conv2d + PixelShuffle
@@ -81,7 +81,19 @@ def plain_eager(model: nn.Module) -> nn.Sequential:
         conv.weight.copy_(weight)
         bias = up.bias.detach() if up.bias is not None else torch.zeros(weight.shape[0] // model.scale**2)
         conv.bias.copy_(bias.repeat_interleave(model.scale**2))
-    return nn.Sequential(*layers, conv, nn.PixelShuffle(model.scale)).eval()
+    plain = nn.Sequential(*layers, conv, nn.PixelShuffle(model.scale)).eval()
+    return _NearestSkip(plain, model.scale) if model.config.skip == "nearest" else plain
+
+
+class _NearestSkip(nn.Module):
+    """``body(x)`` plus ``x`` upsampled by nearest neighbour (``F.interpolate``): the bundled model's skip."""
+
+    def __init__(self, body: nn.Module, scale: int) -> None:
+        super().__init__()
+        self.body, self.scale = body, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + nn.functional.interpolate(x, scale_factor=self.scale, mode="nearest")
 
 
 def interleaved(fns: list[Callable[[], object]], budget_s: float, min_runs: int = 5) -> list[list[float]]:

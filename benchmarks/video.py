@@ -362,6 +362,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="×2 only, a short budget, no fresh processes")
     parser.add_argument("--cold", action="store_true", help="also time the whole command in fresh processes")
     parser.add_argument("--compile", action="store_true", help="with --cold: also the command with --compile")
+    parser.add_argument("--scales", type=int, nargs="+", choices=(2, 3), help="default: 2 and 3 (--quick: 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -378,7 +379,7 @@ def main() -> int:
     )
     print(f"torch {info['torch']}, PyAV {info['av']}, {args.threads} threads, {info['cpu']}")
     print(f"commit {info['commit']}, load average {info['load_average']}")
-    scales = [2] if args.quick else [2, 3]
+    scales = args.scales or ([2] if args.quick else [2, 3])
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

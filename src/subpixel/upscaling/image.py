@@ -402,7 +402,9 @@ def _convert_colour(x: Tensor, direction: str) -> Tensor:
     b = torch.as_tensor(offset, dtype=x.dtype, device=x.device)[:, None]
     n, _, h, w = x.shape
     flat = x.reshape(n, 3, h * w)
-    out = torch.stack([torch.addmm(b, m, flat[i]) for i in range(n)])  # one pass: (3×3) @ (3, h·w) + b
+    out = torch.empty((n, 3, h * w), dtype=x.dtype, device=x.device)
+    for i in range(n):  # one pass each: (3×3) @ (3, h·w) + b, written in place (no stacking copy)
+        torch.addmm(b, m, flat[i], out=out[i])
     return out.reshape(n, 3, h, w)
 
 
