@@ -357,3 +357,46 @@ def test_video_upscaler_picks_bf16_where_native_and_keeps_given_settings() -> No
     assert (base.precision, base.compile) == ("fp32", False)  # the images' upscaler is not changed
     kept = video_upscaler(base, precision="fp32", compile=False)
     assert kept is base
+
+
+def _uneven(upscaler: Upscaler, fail_at: int | None = None) -> Upscaler:
+    """``upscaler`` whose network takes 40 ms on every other call (so that frames in flight finish out of
+    order) and raises on call ``fail_at``."""
+    import threading
+    import time
+
+    runner, lock, calls = upscaler.runner, threading.Lock(), [0]
+
+    def uneven(x: torch.Tensor) -> torch.Tensor:
+        with lock:
+            calls[0] += 1
+            call = calls[0]
+        if call == fail_at:
+            raise RuntimeError("network failed on purpose")
+        if call % 2:
+            time.sleep(0.04)
+        return runner(x)
+
+    upscaler.runner = uneven
+    return upscaler
+
+
+def test_frames_in_flight_are_written_in_order(clip: Path, tmp_path: Path) -> None:
+    """Several frames upscaled at once, finishing out of order, give the file of one frame at a time."""
+    model = _textured_model(3)
+    one = upscale_video(clip, tmp_path / "one.mp4", _uneven(Upscaler(model)), threads=1)
+    three = upscale_video(clip, tmp_path / "three.mp4", _uneven(Upscaler(model)), threads=3)
+    assert one.frames == three.frames == FRAMES and three.copied_streams == ("audio",)
+    frames_one, pts_one, _ = _decode(tmp_path / "one.mp4")
+    frames_three, pts_three, _ = _decode(tmp_path / "three.mp4")
+    assert pts_three == pts_one
+    for a, b in zip(frames_one, frames_three):
+        np.testing.assert_array_equal(a, b)
+    assert _audio_packets(tmp_path / "three.mp4") == _audio_packets(clip)
+
+
+def test_a_failing_frame_stops_the_video_and_leaves_nothing(clip: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="network failed on purpose"):
+        upscale_video(clip, target, _uneven(Upscaler(_textured_model(3)), fail_at=4), threads=2)
+    assert list(tmp_path.iterdir()) == []  # no output, no temporary
