@@ -50,10 +50,11 @@ from torch import nn
 
 import subpixel.upscaling.video as video
 from _common import ROOT, machine_info
+from subpixel import timing
 from subpixel.upscaling.image import Upscaler, make_runner, resolve_precision
 from subpixel.upscaling.tiling import receptive_radius
 from subpixel.upscaling.video import DEFAULT_PRESET, upscale_video, upscale_yuv420
-from upscale import interleaved, model_for, summary
+from upscale import model_for, summary
 
 LR_W, LR_H, FPS, SECONDS = 640, 360, 25, 12
 CRF = 18
@@ -301,7 +302,8 @@ def bench_scale(scale: int, clip: Path, folder: Path, budget: float, min_runs: i
         f"subpixel {precision} compiled (warm)": run_compiled,
         "ffmpeg lanczos": lambda: ffmpeg_lanczos(clip, folder / f"lanczos-x{scale}.mp4", scale),
     }
-    times = interleaved(list(calls.values()), budget, min_runs=min_runs)
+    # one untimed run each first (it compiles the compiled one), then rounds until the budget is spent
+    times = timing.interleaved(list(calls.values()), budget_s=budget, min_runs=min_runs, warmup=1)
     rows = {name: _per_frame(summary(t), frames["n"]) for name, t in zip(calls, times)}
     result["frames"] = frames["n"]
     result["end_to_end"] = rows

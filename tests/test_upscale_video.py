@@ -400,3 +400,20 @@ def test_a_failing_frame_stops_the_video_and_leaves_nothing(clip: Path, tmp_path
     with pytest.raises(RuntimeError, match="network failed on purpose"):
         upscale_video(clip, target, _uneven(Upscaler(_textured_model(3)), fail_at=4), threads=2)
     assert list(tmp_path.iterdir()) == []  # no output, no temporary
+
+
+def test_cli_shows_one_rate_and_ends_with_frames_time_and_rate(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    weights = tmp_path / "w.safetensors"
+    save(_textured_model(1), weights)
+    assert main(["upscale", str(clip), "--weights", str(weights), "-o", str(tmp_path / "out.mp4")]) == 0
+    err = capsys.readouterr().err
+    assert "fps=" not in err  # the bar's own rate is the only one (no second, differently measured rate)
+    summary = re.search(r"(\d+) frames 32×24 -> 64×48 in ([\d.]+) s \(([\d.]+) frames per second end to end\)", err)
+    assert summary is not None, err
+    frames, seconds, rate = int(summary[1]), float(summary[2]), float(summary[3])
+    assert frames == FRAMES and frames / (seconds + 0.05) <= rate + 0.05  # seconds are rounded to 0.1
+    assert seconds <= 0.05 or rate - 0.05 <= frames / (seconds - 0.05)
