@@ -4,7 +4,7 @@ For each scale the bundled model (``subpixel.sr.pretrained``; a randomly initial
 the weights are absent, which costs the same) is timed on one LR luma frame (1080/r × 1920/r) by:
 
 * ``eager``: the same network written as plain PyTorch, ``Conv2d`` layers + ``nn.PixelShuffle``, NCHW, fp32 (the
-  baseline of the issue; its output is checked against the model's before timing);
+  baseline; its output is checked against the model's before timing);
 * ``subpixel fp32``: :func:`subpixel.upscaling.image.make_runner` default (channels_last, fp32);
 * ``subpixel bf16``: the same in bfloat16 (oneDNN, AMX / AVX-512-BF16 where the CPU has them);
 * ``onnxruntime``: the model exported to ONNX (dynamic shapes), ONNX Runtime CPU provider;

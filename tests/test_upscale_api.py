@@ -1,4 +1,4 @@
-"""``subpixel.upscale(image, scale)``: the one-call Python API (issue 13, "what to build")."""
+"""``subpixel.upscale(image, scale)``: the one-call Python API."""
 
 from __future__ import annotations
 
