@@ -8,7 +8,7 @@ One place for image files in ``subpixel``: every command that reads or writes a 
   PIL decodes 16-bit colour PNGs and TIFFs to 8 bits; those go through ``pypng`` / ``tifffile`` instead so
   that no bit is lost.
 * The EXIF orientation tag is applied, so ``pixels`` is the picture as a viewer shows it.
-* Reading refuses, with :class:`ImageReadError` (a ``ValueError``) naming the file and the problem: a missing
+* Reading refuses, with :class:`ImageReadError` (a :class:`~subpixel.errors.SubpixelError`, so a ``ValueError``) naming the file and the problem: a missing
   file, a file that is not an image, a truncated or corrupt one (PIL's ``LOAD_TRUNCATED_IMAGES`` is forced off
   while reading), and a "decompression bomb" larger than ``max_pixels`` (PIL's limit by default).
 * Writing is atomic (:func:`subpixel._atomic.atomic_output`, re-exported here): the file is written under a
@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from subpixel._atomic import atomic_output
+from subpixel.errors import SubpixelError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -83,7 +84,7 @@ _FORMATS_NO_ALPHA = ("JPEG", "BMP")  # PIL reads 32-bit BMP back without its alp
 _PIL_LOCK = threading.Lock()
 
 
-class ImageReadError(ValueError):
+class ImageReadError(SubpixelError):
     """An image file could not be read; the message names the file and the problem.
 
     Attributes:
@@ -158,7 +159,7 @@ def format_from_path(path: str | os.PathLike[str]) -> str:
         if suffix in suffixes:
             return name
     known = ", ".join(s for group in FORMAT_EXTENSIONS.values() for s in group)
-    raise ValueError(
+    raise SubpixelError(
         f"cannot tell the image format of {str(path)!r} from its extension; expected one of {known}"
     )
 
@@ -168,7 +169,7 @@ def _normalize_format(format: str) -> str:
     aliases = {"JPG": "JPEG", "JPE": "JPEG", "TIF": "TIFF"}
     name = aliases.get(name, name)
     if name not in FORMAT_EXTENSIONS:
-        raise ValueError(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, got {format!r}")
+        raise SubpixelError(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, got {format!r}")
     return name
 
 
@@ -320,10 +321,10 @@ def _to_standard(image: Image.Image) -> tuple[np.ndarray, int, str]:
     if mode == "I":
         array = np.asarray(image)
         if array.size and (array.min() < 0 or array.max() > 65535):
-            raise ValueError(f"32-bit integer samples outside 0..65535 (range {array.min()}..{array.max()})")
+            raise SubpixelError(f"32-bit integer samples outside 0..65535 (range {array.min()}..{array.max()})")
         return array.astype(np.uint16)[..., None], 16, "L"
     if mode == "F":
-        raise ValueError("32-bit floating-point images are not supported")
+        raise SubpixelError("32-bit floating-point images are not supported")
     if mode in ("1", "L"):
         return np.asarray(image.convert("L"))[..., None], 8, "L"
     if mode in ("LA", "La", "PA") or (mode == "P" and "transparency" in image.info):
@@ -369,7 +370,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     if not path.is_file():
         raise ImageReadError(path, "not a file")
     if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+        raise SubpixelError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
     with _pil_guard():
         try:
             image = Image.open(path)
@@ -452,7 +453,7 @@ def quantize(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
         array([  0, 128, 128, 255], dtype=uint8)
     """
     if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+        raise SubpixelError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
     top = 255.0 if bit_depth == 8 else 65535.0
     values = np.nan_to_num(np.asarray(pixels, dtype=np.float64), nan=0.0)
     values = np.floor(np.clip(values, 0.0, 1.0) * top + 0.5)
@@ -469,7 +470,7 @@ def _check_pixels(pixels: Any) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4) or pixels.shape[0] < 1 or pixels.shape[1] < 1:
-        raise ValueError(
+        raise SubpixelError(
             f"pixels must have shape (H, W) or (H, W, C) with C in 1 (gray), 2 (gray+alpha), 3 (RGB), "
             f"4 (RGBA), got shape {tuple(pixels.shape)}"
         )
@@ -505,7 +506,7 @@ def write_image(
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: unknown format, a bit depth the format cannot store, alpha for JPEG, a bad shape.
+        SubpixelError: unknown format, a bit depth the format cannot store, alpha for JPEG, a bad shape.
         TypeError: ``pixels`` is neither floating point nor integers matching ``bit_depth``.
 
     Examples:
@@ -514,22 +515,22 @@ def write_image(
         >>> _ = write_image(path, np.zeros((2, 2, 4), dtype=np.float32))
         Traceback (most recent call last):
         ...
-        ValueError: JPEG cannot store an alpha channel (pixels have 4 channels); drop it or choose PNG, TIFF or WEBP
+        subpixel.errors.SubpixelError: JPEG cannot store an alpha channel (pixels have 4 channels); drop it or choose PNG, TIFF or WEBP
     """
     path = Path(path)
     fmt = format_from_path(path) if format is None else _normalize_format(format)
     pixels = _check_pixels(pixels)
     if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+        raise SubpixelError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
     if bit_depth == 16 and fmt not in _FORMATS_16BIT:
-        raise ValueError(f"{fmt} cannot store 16-bit samples (bit_depth=16); use PNG or TIFF, or bit_depth=8")
+        raise SubpixelError(f"{fmt} cannot store 16-bit samples (bit_depth=16); use PNG or TIFF, or bit_depth=8")
     channels = pixels.shape[-1]
     if fmt in _FORMATS_NO_ALPHA and channels in (2, 4):
-        raise ValueError(
+        raise SubpixelError(
             f"{fmt} cannot store an alpha channel (pixels have {channels} channels); drop it or choose PNG, TIFF or WEBP"
         )
     if not path.parent.is_dir():
-        raise ValueError(f"the folder of {str(path)!r} does not exist")
+        raise SubpixelError(f"the folder of {str(path)!r} does not exist")
     if pixels.dtype in (np.uint8, np.uint16):
         expected = np.uint8 if bit_depth == 8 else np.uint16
         if pixels.dtype != expected:

@@ -3,15 +3,18 @@
 :func:`describe` turns an exception into ``(message, exit code)``, or ``None`` for a bug (whose traceback is
 worth seeing):
 
-=================================  ===========================================================  =====
-exception                          message                                                      exit
-=================================  ===========================================================  =====
-``KeyboardInterrupt`` (Ctrl-C)     ``interrupted``                                              130
-missing optional dependency        the package, and ``pip install 'subpixel[EXTRA]'``           2
-``OSError``                        the file and the problem (disk full, permission denied, ...)  1
-``ValueError`` (from the library)  its message, which names the argument or file                2
-``MemoryError``                    out of memory, and what to lower                             1
-=================================  ===========================================================  =====
+=====================================  ===========================================================  =====
+exception                              message                                                      exit
+=====================================  ===========================================================  =====
+``KeyboardInterrupt`` (Ctrl-C)         ``interrupted``                                              130
+missing optional dependency            the package, and how to install the extra that has it        2
+``OSError``                            the file and the problem (disk full, permission denied, ...)  1
+:class:`subpixel.errors.SubpixelError`  its message, which names the argument or file                2
+``MemoryError``                        out of memory, and what to lower                             1
+=====================================  ===========================================================  =====
+
+Any other exception, a plain ``ValueError`` from torch or numpy included, is a bug: ``describe`` returns ``None``
+and the command shows the traceback (exit 1), so that it gets reported rather than mistaken for bad input.
 """
 
 from __future__ import annotations
@@ -19,7 +22,23 @@ from __future__ import annotations
 import errno
 import importlib
 
-__all__ = ["EXTRAS", "describe", "missing_dependency", "require"]
+from subpixel.errors import SubpixelError
+
+__all__ = ["EXTRAS", "INSTALL_HINT", "describe", "install_hint", "missing_dependency", "require"]
+
+#: How to install an extra: ``subpixel`` is installed from its source (a clone, or the repository's URL), not from
+#: a package index. ``{extra}`` is the extra's name.
+INSTALL_HINT = "pip install '.[{extra}]' in a clone of subpixel (or '.[all]' for everything)"
+
+
+def install_hint(extra: str) -> str:
+    """How to install ``extra``.
+
+    Examples:
+        >>> install_hint("video")
+        "pip install '.[video]' in a clone of subpixel (or '.[all]' for everything)"
+    """
+    return INSTALL_HINT.format(extra=extra)
 
 #: importable module -> (pip package, extra of ``subpixel`` that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
@@ -60,14 +79,12 @@ def missing_dependency(exc: ImportError) -> str:
 
     Examples:
         >>> missing_dependency(ModuleNotFoundError("No module named 'PIL'", name="PIL.Image"))
-        "needs pillow, which is not installed: pip install 'subpixel[sr]' (or 'subpixel[all]')"
+        "needs pillow, which is not installed: pip install '.[sr]' in a clone of subpixel (or '.[all]' for everything)"
     """
     module = (exc.name or "").split(".")[0]
     if module in EXTRAS:
         package, extra = EXTRAS[module]
-        return (
-            f"needs {package}, which is not installed: pip install 'subpixel[{extra}]' (or 'subpixel[all]')"
-        )
+        return f"needs {package}, which is not installed: {install_hint(extra)}"
     if module:
         return f"needs the Python module {module!r}, which is not installed ({_one_line(exc)})"
     return f"cannot import a dependency: {_one_line(exc)}"
@@ -96,8 +113,10 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         ('interrupted', 130)
         >>> describe(OSError(errno.ENOSPC, "No space left on device", "out/x.png"))
         ('out/x.png: No space left on device; free some space or write somewhere else', 1)
-        >>> describe(ValueError("--scale must be 2, 3 or 4, got 5"))
+        >>> describe(SubpixelError("--scale must be 2, 3 or 4, got 5"))
         ('--scale must be 2, 3 or 4, got 5', 2)
+        >>> describe(ValueError("expected a 4-D tensor")) is None  # from torch or numpy: a bug
+        True
         >>> describe(ZeroDivisionError()) is None
         True
     """
@@ -107,7 +126,7 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         return missing_dependency(exc), 2
     if isinstance(exc, OSError):
         return _os_error(exc), 1
-    if isinstance(exc, ValueError):
+    if isinstance(exc, SubpixelError):
         return _one_line(exc), 2
     if isinstance(exc, MemoryError):
         return "out of memory; try smaller inputs or a smaller batch or memory budget", 1

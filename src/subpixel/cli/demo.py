@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from subpixel.cli._args import add_model_arguments, positive_int
+from subpixel.errors import SubpixelError
 
 __all__ = ["add_arguments", "crop_box", "run", "sample_image"]
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from subpixel import sr
     from subpixel._atomic import atomic_output
-    from subpixel.imageio import ImageReadError, load_image, quantize
+    from subpixel.imageio import load_image, quantize
     from subpixel.sr.protocol import bicubic_upscaler, make_lr, modcrop, score_pair
     from subpixel.upscaling.image import upscale_pixels
 
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         model = sr.load(args.weights) if args.weights else sr.pretrained(args.scale or 3, model=args.model)
         scale = int(model.scale)
         if args.scale is not None and model.scale != args.scale:
-            raise ValueError(
+            raise SubpixelError(
                 f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}"
             )
         if args.image is not None:
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             name = str(args.image)
         else:
             hr_float, name = sample_image()
-    except (ValueError, ImageReadError, OSError) as exc:
+    except (SubpixelError, OSError) as exc:  # ImageReadError included
         print(f"subpixel demo: {exc}", file=sys.stderr)
         return 2
     if not args.output.parent.is_dir():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from subpixel.cli._args import positive_int
+from subpixel.errors import SubpixelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -87,19 +88,19 @@ def _load_models(args: argparse.Namespace) -> list[tuple[str, str, nn.Module]]:
     from subpixel.sr import models
 
     if args.model is not None and not args.pretrained:
-        raise ValueError(f"--model {args.model!r} picks a bundled model: it needs --pretrained")
+        raise SubpixelError(f"--model {args.model!r} picks a bundled model: it needs --pretrained")
     if args.pretrained:
         if args.scale is None:
-            raise ValueError(
+            raise SubpixelError(
                 f"--pretrained needs --scale (bundled scales: {list(models.pretrained_scales())})"
             )
         if args.scale not in models.pretrained_scales():
-            raise ValueError(
+            raise SubpixelError(
                 f"no bundled weights for scale={args.scale}; bundled scales are {list(models.pretrained_scales())}"
             )
         bundled = models.pretrained_models(args.scale)
         if args.model is not None and args.model not in bundled:
-            raise ValueError(
+            raise SubpixelError(
                 f"--model {args.model!r}: no bundled weights at ×{args.scale}; bundled: {list(bundled)}"
             )
         names = [args.model] if args.model is not None else list(bundled)
@@ -109,7 +110,7 @@ def _load_models(args: argparse.Namespace) -> list[tuple[str, str, nn.Module]]:
         ]
     weights = Path(args.weights)
     if not weights.is_file():
-        raise ValueError(f"--weights {str(weights)!r}: file not found")
+        raise SubpixelError(f"--weights {str(weights)!r}: file not found")
     return [(weights.stem, str(weights), models.load(weights))]
 
 
@@ -145,12 +146,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("CUDA is not available")
+            raise SubpixelError("CUDA is not available")
     except (RuntimeError, ValueError) as exc:
         return _fail(f"--device {args.device!r}: {exc}")
     try:
         loaded = _load_models(args)
-    except ValueError as exc:
+    except SubpixelError as exc:
         return _fail(str(exc))
     scale = args.scale if args.scale is not None else int(loaded[0][2].scale)
     for _, source, model in loaded:
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 print(format_table(result))
                 print()
             evaluated.append((name, source, model, results))
-    except ValueError as exc:
+    except SubpixelError as exc:
         return _fail(str(exc))
     rows = standing({name: (_macs(model), results) for name, _, model, results in evaluated}, scale)
     print(format_standing(rows, scale))

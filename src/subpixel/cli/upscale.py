@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from subpixel._atomic import clean_temporaries, is_temporary
 from subpixel.cli._args import add_model_arguments, positive_int
 from subpixel.cli._errors import describe
-from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS, ImageReadError
+from subpixel.errors import SubpixelError
+from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS
 from subpixel.upscaling.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def collect_jobs(
         and (_is_image(output) or is_video(output) or bool(fmt and output.suffix))
     )
     if output is not None and not output_is_file and output.exists() and not output.is_dir():
-        raise ValueError(f"-o {output} is a file; with these inputs it must be a folder")
+        raise SubpixelError(f"-o {output} is a file; with these inputs it must be a folder")
     skip_under = None if output is None or output_is_file else output.resolve()
     for item in inputs:
         if item.is_dir():
@@ -220,13 +221,13 @@ def _check_collisions(jobs: list[tuple[Path, Path]]) -> None:
     for source, target in jobs:
         key = target.resolve()
         if key in writers:
-            raise ValueError(
+            raise SubpixelError(
                 f"{writers[key]} and {source} would both be written to {target}; upscale them into separate "
                 "folders (-o) or give one a different name"
             )
         writers[key] = source
         if key in sources and sources[key].resolve() != source.resolve():
-            raise ValueError(
+            raise SubpixelError(
                 f"the output of {source} would replace the input {sources[key]}; choose another output (-o)"
             )
 
@@ -236,15 +237,15 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
 
     if args.weights is None:
         if args.scale is None:
-            raise ValueError(
+            raise SubpixelError(
                 "--scale is needed with the bundled weights (2, 3 or 4); a --weights file knows its own scale"
             )
         return sr.pretrained(args.scale, model=args.model)
     if not args.weights.is_file():
-        raise ValueError(f"--weights {str(args.weights)!r}: file not found")
+        raise SubpixelError(f"--weights {str(args.weights)!r}: file not found")
     model = sr.load(args.weights)
     if args.scale is not None and model.scale != args.scale:
-        raise ValueError(f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}")
+        raise SubpixelError(f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}")
     return model
 
 
@@ -259,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from subpixel.upscaling.image import Upscaler, upscale_file
-    from subpixel.upscaling.video import VideoReadError, is_video, upscale_video, video_upscaler
+    from subpixel.upscaling.video import is_video, upscale_video, video_upscaler
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -356,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
             message = describe(exc)[0] if exc.errno is not None else str(exc)
             failures.append((source, message))
             say(f"subpixel upscale: {message}")
-        except (ImageReadError, VideoReadError, ValueError, RuntimeError, MemoryError) as exc:
+        except (SubpixelError, RuntimeError, MemoryError) as exc:  # ImageReadError, VideoReadError included
             failures.append((source, str(exc)))
             say(f"subpixel upscale: {exc}")
         bar.update(1)
