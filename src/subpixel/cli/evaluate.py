@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--figure-rows", type=positive_int, default=8, help="images in the figure (default 8)"
     )
+    parser.add_argument("--force", action="store_true", help="replace the --json / --figure files if they exist")
     parser.add_argument("--device", default="cpu", help="torch device to run the model on (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from subpixel._atomic import atomic_output
+    from subpixel.cli._outputs import check_output
     from subpixel.sr.evaluate import (
         evaluate,
         format_standing,
@@ -134,12 +136,20 @@ def run(args: argparse.Namespace) -> int:
     )
 
     for folder in args.data:
+        if not Path(folder).exists():
+            return _fail(f"--data {str(folder)!r}: no such folder; give a test set's folder (e.g. Set5)")
         if not Path(folder).is_dir():
-            return _fail(f"--data {str(folder)!r}: not a folder")
+            return _fail(f"--data {str(folder)!r} is a file; give a test set's folder (e.g. Set5)")
     outputs = (("--json", args.json), ("--figure", args.figure), ("--figure-macs", args.figure_macs))
+    inputs = [p for folder in args.data for p in Path(folder).rglob("*") if p.is_file()]
+    if args.weights is not None:
+        inputs += [Path(args.weights), Path(args.weights).with_suffix(".json")]
+    chosen = [Path(out) for _, out in outputs if out is not None]
     for option, out in outputs:
-        if out is not None and not Path(out).resolve().parent.is_dir():
-            return _fail(f"{option} {str(out)!r}: its folder does not exist")
+        if out is not None:
+            check_output(Path(out), option=option, inputs=inputs, force=args.force)  # before any work
+    if len({p.resolve() for p in chosen}) < len(chosen):
+        return _fail("--json, --figure and --figure-macs must name different files")
     for option, out in outputs[1:]:
         if out is not None and Path(out).suffix.lower() != ".png":
             return _fail(f"{option} {str(out)!r}: expected a .png file name")

@@ -439,11 +439,14 @@ def upscale_video(
     Raises:
         VideoReadError: the input is missing, empty, not a video, has no video stream, or is corrupt.
         FileExistsError: ``target`` exists and ``force`` is false.
+        SubpixelError: ``target`` is ``source`` (through links too), whatever ``force``.
     """
 
     source, target = Path(source), Path(target)
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; pass --force (force=True) to replace it")
+    if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+        raise SubpixelError(f"refusing to write the output over its input {source} (force replaces outputs only)")
     if not target.parent.is_dir():
         raise SubpixelError(f"the folder of {str(target)!r} does not exist")
     inp = _open_input(source)
