@@ -74,7 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--figure-rows", type=positive_int, default=8, help="images in the figure (default 8)"
     )
-    parser.add_argument("--force", action="store_true", help="replace the --json / --figure files if they exist")
+    parser.add_argument(
+        "--force", action="store_true", help="replace the --json / --figure files if they exist"
+    )
     parser.add_argument("--device", default="cpu", help="torch device to run the model on (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

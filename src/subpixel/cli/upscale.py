@@ -77,9 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output image format (default: the input's)",
     )
     existing = parser.add_mutually_exclusive_group()
-    existing.add_argument(
-        "--force", action="store_true", help="replace existing outputs (never an input)"
-    )
+    existing.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     existing.add_argument(
         "--skip-existing",
         action="store_true",
@@ -335,7 +333,9 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
         raise SubpixelError(f"--weights {str(args.weights)!r}: file not found")
     model = sr.load(args.weights)
     if args.scale is not None and model.scale != args.scale:
-        raise SubpixelError(f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}")
+        raise SubpixelError(
+            f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}"
+        )
     return model
 
 
