@@ -611,7 +611,8 @@ def upscale_file(
         has_alpha = False
     bit_depth = 16 if image.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
     out = upscaler(pixels, bit_depth=bit_depth, progress=progress)
-    write_image(target, out, bit_depth=bit_depth, format=fmt)
+    kept = image.metadata.scaled(out.shape[1] / image.width)  # ICC profile, EXIF, DPI × the factor
+    write_image(target, out, bit_depth=bit_depth, format=fmt, metadata=kept)
     return UpscaleResult(
         source=source,
         target=target,
