@@ -321,3 +321,10 @@ def test_python_dash_m_subpixel_runs_the_command_line() -> None:
         [sys.executable, "-m", "subpixel", "--version"], capture_output=True, text=True, env=env, timeout=120
     )
     assert proc.returncode == 0 and proc.stdout.strip() == subpixel.__version__, proc.stderr
+
+
+def test_upscale_help_documents_the_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["upscale", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0" in text and "2 nothing done" in text and "--skip-existing" in text

@@ -40,6 +40,7 @@ def install_hint(extra: str) -> str:
     """
     return INSTALL_HINT.format(extra=extra)
 
+
 #: importable module -> (pip package, extra of ``subpixel`` that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "PIL": ("pillow", "sr"),

@@ -54,6 +54,10 @@ def _memory(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``subpixel upscale``."""
+    parser.epilog = (
+        "exit status: 0 every output written (or kept, with --skip-existing); 1 some inputs failed (named at the "
+        "end); 2 nothing done: a usage error, or outputs that exist already without --skip-existing or --force"
+    )
     parser.add_argument(
         "inputs", nargs="+", metavar="IN", type=Path, help="image files, folders or video files"
     )
