@@ -360,3 +360,24 @@ def test_the_package_error_is_one_line_and_exit_2(
     monkeypatch.setattr(command, "run", run)
     assert main(["convert-demo"]) == 2
     assert capsys.readouterr().err == "subpixel convert-demo: error: --stride must be >= 1, got 0\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--lr", "-1"],  # the training configuration's own checks
+        ["train", "--widths", "0"],  # the model's
+        ["train", "--data", "{missing}"],  # the data's
+    ],
+)
+def test_user_errors_from_the_library_stay_one_line(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], write_synthetic_images
+) -> None:
+    """The library raises SubpixelError for what it was given, so the command's one-line rule still holds."""
+    write_synthetic_images(tmp_path / "data", 2, (64, 64), 0)
+    argv = [a.replace("{missing}", str(tmp_path / "missing")) for a in args]
+    if "--data" not in argv:
+        argv += ["--data", str(tmp_path / "data")]
+    code = main([*argv, "--out", str(tmp_path / "run"), "--steps", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("subpixel train: error: "), err
