@@ -13,7 +13,6 @@ Examples (shell)::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -142,14 +141,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_output(args: argparse.Namespace) -> str | None:
+    """The rule every command follows (:func:`subpixel.cli._outputs.check_output`), and an ``.onnx`` name."""
+    from subpixel.cli._outputs import check_output
+
     out = args.output
-    if getattr(args, "input", None) is not None and out.exists() and os.path.samefile(out, args.input):
-        return f"output {str(out)!r} is the input file; the input is never modified, choose another name"
-    if out.exists() and not args.force:
-        return f"output {str(out)!r} exists; pass --force to replace it"
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        return f"output folder {str(folder)!r} does not exist"
+    inputs = [args.input] if getattr(args, "input", None) is not None else []
+    try:
+        check_output(out, option="-o", inputs=inputs, force=args.force)
+    except SubpixelError as exc:
+        return str(exc)
     if out.suffix.lower() != ".onnx":
         return f"output {str(out)!r} should end in .onnx"
     return None
