@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-demo: venv  ## the main job: upscale a sample image with the bundled weights
-	$(VENV)/bin/subpixel demo
+demo: venv  ## the main job: upscale a sample image with the bundled weights (replaces its own subpixel_demo.png)
+	$(VENV)/bin/subpixel demo --force
 	@echo "the command line is $(VENV)/bin/subpixel (or: source $(VENV)/bin/activate, then subpixel --help)"
 
 test: venv  ## the default test run (slow tests excluded)

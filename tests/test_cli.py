@@ -1,4 +1,4 @@
-"""The command line as one package with one error path (issue 13, defect 7 and "the CLI as one package").
+"""The command line as one package with one error path.
 
 User and environment errors end with one line and a non-zero exit, never a traceback: Ctrl-C in every command,
 a missing optional dependency (run as an installed user would, from outside the checkout, with the extras made
@@ -68,7 +68,7 @@ def _env(**extra: str) -> dict[str, str]:
 def test_library_modules_do_not_import_the_cli() -> None:
     offenders = []
     for path in SRC.rglob("*.py"):
-        if path.is_relative_to(SRC / "cli"):
+        if path.is_relative_to(SRC / "cli") or path == SRC / "__main__.py":  # the entry points
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = []
@@ -166,7 +166,7 @@ def test_installed_without_extras_every_command_names_the_extra(tmp_path: Path) 
     command = [str(script)] if script.is_file() else [sys.executable, "-m", "subpixel.cli"]
     proc = subprocess.run([*command, "demo"], cwd=work, env=env, capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stderr) == (2, proc.stderr.splitlines()[0] + "\n")
-    assert "pip install 'subpixel[sr]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "pip install '.[sr]'" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-c", _RUN_ALL, json.dumps([args for args, _ in _NEEDS_EXTRAS])],
         cwd=work,
@@ -181,7 +181,7 @@ def test_installed_without_extras_every_command_names_the_extra(tmp_path: Path) 
     ):
         assert code == 2, (args, code, err)
         assert "Traceback" not in err and err.count("\n") == 1, (args, err)
-        assert f"pip install 'subpixel[{extra}]'" in err, (args, err)
+        assert f"pip install '.[{extra}]'" in err, (args, err)
     assert sorted(p.name for p in work.iterdir()) == ["photo.png"]  # nothing created
 
 
@@ -323,3 +323,61 @@ def test_train_and_study_out_that_cannot_be_a_folder(
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and str(blocker) in err, err
+
+
+_BUG = """
+import sys
+import subpixel.cli.convert_demo as command
+from subpixel.cli import main
+
+def run(args):  # a ValueError that is not the package's own: what a torch or numpy bug raises
+    raise ValueError("expected a 4-D tensor, got 3-D")
+
+command.run = run
+sys.exit(main(["convert-demo"]))
+"""
+
+
+def test_a_plain_value_error_inside_a_command_is_a_bug_with_a_traceback() -> None:
+    """Only :class:`SubpixelError` (bad input) is one line and exit 2; any other ``ValueError`` is a bug."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _BUG], env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "ValueError: expected a 4-D tensor, got 3-D" in proc.stderr
+
+
+def test_the_package_error_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subpixel.cli.convert_demo as command
+    from subpixel.errors import SubpixelError
+
+    def run(args: argparse.Namespace) -> int:
+        raise SubpixelError("--stride must be >= 1, got 0")
+
+    monkeypatch.setattr(command, "run", run)
+    assert main(["convert-demo"]) == 2
+    assert capsys.readouterr().err == "subpixel convert-demo: error: --stride must be >= 1, got 0\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--lr", "-1"],  # the training configuration's own checks
+        ["train", "--widths", "0"],  # the model's
+        ["train", "--data", "{missing}"],  # the data's
+    ],
+)
+def test_user_errors_from_the_library_stay_one_line(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], write_synthetic_images
+) -> None:
+    """The library raises SubpixelError for what it was given, so the command's one-line rule still holds."""
+    write_synthetic_images(tmp_path / "data", 2, (64, 64), 0)
+    argv = [a.replace("{missing}", str(tmp_path / "missing")) for a in args]
+    if "--data" not in argv:
+        argv += ["--data", str(tmp_path / "data")]
+    code = main([*argv, "--out", str(tmp_path / "run"), "--steps", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("subpixel train: error: "), err

@@ -286,3 +286,81 @@ def test_quantize_rounds_half_up_and_clamps() -> None:
     assert quantize(np.array([0.5 / 255, 1.5 / 255, np.nan, -1, 7])).tolist() == [1, 2, 0, 0, 255]
     assert quantize(np.array([1.0]), 16).dtype == np.uint16
     assert format_from_path("x.TIFF") == "TIFF"
+
+
+# --- metadata: ICC profile, DPI and EXIF are kept (the orientation reset), as ImageMagick and FFmpeg keep them ---
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _photo(path: Path, orientation: int = 1, dpi: tuple[int, int] = (72, 96)) -> tuple[bytes, Image.Image]:
+    """A small RGB photo with an sRGB profile, a resolution, and EXIF (camera make and orientation)."""
+    exif = Image.Exif()
+    exif[0x010F] = "Cam"  # Make
+    exif[0x0112] = orientation
+    picture = Image.fromarray((np.random.default_rng(0).random((6, 8, 3)) * 255).astype(np.uint8))
+    profile = _srgb_profile()
+    picture.save(path, icc_profile=profile, dpi=dpi, exif=exif.tobytes())
+    return profile, picture
+
+
+@pytest.mark.parametrize(
+    ("name", "bit_depth"),
+    [("out.png", 8), ("out.jpg", 8), ("out.webp", 8), ("out.tif", 8), ("out.png", 16), ("out.tif", 16)],
+)
+def test_metadata_is_kept_and_the_dpi_scaled(tmp_path: Path, name: str, bit_depth: int) -> None:
+    profile, _ = _photo(tmp_path / "in.jpg")
+    image = load_image(tmp_path / "in.jpg")
+    write_image(tmp_path / name, image.pixels, bit_depth=bit_depth, metadata=image.metadata.scaled(3))
+    with Image.open(tmp_path / name) as written:
+        assert written.info.get("icc_profile") == profile
+        if not name.endswith(".webp"):  # WebP has no resolution field
+            assert written.info["dpi"] == pytest.approx((216, 288), abs=0.05)  # PNG stores dots per metre
+        if not name.endswith(".tif"):
+            exif = written.getexif()
+            assert exif.get(0x010F) == "Cam" and exif.get(0x0112) == 1
+
+
+def test_exif_orientation_is_reset_and_the_dpi_turned_with_the_picture(tmp_path: Path) -> None:
+    _photo(tmp_path / "in.jpg", orientation=6, dpi=(72, 96))  # stored rotated a quarter turn
+    image = load_image(tmp_path / "in.jpg")
+    assert (image.width, image.height) == (6, 8)
+    write_image(tmp_path / "out.png", image.pixels, metadata=image.metadata)
+    with Image.open(tmp_path / "out.png") as written:
+        assert written.getexif().get(0x0112) == 1 and written.size == (6, 8)
+        assert written.info["dpi"] == pytest.approx((96, 72), abs=0.05)
+    again = load_image(tmp_path / "out.png")  # shown as it was: not turned a second time
+    np.testing.assert_array_equal(again.pixels, np.round(image.pixels * 255) / 255)
+
+
+def test_a_profile_of_another_colour_space_is_left_out(tmp_path: Path) -> None:
+    from subpixel.imageio import ImageMetadata
+
+    gray = np.full((4, 4, 1), 0.5, dtype=np.float32)
+    write_image(tmp_path / "g.png", gray, metadata=ImageMetadata(icc_profile=_srgb_profile()))
+    with Image.open(tmp_path / "g.png") as written:
+        assert "icc_profile" not in written.info  # an RGB profile on gray pixels would mislead a viewer
+
+
+def test_upscale_keeps_the_metadata(tmp_path: Path) -> None:
+    import torch
+
+    from subpixel.cli import main
+    from subpixel.sr.models import ESPCN, save
+
+    torch.manual_seed(0)
+    save(ESPCN(2, widths=(4,), kernel_sizes=(3, 3)), tmp_path / "w.safetensors")
+    profile, _ = _photo(tmp_path / "in.jpg")
+    code = main(
+        ["upscale", str(tmp_path / "in.jpg"), "--weights", str(tmp_path / "w.safetensors"), "--quiet"]
+    )
+    assert code == 0
+    with Image.open(tmp_path / "in_x2.jpg") as written:
+        assert written.size == (16, 12)
+        assert written.info.get("icc_profile") == profile
+        assert written.info["dpi"] == pytest.approx((144, 192), abs=0.05)
+        assert written.getexif().get(0x010F) == "Cam"

@@ -152,7 +152,7 @@ def test_cli_default_scale_is_the_weights_scale(
         (["--pretrained"], "--pretrained needs --scale"),
         (["--pretrained", "--scale", "7"], "scale=7"),
         (["--weights", "{weights}", "--figure", "{tmp}/fig.jpg"], "expected a .png file name"),
-        (["--weights", "{weights}", "--json", "{tmp}/no/such/dir/out.json"], "its folder does not exist"),
+        (["--weights", "{weights}", "--json", "{tmp}/no/such/dir/out.json"], "does not exist; create it first"),
         (["--weights", "{weights}", "--figure-macs", "{tmp}/macs.svg"], "expected a .png file name"),
         (["--weights", "{weights}", "--model", "espcn"], "needs --pretrained"),
         (["--pretrained", "--scale", "3", "--model", "no-such-model"], "'no-such-model': no bundled weights"),
@@ -179,7 +179,7 @@ def test_cli_rejects_missing_data_and_bad_scale(
     tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["evaluate", "--weights", str(tiny_weights), "--data", str(tmp_path / "none")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "no such folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         cli.main(["evaluate", "--weights", str(tiny_weights), "--data", str(tmp_path), "--scale", "0"])
     assert exc.value.code == 2

@@ -56,7 +56,7 @@ def test_single_file_default_name_and_force(tmp_path: Path, weights: Path) -> No
     target = tmp_path / "photo_x2.png"
     first = target.read_bytes()
     target.write_bytes(b"keep me")
-    assert main(base) == 1  # exists: not overwritten
+    assert main(base) == 2  # exists: not overwritten, nothing done
     assert target.read_bytes() == b"keep me"
     assert main([*base, "--force"]) == 0
     assert target.read_bytes() == first
@@ -140,7 +140,7 @@ def test_name_collisions_are_refused_before_any_work(
     c_x2 = _image(tmp_path / "c_x2.png")
     before = c_x2.read_bytes()
     code, err = _run(capsys, c, c_x2, "--weights", weights)
-    assert code == 2 and "would replace the input" in err and str(c_x2) in err
+    assert code == 2 and "would be written over the input" in err and str(c_x2) in err
     assert c_x2.read_bytes() == before
     code, err = _run(capsys, a, c, "--weights", weights, "-o", c_x2)  # two inputs, -o an existing file
     assert code == 2 and "is a file" in err and c_x2.read_bytes() == before
@@ -204,7 +204,8 @@ def test_skip_existing_resumes_a_batch_and_messages_name_no_python(
     assert _run(capsys, src, "--weights", weights, "-o", out)[0] == 0
     (out / "c.png").unlink()  # the batch was interrupted before c
     code, err = _run(capsys, src, "--weights", weights, "-o", out)
-    assert code == 1 and "--skip-existing" in err and "force=True" not in err
+    assert code == 2 and "--skip-existing" in err and "force=True" not in err
+    assert not (out / "c.png").exists()  # nothing done
     (out / "c.png").unlink(missing_ok=True)
     code = main(["upscale", str(src), "--weights", str(weights), "-o", str(out), "--skip-existing"])
     err = capsys.readouterr().err

@@ -3,7 +3,7 @@ message for one that is missing (the library's and the command line's).
 
 Examples:
     >>> missing_dependency(ModuleNotFoundError("No module named 'PIL'", name="PIL.Image"))
-    "needs pillow, which is not installed: pip install 'subpixel[sr]' (or 'subpixel[all]')"
+    "needs pillow, which is not installed: pip install '.[sr]' in a clone of subpixel (or '.[all]' for everything)"
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["EXTRAS", "hint_missing", "missing_dependency"]
+__all__ = ["EXTRAS", "INSTALL_HINT", "hint_missing", "install_hint", "missing_dependency", "one_line"]
+
+#: How to install an extra: ``subpixel`` is installed from its source (a clone, or the repository's URL), not from
+#: a package index. ``{extra}`` is the extra's name.
+INSTALL_HINT = "pip install '.[{extra}]' in a clone of subpixel (or '.[all]' for everything)"
 
 #: importable module -> (pip package, extra of ``subpixel`` that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
@@ -29,7 +33,18 @@ EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 
-def _one_line(exc: BaseException) -> str:
+def install_hint(extra: str) -> str:
+    """How to install ``extra``.
+
+    Examples:
+        >>> install_hint("video")
+        "pip install '.[video]' in a clone of subpixel (or '.[all]' for everything)"
+    """
+    return INSTALL_HINT.format(extra=extra)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return text or type(exc).__name__
 
@@ -39,12 +54,10 @@ def missing_dependency(exc: ImportError) -> str:
     module = (exc.name or "").split(".")[0]
     if module in EXTRAS:
         package, extra = EXTRAS[module]
-        return (
-            f"needs {package}, which is not installed: pip install 'subpixel[{extra}]' (or 'subpixel[all]')"
-        )
+        return f"needs {package}, which is not installed: {install_hint(extra)}"
     if module:
-        return f"needs the Python module {module!r}, which is not installed ({_one_line(exc)})"
-    return f"cannot import a dependency: {_one_line(exc)}"
+        return f"needs the Python module {module!r}, which is not installed ({one_line(exc)})"
+    return f"cannot import a dependency: {one_line(exc)}"
 
 
 @contextmanager
@@ -57,7 +70,7 @@ def hint_missing(what: str) -> Iterator[None]:
         ...     raise ModuleNotFoundError("No module named 'av'", name="av")
         Traceback (most recent call last):
         ...
-        ModuleNotFoundError: subpixel.upscale needs av, which is not installed: pip install 'subpixel[video]' (or 'subpixel[all]')
+        ModuleNotFoundError: subpixel.upscale needs av, which is not installed: pip install '.[video]' in a clone of subpixel (or '.[all]' for everything)
     """
     try:
         yield

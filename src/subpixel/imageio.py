@@ -8,7 +8,12 @@ One place for image files in ``subpixel``: every command that reads or writes a 
   PIL decodes 16-bit colour PNGs and TIFFs to 8 bits; those go through ``pypng`` / ``tifffile`` instead so
   that no bit is lost.
 * The EXIF orientation tag is applied, so ``pixels`` is the picture as a viewer shows it.
-* Reading refuses, with :class:`ImageReadError` (a ``ValueError``) naming the file and the problem: a missing
+* Metadata is kept (:class:`ImageMetadata`, as ImageMagick and FFmpeg keep it): the ICC colour profile (a
+  wide-gamut photo would otherwise shift colour), the resolution in DPI and the EXIF block, its orientation tag
+  reset to 1 since the pixels are already turned. :func:`write_image` writes what it is given where the format
+  can hold it (profile: PNG, JPEG, TIFF, WebP; EXIF: PNG, JPEG, WebP; DPI: every format but WebP), and leaves
+  out a profile of another colour space than the pixels (a CMYK file read as RGB).
+* Reading refuses, with :class:`ImageReadError` (a :class:`~subpixel.errors.SubpixelError`, so a ``ValueError``) naming the file and the problem: a missing
   file, a file that is not an image, a truncated or corrupt one (PIL's ``LOAD_TRUNCATED_IMAGES`` is forced off
   while reading), and a "decompression bomb" larger than ``max_pixels`` (PIL's limit by default).
 * Writing is atomic (:func:`subpixel._atomic.atomic_output`, re-exported here): the file is written under a
@@ -34,9 +39,11 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +53,13 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from subpixel._atomic import atomic_output
+from subpixel.errors import SubpixelError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMAT_EXTENSIONS",
     "IMAGE_EXTENSIONS",
+    "ImageMetadata",
     "ImageReadError",
     "LoadedImage",
     "apply_orientation",
@@ -83,7 +92,7 @@ _FORMATS_NO_ALPHA = ("JPEG", "BMP")  # PIL reads 32-bit BMP back without its alp
 _PIL_LOCK = threading.Lock()
 
 
-class ImageReadError(ValueError):
+class ImageReadError(SubpixelError):
     """An image file could not be read; the message names the file and the problem.
 
     Attributes:
@@ -95,6 +104,32 @@ class ImageReadError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What an image file says about its picture besides the pixels, kept when it is upscaled.
+
+    Attributes:
+        icc_profile: the embedded ICC colour profile, or ``None``.
+        dpi: horizontal and vertical resolution in dots per inch of the picture as shown (after the EXIF
+            orientation), or ``None``.
+        exif: the EXIF block (as PIL writes it), its orientation tag set to 1; ``None`` when the file has none.
+
+    Examples:
+        >>> ImageMetadata(dpi=(72.0, 96.0)).scaled(3).dpi
+        (216.0, 288.0)
+    """
+
+    icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    exif: bytes | None = None
+
+    def scaled(self, factor: float) -> ImageMetadata:
+        """The metadata of the picture upscaled ``factor`` times: the DPI scaled too (same printed size)."""
+        if self.dpi is None:
+            return self
+        return dataclasses.replace(self, dpi=(self.dpi[0] * factor, self.dpi[1] * factor))
 
 
 @dataclass(frozen=True)
@@ -111,6 +146,7 @@ class LoadedImage:
         mode: the colour layout of the file: ``"L"``, ``"LA"``, ``"RGB"`` or ``"RGBA"``.
         path: the file it was read from.
         orientation: the EXIF orientation tag that was applied (1 = none).
+        metadata: the ICC profile, DPI and EXIF of the file (:class:`ImageMetadata`).
     """
 
     pixels: np.ndarray
@@ -120,6 +156,7 @@ class LoadedImage:
     mode: str
     path: Path
     orientation: int = 1
+    metadata: ImageMetadata = ImageMetadata()
 
     @property
     def is_grayscale(self) -> bool:
@@ -158,7 +195,7 @@ def format_from_path(path: str | os.PathLike[str]) -> str:
         if suffix in suffixes:
             return name
     known = ", ".join(s for group in FORMAT_EXTENSIONS.values() for s in group)
-    raise ValueError(
+    raise SubpixelError(
         f"cannot tell the image format of {str(path)!r} from its extension; expected one of {known}"
     )
 
@@ -168,7 +205,7 @@ def _normalize_format(format: str) -> str:
     aliases = {"JPG": "JPEG", "JPE": "JPEG", "TIF": "TIFF"}
     name = aliases.get(name, name)
     if name not in FORMAT_EXTENSIONS:
-        raise ValueError(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, got {format!r}")
+        raise SubpixelError(f"format must be one of {', '.join(FORMAT_EXTENSIONS)}, got {format!r}")
     return name
 
 
@@ -266,7 +303,13 @@ def _check_size(path: Path, width: int, height: int, max_pixels: int | None) -> 
 
 
 def _finish(
-    path: Path, array: np.ndarray, bit_depth: int, mode: str, fmt: str, orientation: int
+    path: Path,
+    array: np.ndarray,
+    bit_depth: int,
+    mode: str,
+    fmt: str,
+    orientation: int,
+    metadata: ImageMetadata | None = None,
 ) -> LoadedImage:
     """Scale integer samples to float32 [0, 1], make C in {1, 3, 4}, apply the orientation."""
     scale = 65535.0 if bit_depth == 16 else 255.0
@@ -282,6 +325,7 @@ def _finish(
         mode=mode,
         path=path,
         orientation=orientation,
+        metadata=metadata or ImageMetadata(),
     )
 
 
@@ -320,10 +364,12 @@ def _to_standard(image: Image.Image) -> tuple[np.ndarray, int, str]:
     if mode == "I":
         array = np.asarray(image)
         if array.size and (array.min() < 0 or array.max() > 65535):
-            raise ValueError(f"32-bit integer samples outside 0..65535 (range {array.min()}..{array.max()})")
+            raise SubpixelError(
+                f"32-bit integer samples outside 0..65535 (range {array.min()}..{array.max()})"
+            )
         return array.astype(np.uint16)[..., None], 16, "L"
     if mode == "F":
-        raise ValueError("32-bit floating-point images are not supported")
+        raise SubpixelError("32-bit floating-point images are not supported")
     if mode in ("1", "L"):
         return np.asarray(image.convert("L"))[..., None], 8, "L"
     if mode in ("LA", "La", "PA") or (mode == "P" and "transparency" in image.info):
@@ -333,6 +379,77 @@ def _to_standard(image: Image.Image) -> tuple[np.ndarray, int, str]:
     if mode in ("RGBA", "RGBa"):
         return np.asarray(image.convert("RGBA")), 8, "RGBA"
     return np.asarray(image.convert("RGB")), 8, "RGB"
+
+
+def _read_metadata(image: Image.Image, orientation: int) -> ImageMetadata:
+    """The ICC profile, DPI (turned with the picture) and EXIF (orientation reset) of an open PIL image."""
+    profile = image.info.get("icc_profile") or None
+    dpi = image.info.get("dpi")
+    try:
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi is not None else None
+    except (TypeError, ValueError, IndexError):
+        dpi = None
+    if dpi is not None and not (dpi[0] > 0 and dpi[1] > 0):
+        dpi = None
+    if dpi is not None and orientation in (5, 6, 7, 8):  # the picture is turned a quarter: so are its axes
+        dpi = (dpi[1], dpi[0])
+    exif: bytes | None = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tags = image.getexif()
+            if len(tags) or tags.get_ifd(0x8769):
+                if 0x0112 in tags:
+                    tags[0x0112] = 1
+                exif = tags.tobytes()
+    except Exception:  # a damaged EXIF block is left out, not fatal
+        exif = None
+    return ImageMetadata(icc_profile=bytes(profile) if profile else None, dpi=dpi, exif=exif)
+
+
+def _icc_fits(profile: bytes, channels: int) -> bool:
+    """Whether an ICC profile's colour space (header bytes 16–19) is the one of pixels with ``channels``."""
+    space = profile[16:20]
+    return (space == b"RGB " and channels >= 3) or (space == b"GRAY" and channels <= 2)
+
+
+def _exif_for(exif: bytes, width: int, height: int) -> bytes:
+    """The EXIF block with orientation 1 and, where it records them, the pixel dimensions of the new picture."""
+    tags = Image.Exif()
+    tags.load(exif)
+    if 0x0112 in tags:
+        tags[0x0112] = 1
+    sub = tags.get_ifd(0x8769)  # Exif IFD: PixelXDimension, PixelYDimension
+    if 0xA002 in sub:
+        sub[0xA002] = width
+    if 0xA003 in sub:
+        sub[0xA003] = height
+    return tags.tobytes()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _add_png_metadata(
+    path: Path, profile: bytes | None, dpi: tuple[float, float] | None, exif: bytes | None
+) -> None:
+    """Insert iCCP, pHYs and eXIf chunks after a PNG's header chunk (for files written by pypng)."""
+    chunks = b""
+    if profile:
+        chunks += _png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(profile))
+    if dpi:
+        per_metre = [round(d / 0.0254) for d in dpi]
+        chunks += _png_chunk(
+            b"pHYs", per_metre[0].to_bytes(4, "big") + per_metre[1].to_bytes(4, "big") + b"\1"
+        )
+    if exif:
+        chunks += _png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif)
+    if not chunks:
+        return
+    data = path.read_bytes()
+    end_of_header = 8 + 8 + int.from_bytes(data[8:12], "big") + 4  # signature, IHDR
+    path.write_bytes(data[:end_of_header] + chunks + data[end_of_header:])
 
 
 def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -369,7 +486,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     if not path.is_file():
         raise ImageReadError(path, "not a file")
     if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
-        raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+        raise SubpixelError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
     with _pil_guard():
         try:
             image = Image.open(path)
@@ -395,6 +512,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
                     orientation = int(image.getexif().get(0x0112, 1) or 1)
             except Exception:  # a damaged EXIF block should not make the pixels unreadable
                 orientation = 1
+            metadata = _read_metadata(image, orientation)
             try:
                 if fmt in _FORMATS_16BIT and ";16" in rawmode and image.mode in ("RGB", "RGBA", "LA"):
                     array, bit_depth = _read_16bit_color(path, fmt), 16
@@ -411,7 +529,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
                 raise ImageReadError(path, f"corrupt or unsupported image data ({reason})") from exc
             except Exception as exc:  # decoders of other libraries raise their own types
                 raise ImageReadError(path, f"corrupt image data ({type(exc).__name__}: {exc})") from exc
-    return _finish(path, array, bit_depth, mode, fmt, orientation)
+    return _finish(path, array, bit_depth, mode, fmt, orientation, metadata)
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -452,7 +570,7 @@ def quantize(pixels: np.ndarray, bit_depth: int = 8) -> np.ndarray:
         array([  0, 128, 128, 255], dtype=uint8)
     """
     if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+        raise SubpixelError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
     top = 255.0 if bit_depth == 8 else 65535.0
     values = np.nan_to_num(np.asarray(pixels, dtype=np.float64), nan=0.0)
     values = np.floor(np.clip(values, 0.0, 1.0) * top + 0.5)
@@ -469,7 +587,7 @@ def _check_pixels(pixels: Any) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4) or pixels.shape[0] < 1 or pixels.shape[1] < 1:
-        raise ValueError(
+        raise SubpixelError(
             f"pixels must have shape (H, W) or (H, W, C) with C in 1 (gray), 2 (gray+alpha), 3 (RGB), "
             f"4 (RGBA), got shape {tuple(pixels.shape)}"
         )
@@ -487,6 +605,7 @@ def write_image(
     bit_depth: int = 8,
     format: str | None = None,
     quality: int = 95,
+    metadata: ImageMetadata | None = None,
 ) -> Path:
     """Write a float image in [0, 1] atomically (temporary name in the same folder, then rename).
 
@@ -500,12 +619,14 @@ def write_image(
         format: ``"PNG"``, ``"JPEG"``, ``"BMP"``, ``"TIFF"`` or ``"WEBP"`` (case-insensitive); ``None`` takes it
             from ``path``'s extension.
         quality: JPEG/WebP quality, 1 to 100 (JPEG is written without chroma subsampling).
+        metadata: ICC profile, DPI and EXIF to write where the format holds them (module docstring); the EXIF's
+            orientation is written as 1 and its pixel dimensions as the written ones.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: unknown format, a bit depth the format cannot store, alpha for JPEG, a bad shape.
+        SubpixelError: unknown format, a bit depth the format cannot store, alpha for JPEG, a bad shape.
         TypeError: ``pixels`` is neither floating point nor integers matching ``bit_depth``.
 
     Examples:
@@ -514,22 +635,24 @@ def write_image(
         >>> _ = write_image(path, np.zeros((2, 2, 4), dtype=np.float32))
         Traceback (most recent call last):
         ...
-        ValueError: JPEG cannot store an alpha channel (pixels have 4 channels); drop it or choose PNG, TIFF or WEBP
+        subpixel.errors.SubpixelError: JPEG cannot store an alpha channel (pixels have 4 channels); drop it or choose PNG, TIFF or WEBP
     """
     path = Path(path)
     fmt = format_from_path(path) if format is None else _normalize_format(format)
     pixels = _check_pixels(pixels)
     if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+        raise SubpixelError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
     if bit_depth == 16 and fmt not in _FORMATS_16BIT:
-        raise ValueError(f"{fmt} cannot store 16-bit samples (bit_depth=16); use PNG or TIFF, or bit_depth=8")
+        raise SubpixelError(
+            f"{fmt} cannot store 16-bit samples (bit_depth=16); use PNG or TIFF, or bit_depth=8"
+        )
     channels = pixels.shape[-1]
     if fmt in _FORMATS_NO_ALPHA and channels in (2, 4):
-        raise ValueError(
+        raise SubpixelError(
             f"{fmt} cannot store an alpha channel (pixels have {channels} channels); drop it or choose PNG, TIFF or WEBP"
         )
     if not path.parent.is_dir():
-        raise ValueError(f"the folder of {str(path)!r} does not exist")
+        raise SubpixelError(f"the folder of {str(path)!r} does not exist")
     if pixels.dtype in (np.uint8, np.uint16):
         expected = np.uint8 if bit_depth == 8 else np.uint16
         if pixels.dtype != expected:
@@ -537,6 +660,9 @@ def write_image(
         array = pixels
     else:
         array = quantize(pixels, bit_depth)
+    meta = metadata or ImageMetadata()
+    profile = meta.icc_profile if meta.icc_profile and _icc_fits(meta.icc_profile, channels) else None
+    exif = _exif_for(meta.exif, array.shape[1], array.shape[0]) if meta.exif else None
     with atomic_output(path) as tmp:
         if bit_depth == 16 and fmt == "TIFF":
             import tifffile
@@ -544,7 +670,12 @@ def write_image(
             data = array[..., 0] if channels == 1 else array
             photometric = "minisblack" if channels <= 2 else "rgb"
             extrasamples = ["unassalpha"] if channels in (2, 4) else None
-            tifffile.imwrite(str(tmp), data, photometric=photometric, extrasamples=extrasamples)
+            extra: dict[str, Any] = {}
+            if meta.dpi:
+                extra.update(resolution=meta.dpi, resolutionunit="INCH")
+            if profile:
+                extra["iccprofile"] = profile
+            tifffile.imwrite(str(tmp), data, photometric=photometric, extrasamples=extrasamples, **extra)
         elif bit_depth == 16 and channels > 1:  # PNG: PIL cannot write 16-bit colour
             import png
 
@@ -552,6 +683,7 @@ def write_image(
             height, width = array.shape[:2]
             with open(tmp, "wb") as handle:
                 png.from_array(array.reshape(height, width * channels), mode).write(handle)
+            _add_png_metadata(tmp, profile, meta.dpi, exif)
         else:
             if bit_depth == 16:
                 image = Image.fromarray(array[..., 0].astype("<u2"))
@@ -564,5 +696,11 @@ def write_image(
                 options = {"quality": int(quality)}
             elif fmt == "TIFF":
                 options = {"compression": "tiff_deflate"}
+            if profile and fmt != "BMP":
+                options["icc_profile"] = profile
+            if meta.dpi and fmt != "WEBP":
+                options["dpi"] = meta.dpi
+            if exif and fmt in ("PNG", "JPEG", "WEBP"):  # PIL's TIFF writer fails on a foreign EXIF IFD
+                options["exif"] = exif
             image.save(tmp, format=fmt, **options)
     return path

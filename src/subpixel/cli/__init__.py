@@ -11,7 +11,8 @@ optional dependencies are missing does not break the others. Library modules nev
 Every command runs inside the same handler (:func:`subpixel.cli._errors.describe`): Ctrl-C prints
 ``subpixel CMD: interrupted`` and exits 130 (SIGTERM is turned into the same clean exit, so temporary files are
 removed); a missing optional dependency names the extra to install; an ``OSError`` names the file and the
-problem; a ``ValueError`` from the library is printed as one line. Only bugs show a traceback.
+problem; a :class:`subpixel.errors.SubpixelError` (bad input) is printed as one line. Any other exception is a
+bug and shows its traceback (exit 1).
 """
 
 from __future__ import annotations

@@ -3,15 +3,18 @@
 :func:`describe` turns an exception into ``(message, exit code)``, or ``None`` for a bug (whose traceback is
 worth seeing):
 
-=================================  ===========================================================  =====
-exception                          message                                                      exit
-=================================  ===========================================================  =====
-``KeyboardInterrupt`` (Ctrl-C)     ``interrupted``                                              130
-missing optional dependency        the package, and ``pip install 'subpixel[EXTRA]'``           2
-``OSError``                        the file and the problem (disk full, permission denied, ...)  1
-``ValueError`` (from the library)  its message, which names the argument or file                2
-``MemoryError``                    out of memory, and what to lower                             1
-=================================  ===========================================================  =====
+=====================================  ===========================================================  =====
+exception                              message                                                      exit
+=====================================  ===========================================================  =====
+``KeyboardInterrupt`` (Ctrl-C)         ``interrupted``                                              130
+missing optional dependency            the package, and how to install the extra that has it        2
+``OSError``                            the file and the problem (disk full, permission denied, ...)  1
+:class:`subpixel.errors.SubpixelError`  its message, which names the argument or file                2
+``MemoryError``                        out of memory, and what to lower                             1
+=====================================  ===========================================================  =====
+
+Any other exception, a plain ``ValueError`` from torch or numpy included, is a bug: ``describe`` returns ``None``
+and the command shows the traceback (exit 1), so that it gets reported rather than mistaken for bad input.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import errno
 import importlib
 
-from subpixel._extras import EXTRAS, _one_line, missing_dependency
+from subpixel._extras import EXTRAS, INSTALL_HINT, install_hint, missing_dependency, one_line
+from subpixel.errors import SubpixelError
 
-__all__ = ["EXTRAS", "describe", "missing_dependency", "require"]
+__all__ = ["EXTRAS", "INSTALL_HINT", "describe", "install_hint", "missing_dependency", "require"]
 
 _OS_HINTS: dict[int, str] = {
     errno.ENOSPC: "free some space or write somewhere else",
@@ -43,7 +47,7 @@ def require(*modules: str) -> None:
 
 
 def _os_error(exc: OSError) -> str:
-    reason = exc.strerror or _one_line(exc)
+    reason = exc.strerror or one_line(exc)
     where = exc.filename if exc.filename is not None else None
     message = f"{where}: {reason}" if where is not None and exc.strerror else reason
     if exc.filename2 is not None and exc.strerror:
@@ -60,8 +64,10 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         ('interrupted', 130)
         >>> describe(OSError(errno.ENOSPC, "No space left on device", "out/x.png"))
         ('out/x.png: No space left on device; free some space or write somewhere else', 1)
-        >>> describe(ValueError("--scale must be 2, 3 or 4, got 5"))
+        >>> describe(SubpixelError("--scale must be 2, 3 or 4, got 5"))
         ('--scale must be 2, 3 or 4, got 5', 2)
+        >>> describe(ValueError("expected a 4-D tensor")) is None  # from torch or numpy: a bug
+        True
         >>> describe(ZeroDivisionError()) is None
         True
     """
@@ -71,8 +77,8 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         return missing_dependency(exc), 2
     if isinstance(exc, OSError):
         return _os_error(exc), 1
-    if isinstance(exc, ValueError):
-        return _one_line(exc), 2
+    if isinstance(exc, SubpixelError):
+        return one_line(exc), 2
     if isinstance(exc, MemoryError):
         return "out of memory; try smaller inputs or a smaller batch or memory budget", 1
     return None

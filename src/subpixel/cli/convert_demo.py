@@ -9,6 +9,7 @@ import torch
 
 from subpixel.cli._args import non_negative_int, positive_int
 from subpixel.convert import from_conv_transpose
+from subpixel.errors import SubpixelError
 from subpixel.timing import interleaved
 
 __all__ = ["add_arguments", "run"]
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     layer = from_conv_transpose(deconv)
     smallest = min(9, 11, args.size)  # output size per axis: (n - 1)·stride - 2·padding + kernel_size
     if (smallest - 1) * args.stride - 2 * args.padding + args.kernel_size < 1:
-        raise ValueError(
+        raise SubpixelError(
             f"--padding {args.padding} is too large for --kernel-size {args.kernel_size}, --stride {args.stride} "
             f"and an input of {smallest} pixels: the output would be empty"
         )

@@ -5,7 +5,8 @@ pattern when scikit-image is absent), makes its ×3 low-resolution version by th
 (MATLAB bicubic, :func:`subpixel.sr.protocol.make_lr`), upscales it back with bicubic and with the bundled ESPCN
 weights (:func:`subpixel.sr.pretrained`), prints the Y-PSNR / SSIM of both against the original
 (:func:`subpixel.sr.protocol.score_pair`), and writes a comparison PNG (original crop, bicubic, ESPCN) whose path
-it prints.
+it prints. Like every command, it never writes over an input (``--image``) nor, without ``--force``, over an
+existing file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from subpixel.cli._args import add_model_arguments, positive_int
+from subpixel.errors import SubpixelError
 
 __all__ = ["add_arguments", "crop_box", "run", "sample_image"]
 
@@ -75,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--crop", type=positive_int, default=160, help="side of the compared crop in HR pixels"
     )
+    parser.add_argument("--force", action="store_true", help="replace the comparison PNG if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,15 +89,18 @@ def run(args: argparse.Namespace) -> int:
 
     from subpixel import sr
     from subpixel._atomic import atomic_output
-    from subpixel.imageio import ImageReadError, load_image, quantize
+    from subpixel.cli._outputs import check_output
+    from subpixel.imageio import load_image, quantize
     from subpixel.sr.protocol import bicubic_upscaler, make_lr, modcrop, score_pair
     from subpixel.upscaling.image import upscale_pixels
 
+    inputs = [p for p in (args.image, args.weights) if p is not None]
+    check_output(args.output, option="-o", inputs=inputs, force=args.force)  # before any work
     try:
         model = sr.load(args.weights) if args.weights else sr.pretrained(args.scale or 3, model=args.model)
         scale = int(model.scale)
         if args.scale is not None and model.scale != args.scale:
-            raise ValueError(
+            raise SubpixelError(
                 f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}"
             )
         if args.image is not None:
@@ -105,11 +111,8 @@ def run(args: argparse.Namespace) -> int:
             name = str(args.image)
         else:
             hr_float, name = sample_image()
-    except (ValueError, ImageReadError, OSError) as exc:
+    except (SubpixelError, OSError) as exc:  # ImageReadError included
         print(f"subpixel demo: {exc}", file=sys.stderr)
-        return 2
-    if not args.output.parent.is_dir():
-        print(f"subpixel demo: the folder of {args.output} does not exist", file=sys.stderr)
         return 2
 
     hr = quantize(modcrop(hr_float, scale))  # the 8-bit original, cropped to a multiple of the scale

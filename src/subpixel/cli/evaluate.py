@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from subpixel.cli._args import positive_int
+from subpixel.errors import SubpixelError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -73,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--figure-rows", type=positive_int, default=8, help="images in the figure (default 8)"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="replace the --json / --figure files if they exist"
+    )
     parser.add_argument("--device", default="cpu", help="torch device to run the model on (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -87,19 +91,19 @@ def _load_models(args: argparse.Namespace) -> list[tuple[str, str, nn.Module]]:
     from subpixel.sr import models
 
     if args.model is not None and not args.pretrained:
-        raise ValueError(f"--model {args.model!r} picks a bundled model: it needs --pretrained")
+        raise SubpixelError(f"--model {args.model!r} picks a bundled model: it needs --pretrained")
     if args.pretrained:
         if args.scale is None:
-            raise ValueError(
+            raise SubpixelError(
                 f"--pretrained needs --scale (bundled scales: {list(models.pretrained_scales())})"
             )
         if args.scale not in models.pretrained_scales():
-            raise ValueError(
+            raise SubpixelError(
                 f"no bundled weights for scale={args.scale}; bundled scales are {list(models.pretrained_scales())}"
             )
         bundled = models.pretrained_models(args.scale)
         if args.model is not None and args.model not in bundled:
-            raise ValueError(
+            raise SubpixelError(
                 f"--model {args.model!r}: no bundled weights at ×{args.scale}; bundled: {list(bundled)}"
             )
         names = [args.model] if args.model is not None else list(bundled)
@@ -109,7 +113,7 @@ def _load_models(args: argparse.Namespace) -> list[tuple[str, str, nn.Module]]:
         ]
     weights = Path(args.weights)
     if not weights.is_file():
-        raise ValueError(f"--weights {str(weights)!r}: file not found")
+        raise SubpixelError(f"--weights {str(weights)!r}: file not found")
     return [(weights.stem, str(weights), models.load(weights))]
 
 
@@ -123,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from subpixel._atomic import atomic_output
+    from subpixel.cli._outputs import check_output
     from subpixel.sr.evaluate import (
         evaluate,
         format_standing,
@@ -133,24 +138,32 @@ def run(args: argparse.Namespace) -> int:
     )
 
     for folder in args.data:
+        if not Path(folder).exists():
+            return _fail(f"--data {str(folder)!r}: no such folder; give a test set's folder (e.g. Set5)")
         if not Path(folder).is_dir():
-            return _fail(f"--data {str(folder)!r}: not a folder")
+            return _fail(f"--data {str(folder)!r} is a file; give a test set's folder (e.g. Set5)")
     outputs = (("--json", args.json), ("--figure", args.figure), ("--figure-macs", args.figure_macs))
+    inputs = [p for folder in args.data for p in Path(folder).rglob("*") if p.is_file()]
+    if args.weights is not None:
+        inputs += [Path(args.weights), Path(args.weights).with_suffix(".json")]
+    chosen = [Path(out) for _, out in outputs if out is not None]
     for option, out in outputs:
-        if out is not None and not Path(out).resolve().parent.is_dir():
-            return _fail(f"{option} {str(out)!r}: its folder does not exist")
+        if out is not None:
+            check_output(Path(out), option=option, inputs=inputs, force=args.force)  # before any work
+    if len({p.resolve() for p in chosen}) < len(chosen):
+        return _fail("--json, --figure and --figure-macs must name different files")
     for option, out in outputs[1:]:
         if out is not None and Path(out).suffix.lower() != ".png":
             return _fail(f"{option} {str(out)!r}: expected a .png file name")
     try:
         device = torch.device(args.device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("CUDA is not available")
+            raise SubpixelError("CUDA is not available")
     except (RuntimeError, ValueError) as exc:
         return _fail(f"--device {args.device!r}: {exc}")
     try:
         loaded = _load_models(args)
-    except ValueError as exc:
+    except SubpixelError as exc:
         return _fail(str(exc))
     scale = args.scale if args.scale is not None else int(loaded[0][2].scale)
     for _, source, model in loaded:
@@ -174,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                 print(format_table(result))
                 print()
             evaluated.append((name, source, model, results))
-    except ValueError as exc:
+    except SubpixelError as exc:
         return _fail(str(exc))
     rows = standing({name: (_macs(model), results) for name, _, model, results in evaluated}, scale)
     print(format_standing(rows, scale))

@@ -13,11 +13,11 @@ Examples (shell)::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from subpixel.cli._args import positive_int
+from subpixel.errors import SubpixelError
 
 __all__ = ["add_arguments", "run"]
 
@@ -141,14 +141,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_output(args: argparse.Namespace) -> str | None:
+    """The rule every command follows (:func:`subpixel.cli._outputs.check_output`), and an ``.onnx`` name."""
+    from subpixel.cli._outputs import check_output
+
     out = args.output
-    if getattr(args, "input", None) is not None and out.exists() and os.path.samefile(out, args.input):
-        return f"output {str(out)!r} is the input file; the input is never modified, choose another name"
-    if out.exists() and not args.force:
-        return f"output {str(out)!r} exists; pass --force to replace it"
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        return f"output folder {str(folder)!r} does not exist"
+    inputs = [args.input] if getattr(args, "input", None) is not None else []
+    try:
+        check_output(out, option="-o", inputs=inputs, force=args.force)
+    except SubpixelError as exc:
+        return str(exc)
     if out.suffix.lower() != ".onnx":
         return f"output {str(out)!r} should end in .onnx"
     return None
@@ -178,7 +179,7 @@ def _rewrite(args: argparse.Namespace) -> int:
             cmp = compare_models(
                 model, rewritten, shapes=dict(args.input_shape), repeats=args.repeats, threads=args.threads
             )
-        except ValueError as exc:
+        except SubpixelError as exc:
             print(f"subpixel onnx rewrite: cannot verify: {exc}", file=sys.stderr)
             return 2
         except Exception as exc:  # ONNX Runtime cannot run a graph (no kernel for a type, custom op, ...)
@@ -227,17 +228,20 @@ def _export(args: argparse.Namespace) -> int:
 
             n = int(args.layer[0])
             cls = {1: subpixel.SubPixelConv1d, 2: subpixel.SubPixelConv2d, 3: subpixel.SubPixelConv3d}[n]
-            module = cls(
-                args.in_channels,
-                args.out_channels,
-                args.kernel_size,
-                stride=args.stride,
-                padding=args.padding,
-                output_padding=args.output_padding,
-                groups=args.groups,
-                dilation=args.dilation,
-                order=args.order,
-            )
+            try:
+                module = cls(
+                    args.in_channels,
+                    args.out_channels,
+                    args.kernel_size,
+                    stride=args.stride,
+                    padding=args.padding,
+                    output_padding=args.output_padding,
+                    groups=args.groups,
+                    dilation=args.dilation,
+                    order=args.order,
+                )
+            except ValueError as exc:  # the constructor's checks of the numbers given on the command line
+                raise SubpixelError(str(exc)) from exc
             channels = args.in_channels
         else:
             from subpixel.sr import models
@@ -249,7 +253,7 @@ def _export(args: argparse.Namespace) -> int:
             n, channels = 2, module.config.in_channels
         size = args.size or (32,) * n
         if len(size) != n:
-            raise ValueError(
+            raise SubpixelError(
                 f"--size must have {n} entries for a {n}-D model, got {'x'.join(map(str, size))}"
             )
         module = module.eval()
@@ -266,7 +270,7 @@ def _export(args: argparse.Namespace) -> int:
         with torch.no_grad():
             expected = module(x).numpy()
         got = run_onnx(model, x)[0]
-    except (ValueError, TypeError, OnnxInputError) as exc:
+    except (SubpixelError, OnnxInputError) as exc:
         print(f"subpixel onnx export: {exc}", file=sys.stderr)
         return 2
     from subpixel.onnx._graph import save_model_atomic

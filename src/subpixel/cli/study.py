@@ -19,6 +19,7 @@ from pathlib import Path
 
 from subpixel.cli._args import positive_int
 from subpixel.cli._errors import require
+from subpixel.errors import SubpixelError
 
 __all__ = ["add_arguments", "run"]
 
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             parents=True, exist_ok=True
         )  # before any work: an --out that cannot be written fails now
         run_study(config)
-    except ValueError as exc:
+    except SubpixelError as exc:
         print(f"subpixel study: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -13,8 +13,10 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from subpixel.cli._args import non_negative_int, positive_int
+from subpixel.errors import SubpixelError
 from subpixel.sr.models import FAMILIES, SKIPS
 from subpixel.sr.train import TrainConfig, train
 
@@ -93,8 +95,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _check_run_folder(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be a folder, before any work (one line, exit 2)."""
+    from subpixel.cli._outputs import blocking_file
+
+    if out.exists() and not out.is_dir():
+        raise SubpixelError(f"--out {out} is a file; the run folder must be a new or an existing folder")
+    blocker = blocking_file(out)
+    if blocker is not None:
+        raise SubpixelError(f"--out {out}: {blocker} is a file, not a folder; choose another run folder")
+
+
 def run(args: argparse.Namespace) -> int:
     """``subpixel train``: returns 0 on success, 2 on bad input or a run folder that must not be overwritten."""
+    _check_run_folder(Path(args.out))
     config = TrainConfig(
         data=args.data,
         out=args.out,

@@ -7,19 +7,25 @@ Examples (shell)::
     subpixel upscale clip.mp4 --scale 2 -o clip_x2.mp4
     subpixel upscale big.tif --scale 4 --max-memory 256M --backend onnxruntime
 
-A bad input (missing, not an image, truncated, too large) is reported with its name and the batch goes on; the
-exit code is 1 when any input failed, with a summary at the end. Existing outputs are kept: ``--skip-existing``
-counts them as done (so an interrupted batch resumes where it stopped), ``--force`` replaces them. Before any work
-the run refuses two inputs that would write the same output, and an input that another input's output would
-replace; a folder's walk leaves out earlier outputs (``NAME_xR.EXT`` beside ``NAME.EXT``, anything under ``-o``)
-and temporary files, and the temporaries a killed run left in the output folders are removed. ``--weights``
-files know their scale, so ``--scale`` is only needed for the bundled weights.
+Exit status: 0 when every output was written (or kept, with ``--skip-existing``); 1 when some inputs failed
+(each reason printed once as it happens, the failed inputs named in the summary at the end; the batch goes on
+past a missing, unreadable, truncated or too large input); 2 when nothing was done: a usage error, or outputs
+that exist already without ``--skip-existing`` (keep them and upscale the rest: resumes an interrupted batch) or
+``--force`` (replace them).
+
+Nothing is lost: before any work the run refuses two inputs that would write the same output and an output that
+would be written over an input (its own included, whatever the flags: ``--force`` replaces outputs, never
+inputs). A folder's walk leaves out the outputs of earlier runs (:func:`earlier_outputs`: ``NAME_xR.EXT`` beside
+a ``NAME.*``, for any factor R and any format), anything under ``-o``, and temporary files; the temporaries a
+killed run left in the output folders are removed. ``--weights`` files know their scale, so ``--scale`` is only
+needed for the bundled weights.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,7 +34,9 @@ from typing import TYPE_CHECKING
 from subpixel._atomic import clean_temporaries, is_temporary
 from subpixel.cli._args import add_model_arguments, positive_int
 from subpixel.cli._errors import describe
-from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS, ImageReadError
+from subpixel.cli._outputs import blocking_file, same_file
+from subpixel.errors import SubpixelError
+from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS
 from subpixel.upscaling.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
 
 if TYPE_CHECKING:
@@ -46,6 +54,10 @@ def _memory(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``subpixel upscale``."""
+    parser.epilog = (
+        "exit status: 0 every output written (or kept, with --skip-existing); 1 some inputs failed (named at the "
+        "end); 2 nothing done: a usage error, or outputs that exist already without --skip-existing or --force"
+    )
     parser.add_argument(
         "inputs", nargs="+", metavar="IN", type=Path, help="image files, folders or video files"
     )
@@ -69,11 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output image format (default: the input's)",
     )
     existing = parser.add_mutually_exclusive_group()
-    existing.add_argument("--force", action="store_true", help="replace existing outputs")
+    existing.add_argument("--force", action="store_true", help="replace existing outputs (never an input)")
     existing.add_argument(
         "--skip-existing",
         action="store_true",
-        help="keep existing outputs and count them as done (resumes an interrupted batch)",
+        help="keep existing outputs and upscale the rest (resumes an interrupted batch); without this or "
+        "--force, existing outputs stop the run before any work (exit 2)",
     )
     parser.add_argument(
         "--tile", type=positive_int, help="tile side in LR pixels (default: from --max-memory)"
@@ -97,8 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
-        help="torch backend: bf16 is 2-3x faster on CPUs with AVX-512-BF16 or AMX (its Y-PSNR loss is measured "
-        "by benchmarks/upscale.py); default auto: bf16 where the CPU or GPU computes it natively, else fp32",
+        help="torch backend: bf16 is 2-3x faster on CPUs with AVX-512-BF16 or AMX and costs a few hundredths of a "
+        "dB of Y-PSNR; default auto: bf16 where the CPU or GPU computes it natively, else fp32",
     )
     parser.add_argument(
         "--device",
@@ -135,11 +148,88 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and path.resolve().is_relative_to(folder)
 
 
-def _earlier_outputs(files: list[Path], scale: int) -> set[Path]:
-    """Files named ``NAME_xR.*`` beside a ``NAME.*`` of the same list: what a run without ``-o`` wrote."""
+#: the name of an output written without ``-o``: ``NAME_xR`` (R = the factor), then the format's extension
+_OUTPUT_STEM = re.compile(r"^(?P<name>.+)_x(?P<scale>[1-9][0-9]*)$")
+
+
+def earlier_outputs(files: list[Path]) -> set[Path]:
+    """The files of a folder's walk that earlier runs wrote, which are never inputs.
+
+    The rule: ``NAME_xR.EXT`` is an output when a ``NAME.*`` lies in the same folder, whatever the factor ``R``
+    and the extensions (so outputs of another ``--scale`` or ``--format`` are left out too), and so is an output
+    of an output (``NAME_x2_x3.EXT``). Pass such a file by its own name to upscale it anyway.
+
+    Examples:
+        >>> names = ["a.png", "a_x2.png", "a_x3.webp", "a_x2_x3.png", "b_x2.png", "shot_x4.jpg"]
+        >>> sorted(p.name for p in earlier_outputs([Path(n) for n in names]))
+        ['a_x2.png', 'a_x2_x3.png', 'a_x3.webp']
+    """
     stems = {(p.parent, p.stem) for p in files}
-    suffix = f"_x{scale}"
-    return {p for p in files if p.stem.endswith(suffix) and (p.parent, p.stem[: -len(suffix)]) in stems}
+    found: set[Path] = set()
+    for path in files:
+        match = _OUTPUT_STEM.match(path.stem)
+        if match is not None and (path.parent, match.group("name")) in stems:
+            found.add(path)
+    return found
+
+
+def _check_output_option(inputs: list[Path], output: Path, fmt: str | None) -> bool:
+    """Whether ``-o`` names the output *file* (else a folder); refuse the combinations that cannot work.
+
+    Raises:
+        SubpixelError: several inputs (or a folder) with ``-o`` naming a file; an image's output with a video
+            extension or a video's with an image extension; a path that runs through a file.
+    """
+    from subpixel.upscaling.video import VIDEO_EXTENSIONS, is_video
+
+    blocker = blocking_file(output)
+    if blocker is not None:
+        raise SubpixelError(f"-o {output}: {blocker} is a file, not a folder; choose another output path")
+    single_file = len(inputs) == 1 and not inputs[0].is_dir()  # a missing one is reported as a problem
+    named_file = not output.is_dir() and (_is_image(output) or is_video(output))
+    if not single_file:
+        if output.exists() and not output.is_dir():
+            raise SubpixelError(
+                f"-o {output} is a file; with several inputs or a folder, -o must be a folder (new or existing)"
+            )
+        if named_file:
+            what = "a folder" if len(inputs) == 1 else f"{len(inputs)} inputs"
+            raise SubpixelError(
+                f"-o {output}: with {what}, -o must be a folder, and {output.name} looks like a file name; "
+                f"give a folder name without the {output.suffix} extension"
+            )
+        return False
+    source = inputs[0]
+    if is_video(source) and _is_image(output):
+        raise SubpixelError(
+            f"-o {output}: {source} is a video, so its output needs a video extension "
+            f"({', '.join(VIDEO_EXTENSIONS[:4])}, ...)"
+        )
+    if not is_video(source) and is_video(output):
+        raise SubpixelError(
+            f"-o {output}: {source} is an image, so its output needs an image extension "
+            f"({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    is_file = named_file or bool(fmt and output.suffix and not output.is_dir())
+    if not is_file and output.exists() and not output.is_dir():
+        raise SubpixelError(
+            f"-o {output} is an existing file without an image or video extension; give an output file name "
+            "with one, or a folder"
+        )
+    return is_file
+
+
+def _check_input_kind(item: Path, output: Path | None, fmt: str | None) -> str | None:
+    """A message when a file given by name is neither a video nor an image whose output format is known."""
+    from subpixel.upscaling.video import is_video
+
+    if is_video(item) or _is_image(item) or fmt is not None or (output is not None and _is_image(output)):
+        return None
+    kind = f"{item.suffix} files" if item.suffix else "files without an extension"
+    return (
+        f"{item}: {kind} are not upscaled; images: {', '.join(IMAGE_EXTENSIONS)}, or a video "
+        "(pass --format to upscale an image with another extension)"
+    )
 
 
 def collect_jobs(
@@ -149,9 +239,10 @@ def collect_jobs(
 
     A folder contributes its image and video files (recursively, sorted), mirrored under ``output``; its walk
     leaves out temporary files (:func:`subpixel._atomic.is_temporary`), anything under ``output``, and the
-    ``NAME_xR.EXT`` files beside a ``NAME.EXT`` (the outputs of an earlier run without ``-o``). With one input
-    file, ``output`` is the output file (or, when it is a folder or has no extension, the folder to put it in);
-    otherwise a folder. Without ``output``, each result goes beside its input as ``NAME_xR.EXT``.
+    outputs of earlier runs (:func:`earlier_outputs`: ``NAME_xR.EXT`` beside a ``NAME.*``, any factor, any
+    format). With one input file, ``output`` is the output file when it has an image or video extension,
+    otherwise the folder to put it in; with several inputs or a folder, it must be a folder. Without
+    ``output``, each result goes beside its input as ``NAME_xR.EXT``.
 
     Args:
         inputs: files and folders.
@@ -161,26 +252,19 @@ def collect_jobs(
 
     Returns:
         ``(jobs, problems)``: (input, output) pairs of existing inputs, and messages about inputs that do not
-        exist or folders without images.
+        exist, folders without images, and files of a kind that is not upscaled.
 
     Raises:
-        ValueError: two inputs would write the same output, an output would replace an input (the message
-            names both), or ``output`` is a file where a folder is needed; nothing has been written then.
+        SubpixelError: two inputs would write the same output, an output would replace an input (its own
+            included: ``--force`` never replaces an input), or ``-o`` does not fit the inputs; nothing has been
+            written then.
     """
     from subpixel.upscaling.video import is_video
 
     jobs: list[tuple[Path, Path]] = []
     problems: list[str] = []
     inputs = list(inputs)
-    single_file = len(inputs) == 1 and inputs[0].exists() and not inputs[0].is_dir()
-    output_is_file = (
-        single_file
-        and output is not None
-        and not output.is_dir()
-        and (_is_image(output) or is_video(output) or bool(fmt and output.suffix))
-    )
-    if output is not None and not output_is_file and output.exists() and not output.is_dir():
-        raise ValueError(f"-o {output} is a file; with these inputs it must be a folder")
+    output_is_file = output is not None and _check_output_option(inputs, output, fmt)
     skip_under = None if output is None or output_is_file else output.resolve()
     for item in inputs:
         if item.is_dir():
@@ -192,7 +276,7 @@ def collect_jobs(
                 and not is_temporary(p)
                 and not _inside(p, skip_under)
             ]
-            earlier = _earlier_outputs(files, scale)
+            earlier = earlier_outputs(files)
             files = [p for p in files if p not in earlier]
             if not files:
                 problems.append(f"{item}: no image or video files in this folder")
@@ -206,6 +290,10 @@ def collect_jobs(
                     target = (base / relative).with_suffix(suffix)
                 jobs.append((file, target))
         elif item.exists():
+            problem = _check_input_kind(item, output if output_is_file else None, fmt)
+            if problem is not None:
+                problems.append(problem)
+                continue
             suffix = _out_suffix(item, None if is_video(item) else fmt)
             if output is None:
                 target = item.with_name(f"{item.stem}_x{scale}{suffix}")
@@ -226,14 +314,19 @@ def _check_collisions(jobs: list[tuple[Path, Path]]) -> None:
     for source, target in jobs:
         key = target.resolve()
         if key in writers:
-            raise ValueError(
+            raise SubpixelError(
                 f"{writers[key]} and {source} would both be written to {target}; upscale them into separate "
                 "folders (-o) or give one a different name"
             )
         writers[key] = source
-        if key in sources and sources[key].resolve() != source.resolve():
-            raise ValueError(
-                f"the output of {source} would replace the input {sources[key]}; choose another output (-o)"
+        replaced = sources.get(key)
+        if replaced is None and target.exists():
+            replaced = next((s for s in sources.values() if same_file(target, s)), None)  # a hard link
+        if replaced is not None:
+            whose = "its own input" if same_file(replaced, source) else f"the input {replaced}"
+            raise SubpixelError(
+                f"the output of {source} would be written over {whose}; --force replaces outputs, never "
+                "inputs: choose another output (-o)"
             )
 
 
@@ -242,15 +335,17 @@ def _load_model(args: argparse.Namespace) -> torch.nn.Module:
 
     if args.weights is None:
         if args.scale is None:
-            raise ValueError(
+            raise SubpixelError(
                 "--scale is needed with the bundled weights (2, 3 or 4); a --weights file knows its own scale"
             )
         return sr.pretrained(args.scale, model=args.model)
     if not args.weights.is_file():
-        raise ValueError(f"--weights {str(args.weights)!r}: file not found")
+        raise SubpixelError(f"--weights {str(args.weights)!r}: file not found")
     model = sr.load(args.weights)
     if args.scale is not None and model.scale != args.scale:
-        raise ValueError(f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}")
+        raise SubpixelError(
+            f"--weights {args.weights} is a ×{model.scale} model, but --scale is {args.scale}"
+        )
     return model
 
 
@@ -259,13 +354,13 @@ _FATAL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Upscale every input; returns 0 when all succeeded (or were skipped), 1 when some failed, 2 on a usage
-    error."""
+    """Upscale every input; returns the exit status of the module docstring (0 done, 1 some inputs failed, 2
+    nothing done)."""
     import torch
     from tqdm import tqdm
 
     from subpixel.upscaling.image import Upscaler, upscale_file
-    from subpixel.upscaling.video import VideoReadError, is_video, upscale_video, video_upscaler
+    from subpixel.upscaling.video import is_video, upscale_video, video_upscaler
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -275,6 +370,15 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         for message in problems or ["nothing to upscale"]:
             print(f"subpixel upscale: {message}", file=sys.stderr)
+        return 2
+    existing = [target for _, target in jobs if target.exists()]
+    if existing and not (args.force or args.skip_existing):
+        some = f"{existing[0]} and {len(existing) - 1} more" if len(existing) > 1 else str(existing[0])
+        print(
+            f"subpixel upscale: {len(existing)} of {len(jobs)} outputs exist already ({some}); nothing was "
+            "upscaled: pass --skip-existing to keep them and upscale the rest, or --force to replace them",
+            file=sys.stderr,
+        )
         return 2
     for folder in sorted({target.parent for _, target in jobs}):
         clean_temporaries(folder)  # what a killed run left behind
@@ -290,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
     )
     # one for all videos: the shapes it compiles are kept for the next video of that size
     for_videos = video_upscaler(upscaler, precision=args.precision, compile=args.compile)
-    failures = [(None, m) for m in problems]
+    failures = list(problems)
     done = skipped = 0
     show = not args.quiet
     bar = tqdm(total=len(jobs), unit="file", disable=not show or len(jobs) < 2, desc="upscale")
@@ -298,13 +402,12 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         tqdm.write(message, file=sys.stderr)
 
+    for message in problems:
+        say(f"subpixel upscale: {message}")
+    failed: list[Path] = []
     for source, target in jobs:
         try:
-            if target.exists() and not args.force:
-                if not args.skip_existing:
-                    raise FileExistsError(
-                        f"{target} exists; pass --skip-existing to keep it or --force to replace it"
-                    )
+            if target.exists() and not args.force:  # --skip-existing (checked above)
                 skipped += 1
                 if show and len(jobs) == 1:
                     say(f"{target} exists; skipped")
@@ -337,9 +440,10 @@ def run(args: argparse.Namespace) -> int:
                     )
             else:
                 with tqdm(
+                    total=_pixel_count(source),
                     unit="px",
                     unit_scale=True,
-                    desc=source.name,
+                    desc=f"{source.name} (input pixels)",
                     disable=not show or len(jobs) > 1,
                     leave=False,
                 ) as pixels:
@@ -362,23 +466,35 @@ def run(args: argparse.Namespace) -> int:
             if exc.errno in _FATAL_ERRNOS:
                 raise  # disk full, read-only: every next file would fail the same way
             message = describe(exc)[0] if exc.errno is not None else str(exc)
-            failures.append((source, message))
+            failed.append(source)
             say(f"subpixel upscale: {message}")
-        except (ImageReadError, VideoReadError, ValueError, RuntimeError, MemoryError) as exc:
-            failures.append((source, str(exc)))
+        except (SubpixelError, RuntimeError, MemoryError) as exc:  # ImageReadError, VideoReadError included
+            failed.append(source)
             say(f"subpixel upscale: {exc}")
         bar.update(1)
     bar.close()
     total = len(jobs) + len(problems)
     kept = f", {skipped} skipped (outputs exist)" if skipped else ""
-    if failures:
+    if failed or failures:
+        # each reason was printed once above; the summary names the inputs
+        names = [str(p) for p in failed] + [m.split(": ", 1)[0] for m in failures]
         print(
-            f"subpixel upscale: {done} of {total} inputs upscaled{kept}, {len(failures)} failed:",
+            f"subpixel upscale: {done} of {total} inputs upscaled{kept}, {len(names)} failed: "
+            + ", ".join(names),
             file=sys.stderr,
         )
-        for _, message in failures:
-            print(f"  {message}", file=sys.stderr)
         return 1
     if show and (len(jobs) > 1 or skipped):
         print(f"subpixel upscale: {done} of {total} inputs upscaled{kept}", file=sys.stderr)
     return 0
+
+
+def _pixel_count(path: Path) -> int | None:
+    """Width × height from the image's header (for the progress bar's total), or ``None`` if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(image.size[0] * image.size[1])
+    except Exception:  # the upscale itself reports an unreadable file
+        return None

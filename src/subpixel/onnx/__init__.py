@@ -6,7 +6,7 @@
 * :func:`compare_models`: run two graphs in ONNX Runtime on the same random inputs; errors and timings.
 
 The command line is ``subpixel onnx rewrite`` / ``subpixel onnx export`` (:mod:`subpixel.cli.onnx`).
-Needs the ``onnx`` extra: ``pip install 'subpixel[onnx]'``.
+Needs the ``onnx`` extra: ``pip install '.[onnx]'`` in a clone of subpixel.
 """
 
 from subpixel.onnx._graph import MIN_OPSET, OnnxInputError, RewriteReport, load_model, save_model_atomic

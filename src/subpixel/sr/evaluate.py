@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from subpixel.errors import SubpixelError
 from subpixel.sr.color import quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
 from subpixel.sr.metrics import Score, score_pair
 from subpixel.sr.protocol import Upscaler, score_images
@@ -96,7 +97,7 @@ def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None
     """
     channels = getattr(model, "channels", None)
     if channels not in ("y", "rgb"):
-        raise ValueError(f"model.channels must be 'y' or 'rgb', got {channels!r}")
+        raise SubpixelError(f"model.channels must be 'y' or 'rgb', got {channels!r}")
     parameter = next(iter(model.parameters()), None)
     dtype = parameter.dtype if parameter is not None and parameter.dtype.is_floating_point else torch.float32
     run_device = (
@@ -112,7 +113,7 @@ def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None
             out = model(x)
         expected = (1, x.shape[1], x.shape[2] * scale, x.shape[3] * scale)
         if tuple(out.shape) != expected:
-            raise ValueError(
+            raise SubpixelError(
                 f"the model returned shape {tuple(out.shape)} for input {tuple(x.shape)}; expected {expected}"
             )
         sr = out[0].detach().to("cpu", torch.float64).numpy()
@@ -206,7 +207,7 @@ class EvaluationResult:
 
 def _check_scale(scale: Any) -> int:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+        raise SubpixelError(f"scale must be an integer >= 1, got {scale!r}")
     return scale
 
 
@@ -254,7 +255,7 @@ def evaluate(
     if isinstance(model_or_upscaler, nn.Module):
         model_scale = getattr(model_or_upscaler, "scale", None)
         if model_scale is not None and model_scale != r:
-            raise ValueError(f"the model upscales ×{model_scale}; it cannot be evaluated at scale {r}")
+            raise SubpixelError(f"the model upscales ×{model_scale}; it cannot be evaluated at scale {r}")
         upscaler = model_upscaler(model_or_upscaler, device=device)
     elif callable(model_or_upscaler):
         upscaler = model_or_upscaler
@@ -350,12 +351,12 @@ def save_figure(
 
     path = Path(path)
     if not path.parent.is_dir():
-        raise ValueError(f"the folder of the figure {str(path)!r} does not exist")
+        raise SubpixelError(f"the folder of the figure {str(path)!r} does not exist")
     if isinstance(crop, bool) or not isinstance(crop, int) or crop < 8:
-        raise ValueError(f"crop must be an integer >= 8 (HR pixels), got {crop!r}")
+        raise SubpixelError(f"crop must be an integer >= 8 (HR pixels), got {crop!r}")
     rows = [(res, img) for res in results for img in res.images][: max(1, int(max_rows))]
     if not rows or any(img.pictures is None for _, img in rows):
-        raise ValueError("save_figure needs results from evaluate(..., keep_pictures=True)")
+        raise SubpixelError("save_figure needs results from evaluate(..., keep_pictures=True)")
     fig = Figure(figsize=(9.0, 3.1 * len(rows)), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), 3, squeeze=False)
@@ -485,13 +486,13 @@ def standing(
         [('bicubic', 28.0), ('espcn', 30.0), ('FSRCNN (56,12,4)', 33.06)]
     """
     if not measured:
-        raise ValueError("standing needs at least one measured model")
+        raise SubpixelError("standing needs at least one measured model")
     first = next(iter(measured.values()))[1]
     datasets = [r.dataset for r in first]
     for name, (_, results) in measured.items():
         for result in results:
             if result.scale != scale:
-                raise ValueError(
+                raise SubpixelError(
                     f"the results of {name!r} on {result.dataset} are at ×{result.scale}, not ×{scale}"
                 )
     rows = [StandingRow("bicubic", "baseline", None, {r.dataset: r.bicubic_mean_psnr for r in first})]
@@ -559,11 +560,11 @@ def save_macs_figure(rows: Sequence[StandingRow], path: str | Path, scale: int) 
 
     path = Path(path)
     if not path.parent.is_dir():
-        raise ValueError(f"the folder of the figure {str(path)!r} does not exist")
+        raise SubpixelError(f"the folder of the figure {str(path)!r} does not exist")
     datasets = list(dict.fromkeys(d for row in rows for d in row.psnr))
     points = [r for r in rows if r.macs_per_pixel is not None and any(v is not None for v in r.psnr.values())]
     if not datasets or not points:
-        raise ValueError("save_macs_figure needs rows with MACs per HR pixel and a PSNR (from standing())")
+        raise SubpixelError("save_macs_figure needs rows with MACs per HR pixel and a PSNR (from standing())")
     fig = Figure(figsize=(5.0 * len(datasets), 4.2), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from subpixel._atomic import atomic_write
 from subpixel._paths import portable_paths
+from subpixel.errors import SubpixelError
 from subpixel.sr.data import PatchDataset
 from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, save
 from subpixel.sr.optim import optimization_step, scheduled_lr
@@ -134,31 +135,31 @@ class TrainConfig:
         self.data = [str(d) for d in ([self.data] if isinstance(self.data, str | os.PathLike) else self.data)]
         self.out = str(self.out)
         if self.model not in FAMILIES:
-            raise ValueError(f"model must be one of {sorted(FAMILIES)}, got {self.model!r}")
+            raise SubpixelError(f"model must be one of {sorted(FAMILIES)}, got {self.model!r}")
         for key, default in FAMILIES[self.model].items():
             if getattr(self, key) is None:
                 setattr(self, key, default)
         self.widths = tuple(self.widths)  # type: ignore[arg-type]
         self.kernel_sizes = tuple(self.kernel_sizes)  # type: ignore[arg-type]
         if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+            raise SubpixelError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         positive = ("scale", "patch_size", "batch_size", "steps")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise SubpixelError(f"{name} must be a positive int, got {value!r}")
         for name in ("val_every", "checkpoint_every", "log_every", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+                raise SubpixelError(f"{name} must be a non-negative int, got {value!r}")
         if not (self.lr > 0 and self.lr_min >= 0):
-            raise ValueError(f"lr must be > 0 and lr_min >= 0, got lr={self.lr!r}, lr_min={self.lr_min!r}")
+            raise SubpixelError(f"lr must be > 0 and lr_min >= 0, got lr={self.lr!r}, lr_min={self.lr_min!r}")
         if self.schedule not in ("cosine", "step", "constant"):
-            raise ValueError(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
+            raise SubpixelError(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
         if self.loss not in ("l1", "l2"):
-            raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+            raise SubpixelError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be a positive int or None, got {self.threads!r}")
+            raise SubpixelError(f"threads must be a positive int or None, got {self.threads!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -265,9 +266,9 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         tensors = load_file(str(path))
         meta = json.loads(raw) if raw else None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"checkpoint {str(path)!r} is not readable: {exc}") from exc
+        raise SubpixelError(f"checkpoint {str(path)!r} is not readable: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {str(path)!r} has no subpixel checkpoint metadata")
+        raise SubpixelError(f"checkpoint {str(path)!r} has no subpixel checkpoint metadata")
     return tensors, meta
 
 
@@ -340,7 +341,7 @@ def _init_from(model: ESPCN | RepESPCN, config: TrainConfig) -> None:
                 source.config.widths != model.config.widths
                 or source.config.kernel_sizes != model.config.kernel_sizes
             ):
-                raise ValueError(
+                raise SubpixelError(
                     f"init weights {path!r} have widths={source.config.widths}, kernel_sizes="
                     f"{source.config.kernel_sizes}; the run asks for {model.config.widths}, {model.config.kernel_sizes}"
                 ) from None
@@ -351,7 +352,7 @@ def _init_from(model: ESPCN | RepESPCN, config: TrainConfig) -> None:
     body = {k for k in own if k.startswith("features.")}
     unfit = sorted(k for k in body if k not in state or state[k].shape != own[k].shape)
     if unfit:
-        raise ValueError(
+        raise SubpixelError(
             f"init weights {path!r} do not fit the model's hidden layers (model={config.model!r}, "
             f"widths={config.widths}, kernel_sizes={config.kernel_sizes}): {unfit[:4]} missing or of another shape"
         )
@@ -443,7 +444,7 @@ def train(config: TrainConfig) -> Path:
             saved = TrainConfig(**{**meta["config"], "out": config.out})
             for key in ("model", "scale", "channels", "widths", "kernel_sizes", "activation", "skip"):
                 if getattr(saved, key) != getattr(config, key):
-                    raise ValueError(
+                    raise SubpixelError(
                         f"checkpoint {str(ckpt_path)!r} has {key}={getattr(saved, key)!r}, "
                         f"the run asks for {getattr(config, key)!r}"
                     )

@@ -47,6 +47,7 @@ from torch import nn
 
 from subpixel._atomic import atomic_write
 from subpixel._paths import portable_paths
+from subpixel.errors import SubpixelError
 from subpixel.study.families import (
     FAMILIES,
     FRAME_HR,
@@ -137,29 +138,29 @@ class StudyConfig:
         for name in ("scale", "steps", "batch_size", "patch_size", "timing_rounds", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise SubpixelError(f"{name} must be a positive int, got {value!r}")
         if self.scale < 2:
-            raise ValueError(f"scale must be >= 2, got {self.scale}")
+            raise SubpixelError(f"scale must be >= 2, got {self.scale}")
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
-            raise ValueError(
+            raise SubpixelError(
                 f"families must be a non-empty subset of {sorted(FAMILIES)}, got {list(self.families)}"
             )
         if not self.multiples or any(not m > 0 for m in self.multiples):
-            raise ValueError(f"multiples must be positive numbers, got {list(self.multiples)}")
+            raise SubpixelError(f"multiples must be positive numbers, got {list(self.multiples)}")
         if not self.seeds:
-            raise ValueError("seeds must not be empty")
+            raise SubpixelError("seeds must not be empty")
         if isinstance(self.budget, str) and self.budget.upper() != "ESPCN":
             try:
                 self.budget = float(self.budget)
             except ValueError:
-                raise ValueError(
+                raise SubpixelError(
                     f"budget must be 'ESPCN' or a number of MACs per HR pixel, got {self.budget!r}"
                 ) from None
         if not isinstance(self.budget, str) and not self.budget > 0:
-            raise ValueError(f"budget must be positive, got {self.budget!r}")
+            raise SubpixelError(f"budget must be positive, got {self.budget!r}")
         if any(f % self.scale for f in self.frame):
-            raise ValueError(f"frame {self.frame} must be a multiple of scale {self.scale} on both axes")
+            raise SubpixelError(f"frame {self.frame} must be a multiple of scale {self.scale} on both axes")
 
     def reference_macs(self) -> float:
         """MACs per HR pixel of the reference budget."""
@@ -417,11 +418,11 @@ def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
             metadata = dict(f.metadata() or {})
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
+        raise SubpixelError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"weights file {str(path)!r} does not fit the network: {exc}") from exc
+        raise SubpixelError(f"weights file {str(path)!r} does not fit the network: {exc}") from exc
     return metadata
 
 
@@ -437,14 +438,14 @@ def _earlier_runs(
         recorded = earlier["config"]
         runs = {(r["budget"], r["network"], int(r["seed"])): r for r in earlier["runs"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
+        raise SubpixelError(
             f"cannot resume: {str(path)!r} is not a readable study results.json ({exc!r})"
         ) from exc
     if not isinstance(recorded, dict):
-        raise ValueError(f"cannot resume: {str(path)!r} has no recorded config")
+        raise SubpixelError(f"cannot resume: {str(path)!r} has no recorded config")
     diffs = config_mismatches(recorded, config)
     if diffs:
-        raise ValueError(
+        raise SubpixelError(
             f"cannot resume from {str(path)!r}: its configuration differs in "
             + "; ".join(diffs)
             + " (these define the trained networks; run without --resume to start afresh, or use another --out)"
@@ -529,7 +530,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     if config.max_train_images is not None:
         files = files[: config.max_train_images]
     if not files:
-        raise ValueError(f"no training images found in {config.train}")
+        raise SubpixelError(f"no training images found in {config.train}")
     results: dict[str, Any] = {
         # paths relative to the working directory: the record is shipped, the machine's folders are not
         "config": portable_paths(asdict(config)),

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from subpixel.errors import SubpixelError
 from subpixel.layers import SubPixelConv2d
 from subpixel.study.blocks import BicubicUpsample2d
 from subpixel.study.macs import count_macs
@@ -76,7 +77,7 @@ def _act(name: str) -> nn.Module:
         return nn.Tanh()
     if name == "relu":
         return nn.ReLU()
-    raise ValueError(f"activation must be 'tanh' or 'relu', got {name!r}")
+    raise SubpixelError(f"activation must be 'tanh' or 'relu', got {name!r}")
 
 
 def build(
@@ -98,12 +99,12 @@ def build(
         [torch.Size([18, 21]), torch.Size([18, 21]), torch.Size([18, 21])]
     """
     if spec.family not in FAMILIES:
-        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {spec.family!r}")
+        raise SubpixelError(f"family must be one of {sorted(FAMILIES)}, got {spec.family!r}")
     r, w1, w2 = spec.scale, spec.w1, spec.w2
     if not isinstance(r, int) or r < 2:
-        raise ValueError(f"scale must be an int >= 2, got {r!r}")
+        raise SubpixelError(f"scale must be an int >= 2, got {r!r}")
     if w1 < 1 or w2 < 1:
-        raise ValueError(f"widths must be positive, got w1={w1}, w2={w2}")
+        raise SubpixelError(f"widths must be positive, got w1={w1}, w2={w2}")
     f = {"device": device, "dtype": dtype}
     if spec.family == "hr":
         return nn.Sequential(
@@ -168,9 +169,9 @@ def solve_widths(
         ('lr-64-32', 2513.8)
     """
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+        raise SubpixelError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
     if not budget > 0:
-        raise ValueError(f"budget must be positive (MACs per HR pixel), got {budget!r}")
+        raise SubpixelError(f"budget must be positive (MACs per HR pixel), got {budget!r}")
     # MACs are a quadratic polynomial in (w1, w2): get its coefficients once from count_macs, then search.
     base = {(a, b): macs_per_hr_pixel(FamilySpec(family, scale, a, b)) for a in (1, 2, 3) for b in (1, 2, 3)}
 
@@ -196,7 +197,7 @@ def solve_widths(
     spec = FamilySpec(family, scale, best[2], best[3])
     macs = macs_per_hr_pixel(spec)
     if abs(macs / budget - 1) > tolerance:
-        raise ValueError(
+        raise SubpixelError(
             f"no widths of family {family!r} at scale {scale} reach {budget:.1f} MACs/pixel within "
             f"±{tolerance:.0%} (closest: {spec.name}, {macs:.1f})"
         )

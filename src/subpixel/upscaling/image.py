@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from subpixel.bicubic import cubic
+from subpixel.errors import SubpixelError
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
 from subpixel.upscaling.tiling import (
     DEFAULT_MAX_MEMORY,
@@ -659,7 +660,7 @@ def output_format(source: Path, target: Path, format: str | None) -> str:
     for name, suffixes in FORMAT_EXTENSIONS.items():
         if suffix in suffixes:
             return name
-    raise ValueError(
+    raise SubpixelError(
         f"cannot tell the output format of {str(target)!r}; give it an image extension or --format"
     )
 
@@ -701,7 +702,7 @@ def upscale_file(
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; pass force=True to replace it")
     if target.resolve() == source.resolve():
-        raise ValueError(f"refusing to write the output over its input {source}")
+        raise SubpixelError(f"refusing to write the output over its input {source}")
     image = load_image(source, max_pixels=upscaler.max_pixels)
     pixels = image.pixels
     if image.mode == "L":
@@ -715,7 +716,8 @@ def upscale_file(
         has_alpha = False
     bit_depth = 16 if image.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
     out = upscaler(pixels, bit_depth=bit_depth, progress=progress)
-    write_image(target, out, bit_depth=bit_depth, format=fmt)
+    kept = image.metadata.scaled(out.shape[1] / image.width)  # ICC profile, EXIF, DPI × the factor
+    write_image(target, out, bit_depth=bit_depth, format=fmt, metadata=kept)
     return UpscaleResult(
         source=source,
         target=target,

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from subpixel.errors import SubpixelError
+
 __all__ = [
     "DEFAULT_MAX_MEMORY",
     "Tile",
@@ -74,10 +76,10 @@ def parse_size(text: str | int) -> int:
     else:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", str(text), flags=re.IGNORECASE)
         if match is None:
-            raise ValueError(f"memory size must look like 512M, 2G or a number of bytes, got {text!r}")
+            raise SubpixelError(f"memory size must look like 512M, 2G or a number of bytes, got {text!r}")
         value = float(match.group(1)) * _UNITS[match.group(2).upper()]
     if value < 1:
-        raise ValueError(f"memory size must be positive, got {text!r}")
+        raise SubpixelError(f"memory size must be positive, got {text!r}")
     return int(value)
 
 
@@ -116,7 +118,7 @@ class Tile:
 
 def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise SubpixelError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
 
 
@@ -192,7 +194,7 @@ def estimate_receptive_radius(model: nn.Module) -> int:
             radius += max(int(k) - 1 for k in module.weight.shape[2:])
         elif isinstance(module, nn.Conv2d):
             if any(s != 1 for s in module.stride):
-                raise ValueError(
+                raise SubpixelError(
                     f"cannot bound the receptive radius of layer {name!r} (stride {module.stride}); "
                     "pass radius= explicitly or give the model an lr_receptive_radius attribute"
                 )
@@ -201,7 +203,7 @@ def estimate_receptive_radius(model: nn.Module) -> int:
             module,
             nn.ConvTranspose2d | nn.MaxPool2d | nn.AvgPool2d | nn.MultiheadAttention | nn.AdaptiveAvgPool2d,
         ):
-            raise ValueError(
+            raise SubpixelError(
                 f"cannot bound the receptive radius of layer {name!r} ({type(module).__name__}); "
                 "pass radius= explicitly or give the model an lr_receptive_radius attribute"
             )
@@ -286,7 +288,7 @@ def choose_tile_size(max_memory: int, per_lr_pixel: int, radius: int, *, minimum
     side = math.isqrt(max(0, max_memory // max(1, per_lr_pixel))) - 2 * radius
     if side < minimum:
         need = (minimum + 2 * radius) ** 2 * per_lr_pixel
-        raise ValueError(
+        raise SubpixelError(
             f"max_memory={format_size(max_memory)} is too small for a {minimum}×{minimum} tile with "
             f"{radius} pixels of context; allow at least {format_size(need)}"
         )
@@ -331,7 +333,7 @@ def tiled_map(
         True
     """
     if not isinstance(lr, Tensor) or lr.dim() != 4:
-        raise ValueError(f"lr must be a tensor of shape (N, C, H, W), got {getattr(lr, 'shape', type(lr))}")
+        raise SubpixelError(f"lr must be a tensor of shape (N, C, H, W), got {getattr(lr, 'shape', type(lr))}")
     r = _check_positive_int(scale, "scale")
     _, _, height, width = lr.shape
     out: Tensor | None = None
@@ -339,7 +341,7 @@ def tiled_map(
         piece = fn(lr[:, :, t.in_y0 : t.in_y1, t.in_x0 : t.in_x1])
         expected = ((t.in_y1 - t.in_y0) * r, (t.in_x1 - t.in_x0) * r)
         if piece.dim() != 4 or tuple(piece.shape[-2:]) != expected:
-            raise ValueError(
+            raise SubpixelError(
                 f"fn must upscale a tile of {t.in_y1 - t.in_y0}×{t.in_x1 - t.in_x0} by scale={r} to {expected}, "
                 f"got shape {tuple(piece.shape)}"
             )
@@ -390,7 +392,7 @@ def tiled_upscale(
     """
     scale = getattr(model, "scale", None)
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"model must have an int attribute scale >= 1, got scale={scale!r}")
+        raise SubpixelError(f"model must have an int attribute scale >= 1, got scale={scale!r}")
     reach = receptive_radius(model, radius)
     if tile is None:
         budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_size(max_memory)

@@ -50,6 +50,7 @@ import torch
 from torch import Tensor
 
 from subpixel._atomic import atomic_output, clean_temporaries
+from subpixel.errors import SubpixelError
 from subpixel.upscaling.image import (
     _PIPELINE_HR_CHANNELS,
     BICUBIC_RADIUS,
@@ -101,7 +102,7 @@ _LEGAL_Y, _LEGAL_C = (16.0, 235.5), (16.0, 240.5)
 _FULL_RANGE = 2
 
 
-class VideoReadError(ValueError):
+class VideoReadError(SubpixelError):
     """A video file could not be read; the message names the file and the problem."""
 
 
@@ -296,7 +297,7 @@ def upscale_yuv420(
     rows, width = planes.shape
     height = rows * 2 // 3
     if planes.dtype != np.uint8 or rows * 2 % 3 or height % 2 or width % 2:
-        raise ValueError(
+        raise SubpixelError(
             f"planes must be uint8 (3·H/2, W) with H and W even, got {planes.dtype} {planes.shape}"
         )
     out = np.empty((rows * scale, width * scale), np.uint8)
@@ -334,7 +335,7 @@ def _encoder_for(name: str) -> str:
             return str(av.codec.Codec(candidate, "w").name)  # e.g. "h264" -> "libx264"
         except Exception:  # no such encoder in this FFmpeg build
             continue
-    raise ValueError(f"no video encoder available (tried {name}, {', '.join(_FALLBACK_CODECS)})")
+    raise SubpixelError(f"no video encoder available (tried {name}, {', '.join(_FALLBACK_CODECS)})")
 
 
 class _Stopped(Exception):
@@ -441,13 +442,16 @@ def upscale_video(
     Raises:
         VideoReadError: the input is missing, empty, not a video, has no video stream, or is corrupt.
         FileExistsError: ``target`` exists and ``force`` is false.
+        SubpixelError: ``target`` is ``source`` (through links too), whatever ``force``.
     """
 
     source, target = Path(source), Path(target)
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; pass --force (force=True) to replace it")
+    if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+        raise SubpixelError(f"refusing to write the output over its input {source} (force replaces outputs only)")
     if not target.parent.is_dir():
-        raise ValueError(f"the folder of {str(target)!r} does not exist")
+        raise SubpixelError(f"the folder of {str(target)!r} does not exist")
     inp = _open_input(source)
     clean_temporaries(target.parent)
     started = time.perf_counter()
