@@ -130,7 +130,7 @@ def test_missing_pillow_names_the_install(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == (
         "ModuleNotFoundError PIL | subpixel.upscale needs pillow, which is not installed: "
-        "pip install 'subpixel[sr]' (or 'subpixel[all]')"
+        "pip install '.[sr]' in a clone of subpixel (or '.[all]' for everything)"
     ), done.stdout + done.stderr
 
 
