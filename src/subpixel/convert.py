@@ -65,8 +65,11 @@ def _weight_source(module: nn.Module) -> Tensor:
 
 
 def _has_bias(module: nn.Module) -> bool:
-    """Whether ``module`` has a bias (a reparametrized one included), without evaluating it."""
-    return "bias" not in module._parameters or module._parameters["bias"] is not None
+    """Whether ``module`` has a bias (a reparametrized one included), without evaluating it: a
+    ``parametrize`` parametrization, a hook-style one (its last computed tensor), or a parameter."""
+    if parametrize.is_parametrized(module, "bias"):
+        return True
+    return getattr(module, "bias", None) is not None
 
 
 def from_conv_transpose(

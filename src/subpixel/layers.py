@@ -106,7 +106,10 @@ class SubPixelConvNd(nn.Module):
         self.weight = nn.Parameter(
             torch.empty((out_channels * r_total, in_channels // groups, *self.lr_kernel_size), **factory)
         )
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
+        else:  # registered as a missing parameter, as torch's layers do (a plain ``None`` attribute is not)
+            self.register_parameter("bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

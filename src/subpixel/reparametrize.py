@@ -178,7 +178,14 @@ def _clone(t: Tensor) -> Tensor:
 
 
 def _set_tensor(module: nn.Module, name: str, value: Tensor) -> None:
-    """Make ``value`` the parameter (a ``Parameter``) or buffer (a plain tensor) ``name`` of ``module``."""
+    """Make ``value`` the parameter (a ``Parameter``) or buffer (a plain tensor) ``name`` of ``module``, in the
+    place of one of the same kind and name (so the order of ``parameters()`` and ``state_dict`` is kept)."""
+    if isinstance(value, nn.Parameter) and name in module._parameters:
+        module._parameters[name] = value
+        return
+    if not isinstance(value, nn.Parameter) and name in module._buffers:
+        module._buffers[name] = value
+        return
     module._parameters.pop(name, None)
     module._buffers.pop(name, None)
     module.__dict__.pop(name, None)
