@@ -476,6 +476,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def measure(names: Sequence[str], call: Callable[[str], object]) -> tuple[dict[str, float], dict[str, str], int]:
+    """Time ``call(name)`` for every candidate ``name`` (the timer of the timed choice; see the module docstring).
+
+    Returns each candidate's score in seconds (the mean of its faster half of the timed rounds), the candidates
+    that failed (first line of their error; ``"lr_shuffle"`` failing raises), and the number of rounds."""
+    times: dict[str, list[float]] = {}
+    errors: dict[str, str] = {}
+    for algorithm in names:  # warm-up (oneDNN primitive creation); an algorithm that fails is dropped
+        t0 = time.perf_counter()
+        try:
+            call(algorithm)
+        except RuntimeError as exc:
+            if algorithm == "lr_shuffle":
+                raise
+            errors[algorithm] = str(exc).splitlines()[0][:80]
+            continue
+        times[algorithm] = [time.perf_counter() - t0]
+    # a second, timed warm-up where the first was cheap: the first calls of a large output also pay fresh page
+    # faults, and the first call of all may have paid one-time costs (oneDNN primitives, a kernel build)
+    timed = list(times)
+    calls = [lambda a=a: call(a) for a in timed]
+    first = max(ts[0] for ts in times.values())
+    if first < 1.0:
+        first = max(t for (t,) in interleaved(calls, min_runs=1, warmup=0))
+    rounds = (
+        3 if first > 0.1 else min(15, max(5, int(0.08 / max(first, 1e-6))))
+    )  # ~80 ms of timing: 3-15 rounds
+    times = dict(zip(timed, interleaved(calls, min_runs=rounds, warmup=0, alternate=True), strict=True))
+    # the lower half's mean: robust to other processes' load (which only adds time) without trusting one call
+    fastest = {a: sum(sorted(ts)[: max(1, len(ts) // 2)]) / max(1, len(ts) // 2) for a, ts in times.items()}
+    return fastest, errors, rounds
+
+
 def _time(
     cands: list[str], entry: _Entry, lr_order: ChannelOrder, x: Tensor, weight: Tensor, source: WeightSource,
     bias: Tensor | None, grads: tuple[bool, bool, bool], fresh_weight: bool,
@@ -500,31 +533,7 @@ def _time(
                 torch.autograd.grad(y, leaves, torch.ones_like(y), allow_unused=True)
         _sync(x.device)
 
-    times: dict[str, list[float]] = {}
-    errors: dict[str, str] = {}
-    for algorithm in cands:  # warm-up (oneDNN primitive creation); an algorithm that fails is dropped
-        t0 = time.perf_counter()
-        try:
-            call(algorithm)
-        except RuntimeError as exc:
-            if algorithm == "lr_shuffle":
-                raise
-            errors[algorithm] = str(exc).splitlines()[0][:80]
-            continue
-        times[algorithm] = [time.perf_counter() - t0]
-    # a second, timed warm-up where the first was cheap: the first calls of a large output also pay fresh page
-    # faults, and the first call of all may have paid one-time costs (oneDNN primitives, a kernel build)
-    names = list(times)
-    calls = [lambda a=a: call(a) for a in names]
-    first = max(ts[0] for ts in times.values())
-    if first < 1.0:
-        first = max(t for (t,) in interleaved(calls, min_runs=1, warmup=0))
-    rounds = (
-        3 if first > 0.1 else min(15, max(5, int(0.08 / max(first, 1e-6))))
-    )  # ~80 ms of timing: 3-15 rounds
-    times = dict(zip(names, interleaved(calls, min_runs=rounds, warmup=0, alternate=True), strict=True))
-    # the lower half's mean: robust to other processes' load (which only adds time) without trusting one call
-    fastest = {a: sum(sorted(ts)[: max(1, len(ts) // 2)]) / max(1, len(ts) // 2) for a, ts in times.items()}
+    fastest, errors, rounds = measure(cands, call)
     best = min(fastest, key=fastest.__getitem__)
     reference = "conv_transpose" if source == "ct" and "conv_transpose" in fastest else "lr_shuffle"
     if fastest[best] > _KEEP * fastest[reference]:  # within noise of the reference: keep it
