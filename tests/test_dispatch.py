@@ -8,18 +8,29 @@ a time.
 from __future__ import annotations
 
 import gc
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 import subpixel
-from subpixel import dispatch
+from subpixel import config, dispatch
+from subpixel.errors import SubpixelError
 from subpixel.functional import conv_transpose_weight_to_lr, lr_conv_shuffle, lr_weight_to_conv_transpose
 
 CT = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 CL = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.fixture
+def settings():
+    """``settings(**changes)``: :func:`subpixel.config.update` for this test (restored after it)."""
+    with config.override():
+        yield config.update
 
 
 def _config(seed: int) -> dict:
@@ -151,11 +162,11 @@ def test_a_trained_lr_weight_never_runs_as_conv_transpose() -> None:
                 assert "not valid" in plan.reason or algorithm == "lr_shuffle"
 
 
-def test_forcing_argument_context_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forcing_argument_context_environment(settings) -> None:
     m = subpixel.SubPixelConv2d(4, 3, 2, stride=2).double()
     x = torch.randn(1, 4, 3, 3, dtype=torch.float64)
     with torch.no_grad():
-        monkeypatch.setenv("SUBPIXEL_ALGORITHM", "conv_transpose")
+        settings(algorithm="conv_transpose")
         assert m.plan(x).algorithm == "conv_transpose" and m.plan(x).reason == "forced"
         with dispatch.force_algorithm("phases"):  # the context manager wins over the environment
             assert m.plan(x).algorithm == "lr_shuffle"  # k == s, no crop: the per-phase form saves nothing
@@ -166,9 +177,8 @@ def test_forcing_argument_context_environment(monkeypatch: pytest.MonkeyPatch) -
             assert m.plan(x).algorithm == "lr_shuffle"
         m.algorithm = None
         assert lr_conv_shuffle(x, m.weight, m.bias, 2, algorithm="lr_shuffle").shape == (1, 3, 6, 6)
-        monkeypatch.setenv("SUBPIXEL_ALGORITHM", "fastest")
-        with pytest.raises(ValueError, match="SUBPIXEL_ALGORITHM"):
-            m(x)
+        with pytest.raises(SubpixelError, match="algorithm must be one of"):
+            settings(algorithm="fastest")
     with pytest.raises(ValueError, match="algorithm"):
         subpixel.SubPixelConv2d(4, 3, 2, stride=2, algorithm="gemm")
     with pytest.raises(ValueError, match="force_algorithm"):
@@ -263,7 +273,7 @@ def test_output_size_with_large_output_padding_on_a_tiny_input(ndim: int, algori
     assert (gx - rx).abs().max().item() <= 1e-10
 
 
-def test_training_runs_the_lr_form_unless_timing_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_runs_the_lr_form_unless_timing_is_asked_for(settings) -> None:
     """Reproducible training: no timed choice while autograd records (nor under deterministic algorithms)."""
     m = subpixel.SubPixelConv2d(4, 3, 4, stride=2, padding=1).double()
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
@@ -276,30 +286,30 @@ def test_training_runs_the_lr_form_unless_timing_is_asked_for(monkeypatch: pytes
         finally:
             torch.use_deterministic_algorithms(False)
         assert m.plan(x).reason.startswith(("timed", "as timed"))
-    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "1")
+    settings(timed_training=True)
     assert m.plan(x).reason.startswith(("timed", "as timed"))
 
 
-def test_a_held_conv_transpose_weight_is_timed_in_training_too(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_held_conv_transpose_weight_is_timed_in_training_too(settings) -> None:
     """The drop-in (ConvTranspose-layout parameter) replaces torch's layer: timed while training too, unless
     ``SUBPIXEL_TIMED_TRAINING=0`` or deterministic algorithms ask for the LR form."""
     m = subpixel.from_conv_transpose(nn.ConvTranspose2d(4, 3, 4, 2, 1).double())
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
     assert m.plan(x).reason.startswith(("timed", "as timed"))
-    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "0")
+    settings(timed_training=False)
     plan = m.plan(x)
     assert plan.algorithm == "lr_shuffle" and plan.reason.startswith("training")
     torch.use_deterministic_algorithms(True)
     try:
-        monkeypatch.delenv("SUBPIXEL_TIMED_TRAINING")
+        settings(timed_training=None)
         assert "deterministic" in m.plan(x).reason
     finally:
         torch.use_deterministic_algorithms(False)
 
 
 @pytest.mark.parametrize("layout", ["lr", "conv_transpose"])
-def test_timing_does_not_touch_gradients_or_graph(monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
-    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "1")
+def test_timing_does_not_touch_gradients_or_graph(settings, layout: str) -> None:
+    settings(timed_training=True)
     ref = nn.ConvTranspose2d(4, 3, 4, 2, 1).double()
     m = subpixel.from_conv_transpose(ref, weight_layout=layout)
     weight = m.weight if layout == "lr" else m.parametrizations.weight.original
@@ -486,17 +496,52 @@ def test_a_weight_computed_on_every_call_is_not_cached(
             ct.parametrizations.weight.original0.mul_(1.5)
 
 
-def test_environment_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``$SUBPIXEL_ALGORITHM`` / ``$SUBPIXEL_TIMED_TRAINING`` take effect at once (read through the environment's
-    backing dictionary on POSIX), and unset means automatic."""
-    monkeypatch.setenv("SUBPIXEL_ALGORITHM", "phases")
-    assert dispatch.forced_algorithm() == "phases"
-    monkeypatch.setenv("SUBPIXEL_ALGORITHM", " Auto ")
-    assert dispatch.forced_algorithm() is None
-    monkeypatch.delenv("SUBPIXEL_ALGORITHM")
-    assert dispatch.forced_algorithm() is None
+def test_the_environment_is_read_once_into_the_settings(settings) -> None:
+    """``$SUBPIXEL_ALGORITHM`` / ``$SUBPIXEL_TIMED_TRAINING`` become :data:`subpixel.config.current` (read at
+    import; :func:`subpixel.config.reload` reads them again); unset means automatic."""
+    assert config.from_environ({"SUBPIXEL_ALGORITHM": "phases"}).algorithm == "phases"
+    assert config.from_environ({"SUBPIXEL_ALGORITHM": " Auto "}).algorithm is None
+    assert config.from_environ({}).algorithm is None
     for value, expected in (("on", True), ("0", False), ("", None)):
-        monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", value)
-        assert dispatch._timed_training() is expected
-    monkeypatch.delenv("SUBPIXEL_TIMED_TRAINING")
-    assert dispatch._timed_training() is None
+        assert config.from_environ({"SUBPIXEL_TIMED_TRAINING": value}).timed_training is expected
+    config.reload({"SUBPIXEL_ALGORITHM": "phases"})
+    assert dispatch.forced_algorithm() == "phases"
+    with pytest.raises(SubpixelError, match="SUBPIXEL_ALGORITHM"):
+        config.reload({"SUBPIXEL_ALGORITHM": "fastest"})
+    assert dispatch.forced_algorithm() == "phases", "a refused reload changes nothing"
+    with config.override(algorithm=None):
+        assert dispatch.forced_algorithm() is None
+    assert dispatch.forced_algorithm() == "phases"
+    with pytest.raises(SubpixelError, match="unknown setting"):
+        config.update(algorithms="phases")
+    with pytest.raises(SubpixelError, match="keep must be"):
+        config.update(keep=1.5)
+
+
+def test_a_setting_change_replans_a_layer(settings) -> None:
+    """A layer's kept plan (its call site) is dropped when a setting changes."""
+    m = subpixel.from_conv_transpose(nn.ConvTranspose2d(4, 3, 4, 2, 1).double())
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        m(x)
+        settings(algorithm="phases")
+        m(x)
+        assert m._site.plan.algorithm == "phases"
+        settings(algorithm="lr_shuffle")
+        m(x)
+        assert m._site.plan.algorithm == "lr_shuffle"
+
+
+def test_a_bad_environment_is_reported_by_the_first_layer_call() -> None:
+    """A bad ``$SUBPIXEL_ALGORITHM`` does not break ``import subpixel``; the first transposed convolution says it."""
+    code = (
+        "import torch, subpixel\n"
+        "try:\n"
+        "    subpixel.SubPixelConv1d(2, 2, 2, stride=2)(torch.zeros(1, 2, 3))\n"
+        "except subpixel.SubpixelError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    env = {**os.environ, "SUBPIXEL_ALGORITHM": "fastest"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: $SUBPIXEL_ALGORITHM must be one of" in done.stdout

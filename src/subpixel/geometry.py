@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from subpixel import _reindex
 from subpixel._validation import ChannelOrder, as_tuple, check_order
-from subpixel.shuffle import _use_plain_path, convert_channel_order
+from subpixel.eager import is_eager_plain
+from subpixel.shuffle import convert_channel_order
 
 __all__ = [
     "AxisGeometry",
@@ -33,8 +33,8 @@ __all__ = [
 
 IntOrTuple = int | Sequence[int]
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def output_padding_for_size(
     return tuple(result)
 
 
-def _spatial_dims(weight: Tensor, name: str) -> int:
+def spatial_dims(weight: Tensor, name: str) -> int:
     n = weight.dim() - 2
     if n not in (1, 2, 3):
         raise ValueError(
@@ -169,7 +169,7 @@ def _spatial_dims(weight: Tensor, name: str) -> int:
     return n
 
 
-def _check_groups(channels: int, groups: int, name: str) -> None:
+def check_groups(channels: int, groups: int, name: str) -> None:
     if not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     if channels % groups != 0:
@@ -213,11 +213,11 @@ def conv_transpose_weight_to_lr(
                 [0., 3., 1.]])
     """
     order = check_order(order)
-    n = _spatial_dims(weight, "weight")
+    n = spatial_dims(weight, "weight")
     strides = as_tuple(stride, n, "stride", minimum=1)
     dilations = as_tuple(dilation, n, "dilation", minimum=1)
     c_in, c_out_g = weight.shape[0], weight.shape[1]
-    _check_groups(c_in, groups, "weight.shape[0] (in_channels)")
+    check_groups(c_in, groups, "weight.shape[0] (in_channels)")
     if order == "dcr" and groups != 1:
         raise ValueError(
             f"order='dcr' needs groups == 1 (phases of all groups interleave), got groups={groups}"
@@ -230,7 +230,7 @@ def conv_transpose_weight_to_lr(
     kernel = tuple(weight.shape[2:])
     k_lr = [lr_kernel_size(k, s, d) for k, s, d in zip(kernel, strides, dilations, strict=True)]
     g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
-    if _reindex.faster_than_views(g, weight.numel()) and _eager(weight):
+    if _reindex.faster_than_views(g, weight.numel()) and is_eager_plain(weight):
         channels_last = memory_format in (torch.channels_last, torch.channels_last_3d)
         return _reindex.conv_transpose_to_lr(weight, g, channels_last=channels_last)
     # the definition, as views (recorded by tracing, compiling and export; the eager path gives the same bits)
@@ -290,7 +290,7 @@ def lr_weight_to_conv_transpose(
         True
     """
     order = check_order(order)
-    n = _spatial_dims(weight_lr, "weight_lr")
+    n = spatial_dims(weight_lr, "weight_lr")
     kernel = as_tuple(kernel_size, n, "kernel_size", minimum=1)
     strides = as_tuple(stride, n, "stride", minimum=1)
     dilations = as_tuple(dilation, n, "dilation", minimum=1)
@@ -301,11 +301,11 @@ def lr_weight_to_conv_transpose(
             f"dilation={dilations}, got shape {tuple(weight_lr.shape)}"
         )
     r_total = math.prod(strides)
-    _check_groups(weight_lr.shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
+    check_groups(weight_lr.shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
     if order == "dcr" and groups != 1:
         raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
     g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
-    if not check and _reindex.faster_than_views(g, weight_lr.numel()) and _eager(weight_lr):
+    if not check and _reindex.faster_than_views(g, weight_lr.numel()) and is_eager_plain(weight_lr):
         return _reindex.lr_to_conv_transpose(weight_lr, g)
     if order == "dcr":
         weight_lr = convert_channel_order(weight_lr, strides, "dcr", "crd", dim=0)
@@ -337,19 +337,7 @@ def lr_weight_to_conv_transpose(
     return weight
 
 
-def _eager(weight: Tensor) -> bool:
-    """Whether the weight maps run eagerly on a plain tensor (then :mod:`subpixel._reindex` does them in one or two
-    passes); under tracing, compiling, export, a ``TorchDispatchMode``, on meta tensors and inside ``torch.func``
-    transforms the view formulation runs."""
-    return not (
-        _use_plain_path(weight)
-        or weight.is_meta
-        or is_in_torch_dispatch_mode()
-        or torch._C._functorch.is_functorch_wrapped_tensor(weight)
-    )
-
-
-def _check_input(input: Tensor, n: int, in_channels: int, name: str = "input") -> tuple[Tensor, bool]:
+def check_input(input: Tensor, n: int, in_channels: int, name: str = "input") -> tuple[Tensor, bool]:
     """Add a batch dim to an unbatched input; check the channel count."""
     if input.dim() == n + 1:
         input, batched = input.unsqueeze(0), False
