@@ -69,7 +69,9 @@ def run_case(case: Case, calls: int) -> dict[str, object]:
         reference = deconv(x)
         assert (layer(x) - reference).abs().max().item() < 1e-4, case.name
         plan = layer.plan(x)
-        times = timing.interleaved([lambda: deconv(x), lambda: layer(x)], min_runs=calls, warmup=50, alternate=True)
+        times = timing.interleaved(
+            [lambda: deconv(x), lambda: layer(x)], min_runs=calls, warmup=50, alternate=True
+        )
     t_torch, t_ours = (statistics.median(t) * 1e6 for t in times)
     return {
         "case": case.name,
@@ -88,11 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rows = [run_case(case, args.calls) for case in CASES]
     info = machine_info(1, "benchmarks/small_layers.py")
-    print(f"{info['cpu']}, torch {torch.__version__}, 1 thread, batch 1, inference mode, median of {args.calls} calls")
+    print(
+        f"{info['cpu']}, torch {torch.__version__}, 1 thread, batch 1, inference mode, median of {args.calls} calls"
+    )
     print(f"{'layer':38s} {'torch µs':>9s} {'subpixel µs':>12s} {'ratio':>6s}  algorithm")
     for r in rows:
-        print(f"{r['case']:38s} {r['torch_us']:9.1f} {r['subpixel_us']:12.1f} {r['ratio']:6.2f}  {r['algorithm']}")
-    print(f"geometric mean of the ratios: {geomean([r['ratio'] for r in rows]):.2f}; worst {max(r['ratio'] for r in rows):.2f}")
+        print(
+            f"{r['case']:38s} {r['torch_us']:9.1f} {r['subpixel_us']:12.1f} {r['ratio']:6.2f}  {r['algorithm']}"
+        )
+    print(
+        f"geometric mean of the ratios: {geomean([r['ratio'] for r in rows]):.2f}; worst {max(r['ratio'] for r in rows):.2f}"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "calls": args.calls, "rows": rows}, f, indent=1)

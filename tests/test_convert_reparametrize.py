@@ -246,7 +246,14 @@ def test_assigning_an_lr_weight_goes_through_every_right_inverse(kind: str, laye
     torch.testing.assert_close(layer.weight.detach(), target, rtol=1e-12, atol=1e-12)
     x = _input(deconv)
     reference = nn.functional.__dict__[f"conv_transpose{len(deconv.kernel_size)}d"](
-        x, w_ct, deconv.bias, deconv.stride, deconv.padding, deconv.output_padding, deconv.groups, deconv.dilation
+        x,
+        w_ct,
+        deconv.bias,
+        deconv.stride,
+        deconv.padding,
+        deconv.output_padding,
+        deconv.groups,
+        deconv.dilation,
     )
     with torch.no_grad():
         torch.testing.assert_close(layer(x), reference, rtol=1e-12, atol=1e-12)

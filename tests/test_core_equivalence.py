@@ -168,7 +168,9 @@ def _inputs(cfg: Config, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("algorithm", FORCED)
-@pytest.mark.parametrize("cfg", ALL_CONFIGS[1::4], ids=lambda c: f"{c.ndim}d-k{c.kernel}-s{c.stride}-p{c.padding}")
+@pytest.mark.parametrize(
+    "cfg", ALL_CONFIGS[1::4], ids=lambda c: f"{c.ndim}d-k{c.kernel}-s{c.stride}-p{c.padding}"
+)
 def test_every_forced_algorithm_matches_torch(cfg: Config, algorithm: str):
     """Each algorithm, forced where it is valid, gives torch's output and gradients, for an LR-layout and a
     ConvTranspose-layout weight, contiguous and channels-last inputs, in inference and in training."""

@@ -17,7 +17,16 @@ import subpixel
 TOL = 1e-10
 CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 SUBPIXEL = {1: subpixel.SubPixelConv1d, 2: subpixel.SubPixelConv2d, 3: subpixel.SubPixelConv3d}
-HYPER = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "dilation")
+HYPER = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "output_padding",
+    "groups",
+    "dilation",
+)
 
 
 @st.composite
@@ -57,7 +66,11 @@ def _kwargs(g: dict) -> dict:
 
 def _input(g: dict, seed: int) -> torch.Tensor:
     shape = (g["in_channels"], *g["size"])
-    x = torch.randn((2, *shape) if g["batched"] else shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(
+        (2, *shape) if g["batched"] else shape,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(seed),
+    )
     return x
 
 

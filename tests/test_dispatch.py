@@ -408,7 +408,9 @@ def test_the_timed_choice_takes_the_fastest(winner: str, monkeypatch: pytest.Mon
     calls = _scripted_timer(monkeypatch, scores)
     x = torch.randn(1, 4, 9, 9, dtype=torch.float64)
     for layout in ("lr", "conv_transpose"):
-        deconv = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=2, dtype=torch.float64)  # k 3, s 2: phases valid
+        deconv = nn.ConvTranspose2d(
+            4, 3, 3, stride=2, padding=2, dtype=torch.float64
+        )  # k 3, s 2: phases valid
         m = subpixel.from_conv_transpose(deconv, weight_layout=layout)
         dispatch.clear_caches()
         with torch.no_grad():

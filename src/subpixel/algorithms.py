@@ -50,7 +50,9 @@ def lr_conv_core(
         if any(k.stop <= k.start for k in keep):  # every input sample lies outside the output: bias only
             c_out = weight_lr.shape[0] // math.prod(strides)
             shape = (x.shape[0], c_out, *(g.out_size for g in geoms))
-            out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x)).zero_()
+            out = torch.empty(
+                shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x)
+            ).zero_()
             return out if bias is None else out.add_(bias.reshape(c_out, *([1] * len(geoms))))
         x = x[(slice(None), slice(None), *keep)]
     pads = tuple(max(g.pad_before, g.pad_after, 0) for g in geoms)

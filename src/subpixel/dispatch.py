@@ -94,11 +94,11 @@ from subpixel.geometry import (
     AxisGeometry,
     check_groups,
     check_input,
-    spatial_dims,
     conv_transpose_weight_to_lr,
     lr_geometry,
     lr_kernel_size,
     lr_weight_to_conv_transpose,
+    spatial_dims,
 )
 from subpixel.shuffle import convert_channel_order, memory_format_of
 from subpixel.timing import interleaved
@@ -447,7 +447,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(names: Sequence[str], call: Callable[[str], object]) -> tuple[dict[str, float], dict[str, str], int]:
+def measure(
+    names: Sequence[str], call: Callable[[str], object]
+) -> tuple[dict[str, float], dict[str, str], int]:
     """Time ``call(name)`` for every candidate ``name`` (the timer of the timed choice; see the module docstring).
 
     Returns each candidate's score in seconds (the mean of its faster half of the timed rounds), the candidates
@@ -535,7 +537,7 @@ def _choose(
     elif recording and not timed_training:
         algorithm = "lr_shuffle"
         reason = (
-            f"training an LR-layout weight: the LR form (a timed choice could differ between runs; "
+            "training an LR-layout weight: the LR form (a timed choice could differ between runs; "
             "SUBPIXEL_TIMED_TRAINING=1 times it)"
         )
     else:
@@ -658,7 +660,7 @@ class CallSite:
     algorithm; the same process state (:func:`_state`). The steady state of a layer is then a comparison and the
     prepared call (:attr:`Plan.call`); anything else goes the full route (:func:`run`), which refreshes it."""
 
-    __slots__ = ("check", "plan", "batched")
+    __slots__ = ("batched", "check", "plan")
 
     def __init__(self) -> None:
         self.check: tuple | None = None

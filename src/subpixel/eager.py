@@ -55,6 +55,8 @@ def is_eager_plain(*tensors: Tensor | None) -> bool:
         >>> is_eager_plain(torch.zeros(2, device="meta"))
         False
     """
+    if _is_compiling() or _is_exporting():  # first: Dynamo answers these as constants and traces no further
+        return False
     for t in tensors:
         if t is not None and ((type(t) is not Tensor and type(t) is not Parameter) or t.is_meta):
             return False
@@ -62,8 +64,6 @@ def is_eager_plain(*tensors: Tensor | None) -> bool:
         _tracing_state()
         or _functorch_active()
         or _dispatch_modes()
-        or _is_compiling()
-        or _is_exporting()
         or torch.jit.is_scripting()
         or _in_onnx_export()
     )

@@ -49,13 +49,13 @@ from subpixel.geometry import (
     AxisGeometry,
     check_groups,
     check_input,
-    spatial_dims,
     conv_transpose_output_size,
     conv_transpose_weight_to_lr,
     lr_geometry,
     lr_kernel_size,
     lr_weight_to_conv_transpose,
     output_padding_for_size,
+    spatial_dims,
 )
 
 __all__ = [

@@ -187,7 +187,9 @@ class SubPixelConvNd(nn.Module):
             - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``.
             - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
         """
-        output_padding = self.output_padding if output_size is None else self._output_padding(input, output_size)
+        output_padding = (
+            self.output_padding if output_size is None else self._output_padding(input, output_size)
+        )
         weight_lr, weight_ct, fixed_taps, fresh = self._weights()
         return dispatch.run(
             input,
@@ -264,12 +266,19 @@ class SubPixelConvNd(nn.Module):
     def _output_padding(self, input: Tensor, output_size: Sequence[int]) -> tuple[int, ...]:
         """The output padding that gives ``output_size`` (as ``nn.ConvTranspose*d`` computes it)."""
         return output_padding_for_size(
-            input.shape[-self._ndim :], output_size, self.kernel_size, self.stride, self.padding, self.dilation
+            input.shape[-self._ndim :],
+            output_size,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
         )
 
     def _arguments(self, input: Tensor, output_size: Sequence[int] | None) -> tuple:
         """stride, padding, output padding (from ``output_size`` if given), groups, dilation, kernel size."""
-        output_padding = self.output_padding if output_size is None else self._output_padding(input, output_size)
+        output_padding = (
+            self.output_padding if output_size is None else self._output_padding(input, output_size)
+        )
         return (self.stride, self.padding, output_padding, self.groups, self.dilation, self.kernel_size)
 
     def extra_repr(self) -> str:

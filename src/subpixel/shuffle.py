@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from subpixel import native
 from subpixel._validation import ChannelOrder, as_factor, check_ndim, check_order
 from subpixel.eager import is_eager_plain
+from subpixel.errors import SubpixelError
 
 __all__ = [
     "PixelShuffle1d",
@@ -347,7 +348,7 @@ def shuffle_crop(
     lr_sizes = tuple(input.shape[2:])
     for d, r, c, o in zip(lr_sizes, factors, crops, out_sizes, strict=True):
         if c < 0 or o < 1 or c + o > d * r:
-            raise ValueError(
+            raise SubpixelError(
                 f"crops {tuple(crops)} and out_sizes {tuple(out_sizes)} do not fit in the shuffle of an input "
                 f"of shape {tuple(input.shape)} by {factors}"
             )
@@ -414,7 +415,7 @@ def pixel_shuffle(
     r_total = math.prod(factors)
     channels = input.shape[-n - 1]
     if channels % r_total != 0:
-        raise ValueError(
+        raise SubpixelError(
             f"input channels must be divisible by the product of the factors {factors} = {r_total}, "
             f"got {channels} channels (input shape {tuple(input.shape)})"
         )
@@ -480,7 +481,7 @@ def pixel_unshuffle(
     spatial = tuple(input.shape[-n:])
     for axis, (size, f) in enumerate(zip(spatial, factors, strict=True)):
         if size % f != 0:
-            raise ValueError(
+            raise SubpixelError(
                 f"spatial size {size} of axis {axis} must be divisible by its factor {f} "
                 f"(input shape {tuple(input.shape)}, factor {factor!r})"
             )
@@ -548,7 +549,7 @@ def convert_channel_order(
     dim = dim % input.dim()
     size = input.shape[dim]
     if size % r_total != 0:
-        raise ValueError(
+        raise SubpixelError(
             f"dimension {dim} of input must be divisible by the product of the factors {factors} = {r_total}, "
             f"got {size} (input shape {tuple(input.shape)})"
         )

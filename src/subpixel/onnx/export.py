@@ -23,6 +23,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from subpixel.errors import SubpixelError
 from subpixel.onnx._graph import check_model, save_model_atomic
 from subpixel.onnx.tidy import fuse_depth_to_space, merge_slices
 
@@ -74,7 +75,7 @@ def export(
         ['Conv', 'DepthToSpace', 'Slice']
     """
     if not isinstance(opset, int) or opset < MIN_EXPORT_OPSET:
-        raise ValueError(f"opset must be an int >= {MIN_EXPORT_OPSET}, got {opset!r}")
+        raise SubpixelError(f"opset must be an int >= {MIN_EXPORT_OPSET}, got {opset!r}")
     args = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
     dynamic_shapes = None
     if dynamic:
@@ -115,7 +116,7 @@ def export(
         }
         fixed = {name: axes for name, axes in fixed.items() if axes}
         if fixed:
-            raise ValueError(
+            raise SubpixelError(
                 f"dynamic=True, but the exporter fixed these axes of the inputs to their example sizes: {fixed} "
                 "(the module's code depends on them); export with static shapes instead"
             )
@@ -150,7 +151,7 @@ def run_onnx(
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     if len(names) != len(inputs):
-        raise ValueError(f"the model takes {len(names)} inputs {names}, got {len(inputs)}")
+        raise SubpixelError(f"the model takes {len(names)} inputs {names}, got {len(inputs)}")
     feeds = {
         name: (x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x))
         for name, x in zip(names, inputs)

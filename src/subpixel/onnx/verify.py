@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from subpixel.errors import SubpixelError
+
 __all__ = ["Comparison", "compare_models", "input_specs", "random_inputs"]
 
 #: Size used for a dynamic dimension when none is given: 1 for the first (batch) axis, this for the others.
@@ -47,7 +49,7 @@ def input_specs(
         if value.name in shapes:
             shape = tuple(int(d) for d in shapes.pop(value.name))
             if len(shape) != len(dims):
-                raise ValueError(f"input {value.name!r} has rank {len(dims)}, got the shape {shape}")
+                raise SubpixelError(f"input {value.name!r} has rank {len(dims)}, got the shape {shape}")
         else:
             shape = tuple(
                 d.dim_value if d.HasField("dim_value") else (1 if i == 0 else DEFAULT_DYNAMIC_SIZE)
@@ -55,7 +57,9 @@ def input_specs(
             )
         specs[value.name] = (shape, dtype)
     if shapes:
-        raise ValueError(f"shapes given for unknown inputs {sorted(shapes)}; the inputs are {sorted(specs)}")
+        raise SubpixelError(
+            f"shapes given for unknown inputs {sorted(shapes)}; the inputs are {sorted(specs)}"
+        )
     return specs
 
 
@@ -170,13 +174,15 @@ def compare_models(
     a, b = _session(original, threads), _session(rewritten, threads)
     names = [o.name for o in a.get_outputs()]
     if names != [o.name for o in b.get_outputs()]:
-        raise ValueError(f"the models have different outputs: {names} vs {[o.name for o in b.get_outputs()]}")
+        raise SubpixelError(
+            f"the models have different outputs: {names} vs {[o.name for o in b.get_outputs()]}"
+        )
     ya, yb = a.run(None, feeds), b.run(None, feeds)
     errors, scales = {}, {}
     for name, u, v in zip(names, ya, yb):
         u, v = np.asarray(u), np.asarray(v)
         if u.shape != v.shape:
-            raise ValueError(
+            raise SubpixelError(
                 f"output {name!r} has shape {u.shape} in the original and {v.shape} after rewriting"
             )
         diff = np.abs(u.astype(np.float64) - v.astype(np.float64))
