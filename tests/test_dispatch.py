@@ -547,3 +547,44 @@ def test_a_bad_environment_is_reported_by_the_first_layer_call() -> None:
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "refused: $SUBPIXEL_ALGORITHM must be one of" in done.stdout
+
+
+def test_a_layer_reuses_its_plan_only_while_the_call_is_the_same() -> None:
+    """The steady state (a layer's kept plan) follows what the plan was made for: grad mode, forcing,
+    deterministic mode, dtype, and the LR weight's values where they decide which algorithms are valid."""
+    deconv = nn.ConvTranspose2d(
+        4, 3, 3, stride=2, padding=1, dtype=torch.float64
+    )  # k 3, s 2: LR entries unreached
+    m = subpixel.from_conv_transpose(deconv, weight_layout="lr")
+    x = torch.randn(1, 4, 6, 5, dtype=torch.float64)
+    with dispatch.force_algorithm("conv_transpose"):
+        with torch.no_grad():
+            assert (m(x) - deconv(x)).abs().max().item() <= 1e-12
+            assert m._site.plan.algorithm == "conv_transpose"
+        y = m(x)  # autograd records the LR weight: only the LR form is valid
+        assert m._site.plan.algorithm == "lr_shuffle"
+        y.sum().backward()
+        assert m.weight.grad is not None
+        torch.use_deterministic_algorithms(True)
+        try:
+            with torch.no_grad():
+                m(x)
+            assert m._site.plan.algorithm == "conv_transpose"  # forcing wins over determinism
+        finally:
+            torch.use_deterministic_algorithms(False)
+        with torch.no_grad():
+            with dispatch.force_algorithm("phases"):
+                m(x)
+                assert m._site.plan.algorithm == "phases"
+            m(x)
+            assert m._site.plan.algorithm == "conv_transpose"
+            # a non-zero LR entry that no tap reaches: only the LR form computes the layer now
+            unreached = ~dispatch.reachable_mask((3, 3), (2, 2), (1, 1))  # (R, K, K)
+            phase, i, j = (int(v) for v in unreached.nonzero()[0])
+            m.weight[phase, :, i, j] = 1.0  # in place (a version bump): output channel 0, that phase (CRD)
+            reference = lr_conv_shuffle(x, m.weight, m.bias, 2, 1, 0, 1, 1, 3, algorithm="lr_shuffle")
+            assert torch.equal(m(x), reference)
+            m.weight[phase, :, i, j] = 0.0
+            m.double()
+            m.float()
+            assert m(x.float()).dtype == torch.float32
