@@ -259,7 +259,7 @@ def test_assigning_an_lr_weight_goes_through_every_right_inverse(kind: str, laye
         torch.testing.assert_close(layer(x), reference, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("algorithm", ["lr_shuffle", "phases", "conv_transpose"])
+@pytest.mark.parametrize("algorithm", subpixel.dispatch.ALGORITHMS)
 @pytest.mark.parametrize("layer_name", list(LAYERS))
 @pytest.mark.parametrize("kind", ["weight_norm", "spectral_norm", "custom_two_tensors", "old_weight_norm"])
 def test_every_forced_algorithm_trains_as_the_original(kind: str, layer_name: str, algorithm: str) -> None:

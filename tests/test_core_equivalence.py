@@ -156,7 +156,7 @@ def test_lr_form_output_and_gradients_match_torch(cfg: Config):
 
 #: the algorithms :mod:`subpixel.dispatch` chooses among, each forced in turn on a quarter of the configurations
 #: (the automatic choice above mostly picks torch's own kernel on these small inputs)
-FORCED = ("lr_shuffle", "phases", "conv_transpose")
+FORCED = subpixel.dispatch.ALGORITHMS
 
 
 def _inputs(cfg: Config, x: torch.Tensor) -> list[torch.Tensor]:
