@@ -240,6 +240,9 @@ class SubPixelConvNd(nn.Module):
         construction and their gradients go nowhere; see :func:`subpixel.dispatch.run`). ``fresh_weight``: the
         weight given is computed on this call (weight norm, spectral norm, ...), a new tensor every time.
         """
+        # read through nn.Module's registries: the public route (parametrize.is_parametrized, the
+        # ``parametrizations`` attribute, ``chain.original``) goes through Module.__getattr__ three times, 2-4 µs
+        # per forward measured, about the whole per-call budget of a small layer
         plain = self._parameters.get("weight")
         if plain is not None:
             return plain, None, False, False

@@ -33,3 +33,4 @@ __all__ = [
     "tiled_upscale",
     "upscale",
 ]
+
