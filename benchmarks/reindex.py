@@ -46,12 +46,12 @@ WEIGHTS = [
 
 def views(*args, **kwargs) -> torch.Tensor:
     """:func:`conv_transpose_weight_to_lr` with the eager path switched off (the view chain)."""
-    eager = geometry._eager
-    geometry._eager = lambda weight: False
+    eager = geometry.is_eager_plain
+    geometry.is_eager_plain = lambda *tensors: False
     try:
         return conv_transpose_weight_to_lr(*args, **kwargs)
     finally:
-        geometry._eager = eager
+        geometry.is_eager_plain = eager
 
 
 def bench(label: str, shape: tuple[int, ...], stride: int, channels_last: bool, budget: float) -> dict:

@@ -232,12 +232,55 @@ def test_old_hook_style_weight_norm_model_converts_after_a_forward() -> None:
     _assert_same_training(model, converted, x)
 
 
-def test_assigning_an_lr_weight_goes_through_every_right_inverse() -> None:
-    deconv = REPARAMETRIZE["stacked"](LAYERS["1d_k7_s3_p2"]())
+@pytest.mark.parametrize("kind", ["stacked", "weight_norm", "custom"])
+@pytest.mark.parametrize("layer_name", list(LAYERS))
+def test_assigning_an_lr_weight_goes_through_every_right_inverse(kind: str, layer_name: str) -> None:
+    """``layer.weight = w_lr`` maps ``w_lr`` back through every ``right_inverse`` (ConvTransposeToLR's included,
+    with the layer's groups and dilation): the layer then holds ``w_lr`` and computes the ConvTranspose of its
+    ConvTranspose form."""
+    deconv = REPARAMETRIZE[kind](LAYERS[layer_name]())
     layer = subpixel.from_conv_transpose(deconv)
-    target = conv_transpose_weight_to_lr(torch.randn(4, 6, 7, dtype=F64), stride=3)
+    w_ct = torch.randn_like(deconv.weight)
+    target = conv_transpose_weight_to_lr(w_ct, deconv.stride, deconv.dilation, deconv.groups)
     layer.weight = target
     torch.testing.assert_close(layer.weight.detach(), target, rtol=1e-12, atol=1e-12)
+    x = _input(deconv)
+    reference = nn.functional.__dict__[f"conv_transpose{len(deconv.kernel_size)}d"](
+        x,
+        w_ct,
+        deconv.bias,
+        deconv.stride,
+        deconv.padding,
+        deconv.output_padding,
+        deconv.groups,
+        deconv.dilation,
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("algorithm", subpixel.dispatch.ALGORITHMS)
+@pytest.mark.parametrize("layer_name", list(LAYERS))
+@pytest.mark.parametrize("kind", ["weight_norm", "spectral_norm", "custom_two_tensors", "old_weight_norm"])
+def test_every_forced_algorithm_trains_as_the_original(kind: str, layer_name: str, algorithm: str) -> None:
+    """The same values and gradients with each algorithm forced (where valid), contiguous and channels-last."""
+    deconv = REPARAMETRIZE[kind](LAYERS[layer_name]())
+    layer = subpixel.from_conv_transpose(deconv)
+    x = _input(deconv)
+    inputs = [x]
+    if x.dim() == 4:
+        inputs.append(x.contiguous(memory_format=torch.channels_last))
+    elif x.dim() == 5:
+        inputs.append(x.contiguous(memory_format=torch.channels_last_3d))
+    with subpixel.dispatch.force_algorithm(algorithm):
+        for inp in inputs:
+            deconv.eval(), layer.eval()  # no power-iteration step: both keep their state
+            with torch.no_grad():
+                plan = layer.plan(inp)
+                assert plan.algorithm == algorithm or algorithm not in plan.candidates
+                torch.testing.assert_close(layer(inp), deconv(inp), rtol=1e-12, atol=1e-12)
+            deconv.train(), layer.train()
+            _assert_same_training(deconv, layer, inp, steps=2)
 
 
 def test_round_trip_to_conv_transpose_keeps_the_reparametrization() -> None:

@@ -141,12 +141,84 @@ def test_lr_form_output_and_gradients_match_torch(cfg: Config):
     if cfg.bias:
         assert (layer.bias.grad - deconv.bias.grad).abs().max().item() <= TOL
         assert (held.bias.grad - deconv.bias.grad).abs().max().item() <= TOL
-    # round trip ConvTranspose -> SubPixel -> ConvTranspose returns the same weights, bit for bit
+    # round trip ConvTranspose -> SubPixel -> ConvTranspose returns the same layer: weights bit for bit, the bias
+    # (or none), and the same forward
     for converted in (layer, held):
         back = subpixel.to_conv_transpose(converted)
+        assert type(back) is type(deconv)
         assert type(back.weight) is torch.nn.Parameter and torch.equal(back.weight, deconv.weight)
-        if cfg.bias:
+        assert (back.bias is None) == (deconv.bias is None)
+        if deconv.bias is not None:
             assert torch.equal(back.bias, deconv.bias)
+        with torch.no_grad():
+            assert torch.equal(back(x), deconv(x))
+
+
+#: the algorithms :mod:`subpixel.dispatch` chooses among, each forced in turn on a quarter of the configurations
+#: (the automatic choice above mostly picks torch's own kernel on these small inputs)
+FORCED = subpixel.dispatch.ALGORITHMS
+
+
+def _inputs(cfg: Config, x: torch.Tensor) -> list[torch.Tensor]:
+    """The input, and for 2-D / 3-D its channels-last copy (the LR forms then use other weight orders)."""
+    if cfg.ndim == 1:
+        return [x]
+    fmt = torch.channels_last if cfg.ndim == 2 else torch.channels_last_3d
+    return [x, x.contiguous(memory_format=fmt)]
+
+
+@pytest.mark.parametrize("algorithm", FORCED)
+@pytest.mark.parametrize(
+    "cfg", ALL_CONFIGS[1::4], ids=lambda c: f"{c.ndim}d-k{c.kernel}-s{c.stride}-p{c.padding}"
+)
+def test_every_forced_algorithm_matches_torch(cfg: Config, algorithm: str):
+    """Each algorithm, forced where it is valid, gives torch's output and gradients, for an LR-layout and a
+    ConvTranspose-layout weight, contiguous and channels-last inputs, in inference and in training."""
+    x, w, b = make_tensors(cfg, seed=2)
+    deconv = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}[cfg.ndim](
+        cfg.in_channels, cfg.out_channels, cfg.kernel, stride=cfg.stride, padding=cfg.padding,
+        output_padding=cfg.output_padding, groups=cfg.groups, bias=cfg.bias, dilation=cfg.dilation,
+        dtype=torch.float64,
+    )  # fmt: skip
+    with torch.no_grad():
+        deconv.weight.copy_(w)
+        if b is not None:
+            deconv.bias.copy_(b)
+    layers = {
+        "lr": subpixel.from_conv_transpose(deconv, weight_layout="lr"),
+        "ct": subpixel.from_conv_transpose(deconv),
+    }
+    with subpixel.dispatch.force_algorithm(algorithm):
+        for inp in _inputs(cfg, x):
+            with torch.no_grad():
+                ref = deconv(inp)
+                for layout, layer in layers.items():
+                    plan = layer.plan(inp)
+                    assert plan.algorithm == (algorithm if algorithm in plan.candidates else "lr_shuffle")
+                    if layout == "ct" and algorithm != "phases":  # always valid for a ConvTranspose weight
+                        assert plan.algorithm == algorithm
+                    assert (layer(inp) - ref).abs().max().item() <= TOL, layout
+            x_ref = inp.clone().requires_grad_(True)
+            y_ref = deconv(x_ref)
+            grad_out = torch.randn_like(y_ref)
+            y_ref.backward(grad_out)
+            for layout, layer in layers.items():
+                layer.zero_grad(set_to_none=True)
+                x_new = inp.clone().requires_grad_(True)
+                y = layer(x_new)
+                assert (y - y_ref).abs().max().item() <= TOL, layout
+                y.backward(grad_out)
+                assert (x_new.grad - x_ref.grad).abs().max().item() <= TOL, layout
+                if layout == "ct":
+                    grad_w = layer.parametrizations.weight.original.grad
+                else:
+                    grad_w = lr_weight_to_conv_transpose(
+                        layer.weight.grad, cfg.kernel, cfg.stride, cfg.dilation, cfg.groups, check=False
+                    )
+                assert (grad_w - deconv.weight.grad).abs().max().item() <= TOL, layout
+                if b is not None:
+                    assert (layer.bias.grad - deconv.bias.grad).abs().max().item() <= TOL, layout
+            deconv.zero_grad(set_to_none=True)
 
 
 @pytest.mark.parametrize("cfg", ALL_CONFIGS[::4], ids=lambda c: f"{c.ndim}d-k{c.kernel}-s{c.stride}")

@@ -8,30 +8,46 @@ a time.
 from __future__ import annotations
 
 import gc
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 import subpixel
-from subpixel import dispatch
+from subpixel import config, dispatch
+from subpixel.errors import SubpixelError
 from subpixel.functional import conv_transpose_weight_to_lr, lr_conv_shuffle, lr_weight_to_conv_transpose
 
 CT = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 CL = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 
+@pytest.fixture
+def settings():
+    """``settings(**changes)``: :func:`subpixel.config.update` for this test (restored after it)."""
+    with config.override():
+        yield config.update
+
+
 def _config(seed: int) -> dict:
+    """A random geometry torch accepts: the padding is drawn so that every axis has an output sample."""
     rng = random.Random(seed)
     n = rng.choice([1, 2, 2, 3])
     s = [rng.randint(1, 3) for _ in range(n)]
     d = [rng.choice([1, 1, 2]) for _ in range(n)]
     k = [rng.randint(1, 5) for _ in range(n)]
-    p = [rng.randint(0, d_ * (k_ - 1)) for d_, k_ in zip(d, k)]
     op = [rng.randint(0, max(s_, d_) - 1) for s_, d_ in zip(s, d)]
     g = rng.choice([1, 1, 2])
     size = [rng.randint(1, 5 if n < 3 else 3) for _ in range(n)]
+    # output (L - 1)·s - 2p + d·(k - 1) + op + 1 >= 1
+    p = [
+        rng.randint(0, min(d_ * (k_ - 1), ((L - 1) * s_ + d_ * (k_ - 1) + op_) // 2))
+        for L, s_, d_, k_, op_ in zip(size, s, d, k, op)
+    ]
     return dict(
         n=n, s=s, d=d, k=k, p=p, op=op, g=g, bias=rng.random() < 0.7, size=size, cl=rng.random() < 0.4
     )
@@ -46,7 +62,7 @@ CONFIGS += [  # the benchmark's shapes, small: 3D U-Net k3 s2 p1 op1, DCGAN k4 s
 ]
 
 
-def _pair(cfg: dict, layout: str = "lr") -> tuple[nn.Module, subpixel.SubPixelConvNd, torch.Tensor] | None:
+def _pair(cfg: dict, layout: str = "lr") -> tuple[nn.Module, subpixel.SubPixelConvNd, torch.Tensor]:
     torch.manual_seed(0)
     ct = CT[cfg["n"]](
         2 * cfg["g"], 3 * cfg["g"], cfg["k"], cfg["s"], cfg["p"], cfg["op"], cfg["g"], cfg["bias"], cfg["d"]
@@ -54,10 +70,6 @@ def _pair(cfg: dict, layout: str = "lr") -> tuple[nn.Module, subpixel.SubPixelCo
     x = torch.randn(2, 2 * cfg["g"], *cfg["size"], dtype=torch.float64)
     if cfg["cl"] and cfg["n"] > 1:
         x = x.contiguous(memory_format=CL[cfg["n"]])
-    try:
-        ct(x)
-    except RuntimeError:
-        return None  # torch refuses this geometry
     return ct, subpixel.from_conv_transpose(ct, weight_layout=layout), x
 
 
@@ -69,8 +81,6 @@ def _args(m: subpixel.SubPixelConvNd) -> tuple:
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
 def test_module_equals_function_same_plan(cfg: dict, layout: str) -> None:
     pair = _pair(cfg, layout)
-    if pair is None:
-        pytest.skip("torch refuses this geometry")
     _, m, x = pair
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
@@ -96,8 +106,6 @@ def test_module_equals_function_same_plan(cfg: dict, layout: str) -> None:
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
 def test_every_algorithm_exact_where_chosen(cfg: dict, layout: str) -> None:
     pair = _pair(cfg, layout)
-    if pair is None:
-        pytest.skip("torch refuses this geometry")
     ct, m, x = pair
     ref = ct(x)
     grad = torch.randn_like(ref)
@@ -154,11 +162,11 @@ def test_a_trained_lr_weight_never_runs_as_conv_transpose() -> None:
                 assert "not valid" in plan.reason or algorithm == "lr_shuffle"
 
 
-def test_forcing_argument_context_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forcing_argument_context_environment(settings) -> None:
     m = subpixel.SubPixelConv2d(4, 3, 2, stride=2).double()
     x = torch.randn(1, 4, 3, 3, dtype=torch.float64)
     with torch.no_grad():
-        monkeypatch.setenv("SUBPIXEL_ALGORITHM", "conv_transpose")
+        settings(algorithm="conv_transpose")
         assert m.plan(x).algorithm == "conv_transpose" and m.plan(x).reason == "forced"
         with dispatch.force_algorithm("phases"):  # the context manager wins over the environment
             assert m.plan(x).algorithm == "lr_shuffle"  # k == s, no crop: the per-phase form saves nothing
@@ -169,9 +177,8 @@ def test_forcing_argument_context_environment(monkeypatch: pytest.MonkeyPatch) -
             assert m.plan(x).algorithm == "lr_shuffle"
         m.algorithm = None
         assert lr_conv_shuffle(x, m.weight, m.bias, 2, algorithm="lr_shuffle").shape == (1, 3, 6, 6)
-        monkeypatch.setenv("SUBPIXEL_ALGORITHM", "fastest")
-        with pytest.raises(ValueError, match="SUBPIXEL_ALGORITHM"):
-            m(x)
+        with pytest.raises(SubpixelError, match="algorithm must be one of"):
+            settings(algorithm="fastest")
     with pytest.raises(ValueError, match="algorithm"):
         subpixel.SubPixelConv2d(4, 3, 2, stride=2, algorithm="gemm")
     with pytest.raises(ValueError, match="force_algorithm"):
@@ -266,7 +273,7 @@ def test_output_size_with_large_output_padding_on_a_tiny_input(ndim: int, algori
     assert (gx - rx).abs().max().item() <= 1e-10
 
 
-def test_training_runs_the_lr_form_unless_timing_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_runs_the_lr_form_unless_timing_is_asked_for(settings) -> None:
     """Reproducible training: no timed choice while autograd records (nor under deterministic algorithms)."""
     m = subpixel.SubPixelConv2d(4, 3, 4, stride=2, padding=1).double()
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
@@ -279,30 +286,30 @@ def test_training_runs_the_lr_form_unless_timing_is_asked_for(monkeypatch: pytes
         finally:
             torch.use_deterministic_algorithms(False)
         assert m.plan(x).reason.startswith(("timed", "as timed"))
-    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "1")
+    settings(timed_training=True)
     assert m.plan(x).reason.startswith(("timed", "as timed"))
 
 
-def test_a_held_conv_transpose_weight_is_timed_in_training_too(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_held_conv_transpose_weight_is_timed_in_training_too(settings) -> None:
     """The drop-in (ConvTranspose-layout parameter) replaces torch's layer: timed while training too, unless
     ``SUBPIXEL_TIMED_TRAINING=0`` or deterministic algorithms ask for the LR form."""
     m = subpixel.from_conv_transpose(nn.ConvTranspose2d(4, 3, 4, 2, 1).double())
     x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
     assert m.plan(x).reason.startswith(("timed", "as timed"))
-    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "0")
+    settings(timed_training=False)
     plan = m.plan(x)
     assert plan.algorithm == "lr_shuffle" and plan.reason.startswith("training")
     torch.use_deterministic_algorithms(True)
     try:
-        monkeypatch.delenv("SUBPIXEL_TIMED_TRAINING")
+        settings(timed_training=None)
         assert "deterministic" in m.plan(x).reason
     finally:
         torch.use_deterministic_algorithms(False)
 
 
 @pytest.mark.parametrize("layout", ["lr", "conv_transpose"])
-def test_timing_does_not_touch_gradients_or_graph(monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
-    monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", "1")
+def test_timing_does_not_touch_gradients_or_graph(settings, layout: str) -> None:
+    settings(timed_training=True)
     ref = nn.ConvTranspose2d(4, 3, 4, 2, 1).double()
     m = subpixel.from_conv_transpose(ref, weight_layout=layout)
     weight = m.weight if layout == "lr" else m.parametrizations.weight.original
@@ -382,6 +389,74 @@ def test_inference_mode_then_input_gradients() -> None:
             assert (gx - rx).abs().max().item() <= 1e-10
 
 
+def _scripted_timer(monkeypatch: pytest.MonkeyPatch, scores: dict[str, float]) -> list[tuple[str, ...]]:
+    """Replace the timer of the timed choice by fixed scores (seconds); returns the list of timed candidate sets."""
+    calls: list[tuple[str, ...]] = []
+
+    def measure(names, call):
+        calls.append(tuple(names))
+        return {a: scores[a] for a in names}, {}, 5
+
+    monkeypatch.setattr(dispatch, "measure", measure)
+    return calls
+
+
+@pytest.mark.parametrize("winner", dispatch.ALGORITHMS)
+def test_the_timed_choice_takes_the_fastest(winner: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whichever candidate the timer finds fastest (by more than the margin) runs, for either weight layout."""
+    scores = {a: (1.0 if a == winner else 3.0) for a in dispatch.ALGORITHMS}
+    calls = _scripted_timer(monkeypatch, scores)
+    x = torch.randn(1, 4, 9, 9, dtype=torch.float64)
+    for layout in ("lr", "conv_transpose"):
+        deconv = nn.ConvTranspose2d(
+            4, 3, 3, stride=2, padding=2, dtype=torch.float64
+        )  # k 3, s 2: phases valid
+        m = subpixel.from_conv_transpose(deconv, weight_layout=layout)
+        dispatch.clear_caches()
+        with torch.no_grad():
+            plan = m.plan(x)
+            assert set(plan.candidates) == set(dispatch.ALGORITHMS) and calls[-1] == plan.candidates
+            assert plan.algorithm == winner and plan.reason.startswith("timed")
+            assert (m(x) - deconv(x)).abs().max().item() <= 1e-10
+
+
+@pytest.mark.parametrize("layout", ["lr", "conv_transpose"])
+def test_the_reference_is_kept_within_the_margin(layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another algorithm replaces the reference (the LR form; torch's layer for a ConvTranspose-layout weight) only
+    when at least 3 % faster."""
+    reference = "lr_shuffle" if layout == "lr" else "conv_transpose"
+    other = "phases"
+    deconv = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=2, dtype=torch.float64)
+    m = subpixel.from_conv_transpose(deconv, weight_layout=layout)
+    x = torch.randn(1, 4, 9, 9, dtype=torch.float64)
+    for ratio, expected in ((0.98, reference), (0.96, other)):
+        scores = {a: 1.0 for a in dispatch.ALGORITHMS}
+        scores[other] = ratio
+        _scripted_timer(monkeypatch, scores)
+        dispatch.clear_caches()
+        with torch.no_grad():
+            assert m.plan(x).algorithm == expected, ratio
+
+
+def test_a_timed_choice_is_reused_per_size_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One timing per layer, batch and size class (spatial size rounded to a power of two); another class is
+    timed again and may choose differently."""
+    m = subpixel.SubPixelConv2d(4, 3, 4, stride=2, padding=1).double()
+    calls = _scripted_timer(monkeypatch, {"lr_shuffle": 2.0, "phases": 3.0, "conv_transpose": 1.0})
+    dispatch.clear_caches()
+    with torch.no_grad():
+        first = m.plan(torch.randn(1, 4, 16, 16, dtype=torch.float64))
+        similar = m.plan(torch.randn(1, 4, 16, 17, dtype=torch.float64))
+        assert len(calls) == 1 and first.algorithm == similar.algorithm == "conv_transpose"
+        _scripted_timer(monkeypatch, {"lr_shuffle": 1.0, "phases": 3.0, "conv_transpose": 2.0})
+        again = m.plan(torch.randn(1, 4, 17, 16, dtype=torch.float64))  # same class: not timed again
+        other = m.plan(torch.randn(1, 4, 64, 64, dtype=torch.float64))
+        batch = m.plan(torch.randn(2, 4, 16, 16, dtype=torch.float64))
+    assert again.algorithm == "conv_transpose" and again.reason.startswith("as timed")
+    assert other.algorithm == batch.algorithm == "lr_shuffle"
+    assert other.reason.startswith("timed") and batch.reason.startswith("timed")
+
+
 def test_timed_choice_is_reused_for_similar_sizes() -> None:
     m = subpixel.SubPixelConv2d(4, 3, 4, stride=2, padding=1).double()
     dispatch.clear_caches()
@@ -423,17 +498,93 @@ def test_a_weight_computed_on_every_call_is_not_cached(
             ct.parametrizations.weight.original0.mul_(1.5)
 
 
-def test_environment_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``$SUBPIXEL_ALGORITHM`` / ``$SUBPIXEL_TIMED_TRAINING`` take effect at once (read through the environment's
-    backing dictionary on POSIX), and unset means automatic."""
-    monkeypatch.setenv("SUBPIXEL_ALGORITHM", "phases")
-    assert dispatch.forced_algorithm() == "phases"
-    monkeypatch.setenv("SUBPIXEL_ALGORITHM", " Auto ")
-    assert dispatch.forced_algorithm() is None
-    monkeypatch.delenv("SUBPIXEL_ALGORITHM")
-    assert dispatch.forced_algorithm() is None
+def test_the_environment_is_read_once_into_the_settings(settings) -> None:
+    """``$SUBPIXEL_ALGORITHM`` / ``$SUBPIXEL_TIMED_TRAINING`` become :data:`subpixel.config.current` (read at
+    import; :func:`subpixel.config.reload` reads them again); unset means automatic."""
+    assert config.from_environ({"SUBPIXEL_ALGORITHM": "phases"}).algorithm == "phases"
+    assert config.from_environ({"SUBPIXEL_ALGORITHM": " Auto "}).algorithm is None
+    assert config.from_environ({}).algorithm is None
     for value, expected in (("on", True), ("0", False), ("", None)):
-        monkeypatch.setenv("SUBPIXEL_TIMED_TRAINING", value)
-        assert dispatch._timed_training() is expected
-    monkeypatch.delenv("SUBPIXEL_TIMED_TRAINING")
-    assert dispatch._timed_training() is None
+        assert config.from_environ({"SUBPIXEL_TIMED_TRAINING": value}).timed_training is expected
+    config.reload({"SUBPIXEL_ALGORITHM": "phases"})
+    assert dispatch.forced_algorithm() == "phases"
+    with pytest.raises(SubpixelError, match="SUBPIXEL_ALGORITHM"):
+        config.reload({"SUBPIXEL_ALGORITHM": "fastest"})
+    assert dispatch.forced_algorithm() == "phases", "a refused reload changes nothing"
+    with config.override(algorithm=None):
+        assert dispatch.forced_algorithm() is None
+    assert dispatch.forced_algorithm() == "phases"
+    with pytest.raises(SubpixelError, match="unknown setting"):
+        config.update(algorithms="phases")
+    with pytest.raises(SubpixelError, match="keep must be"):
+        config.update(keep=1.5)
+
+
+def test_a_setting_change_replans_a_layer(settings) -> None:
+    """A layer's kept plan (its call site) is dropped when a setting changes."""
+    m = subpixel.from_conv_transpose(nn.ConvTranspose2d(4, 3, 4, 2, 1).double())
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        m(x)
+        settings(algorithm="phases")
+        m(x)
+        assert m._site.plan.algorithm == "phases"
+        settings(algorithm="lr_shuffle")
+        m(x)
+        assert m._site.plan.algorithm == "lr_shuffle"
+
+
+def test_a_bad_environment_is_reported_by_the_first_layer_call() -> None:
+    """A bad ``$SUBPIXEL_ALGORITHM`` does not break ``import subpixel``; the first transposed convolution says it."""
+    code = (
+        "import torch, subpixel\n"
+        "try:\n"
+        "    subpixel.SubPixelConv1d(2, 2, 2, stride=2)(torch.zeros(1, 2, 3))\n"
+        "except subpixel.SubpixelError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    env = {**os.environ, "SUBPIXEL_ALGORITHM": "fastest"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: $SUBPIXEL_ALGORITHM must be one of" in done.stdout
+
+
+def test_a_layer_reuses_its_plan_only_while_the_call_is_the_same() -> None:
+    """The steady state (a layer's kept plan) follows what the plan was made for: grad mode, forcing,
+    deterministic mode, dtype, and the LR weight's values where they decide which algorithms are valid."""
+    deconv = nn.ConvTranspose2d(
+        4, 3, 3, stride=2, padding=1, dtype=torch.float64
+    )  # k 3, s 2: LR entries unreached
+    m = subpixel.from_conv_transpose(deconv, weight_layout="lr")
+    x = torch.randn(1, 4, 6, 5, dtype=torch.float64)
+    with dispatch.force_algorithm("conv_transpose"):
+        with torch.no_grad():
+            assert (m(x) - deconv(x)).abs().max().item() <= 1e-12
+            assert m._site.plan.algorithm == "conv_transpose"
+        y = m(x)  # autograd records the LR weight: only the LR form is valid
+        assert m._site.plan.algorithm == "lr_shuffle"
+        y.sum().backward()
+        assert m.weight.grad is not None
+        torch.use_deterministic_algorithms(True)
+        try:
+            with torch.no_grad():
+                m(x)
+            assert m._site.plan.algorithm == "conv_transpose"  # forcing wins over determinism
+        finally:
+            torch.use_deterministic_algorithms(False)
+        with torch.no_grad():
+            with dispatch.force_algorithm("phases"):
+                m(x)
+                assert m._site.plan.algorithm == "phases"
+            m(x)
+            assert m._site.plan.algorithm == "conv_transpose"
+            # a non-zero LR entry that no tap reaches: only the LR form computes the layer now
+            unreached = ~dispatch.reachable_mask((3, 3), (2, 2), (1, 1))  # (R, K, K)
+            phase, i, j = (int(v) for v in unreached.nonzero()[0])
+            m.weight[phase, :, i, j] = 1.0  # in place (a version bump): output channel 0, that phase (CRD)
+            reference = lr_conv_shuffle(x, m.weight, m.bias, 2, 1, 0, 1, 1, 3, algorithm="lr_shuffle")
+            assert torch.equal(m(x), reference)
+            m.weight[phase, :, i, j] = 0.0
+            m.double()
+            m.float()
+            assert m(x.float()).dtype == torch.float32

@@ -26,7 +26,7 @@ def views(monkeypatch: pytest.MonkeyPatch):
 
     def call(fn, *args, **kwargs):
         with monkeypatch.context() as m:
-            m.setattr(geometry, "_eager", lambda weight: False)
+            m.setattr(geometry, "is_eager_plain", lambda *tensors: False)
             return fn(*args, **kwargs)
 
     return call

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import subpixel.eager as eager_mod
 import subpixel.shuffle as shuffle_mod
 from subpixel import dispatch, from_conv_transpose
 from subpixel.functional import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
@@ -138,7 +139,7 @@ def test_fast_equals_plain_path(monkeypatch, ndim, factor, order):
         )
         fast = pixel_shuffle(lr, factors, order=order), pixel_unshuffle(hr, factors, order=order)
         with monkeypatch.context() as m:
-            m.setattr(shuffle_mod, "_use_plain_path", lambda x: True)
+            m.setattr(shuffle_mod, "is_eager_plain", lambda *tensors: False)
             plain = pixel_shuffle(lr, factors, order=order), pixel_unshuffle(hr, factors, order=order)
         assert torch.equal(fast[0], plain[0])
         assert torch.equal(fast[1], plain[1])
@@ -169,11 +170,29 @@ def test_plain_path_under_tracing_and_export(monkeypatch):
     assert torch.allclose(traced(x), layer(x), atol=1e-6)
     seen = []
     # ONNX export, as the shuffle sees it (it reads torch's export flags directly, not through the public function)
-    monkeypatch.setattr(shuffle_mod, "_in_onnx_export", lambda: True)
+    monkeypatch.setattr(eager_mod, "_in_onnx_export", lambda: True)
     monkeypatch.setattr(shuffle_mod, "_shuffle_copy", lambda *a: seen.append(1))
-    assert shuffle_mod._use_plain_path(x)
+    assert not eager_mod.is_eager_plain(x)
     assert pixel_shuffle(torch.randn(1, 4, 2, 2), 2).shape == (1, 1, 4, 4)
     assert not seen
+
+
+@pytest.mark.parametrize("layout", ["lr", "conv_transpose"])
+def test_torch_func_transforms_take_the_plain_path(layout: str) -> None:
+    """Under ``torch.func.vmap`` / ``grad`` the tensors have no storage of their own: the layer runs its plain
+    formulation (no preallocated output, no copy kernel, no plan) and gives the per-sample results."""
+    deconv = nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1, dtype=torch.float64)
+    layer = from_conv_transpose(deconv, weight_layout=layout)
+    x = torch.randn(5, 2, 4, 6, 7, dtype=torch.float64)
+    with torch.no_grad():
+        batched = torch.func.vmap(layer)(x)
+        looped = torch.stack([deconv(xi) for xi in x])
+    assert (batched - looped).abs().max().item() <= 1e-12
+    g = torch.func.grad(lambda xi: layer(xi).square().sum())(x[0])
+    xr = x[0].clone().requires_grad_(True)
+    deconv(xr).square().sum().backward()
+    assert (g - xr.grad).abs().max().item() <= 1e-10
+    assert not eager_mod.is_eager_plain(torch.zeros(1, device="meta"))
 
 
 LAYERS = [  # (ndim, in, out, kernel, stride, padding, output_padding, input size)

@@ -175,3 +175,39 @@ def test_every_tile_size_exact_exhaustive_small() -> None:
         ref = model(x)
     for tile, radius in itertools.product(range(1, 10, 2), (5, 8)):
         assert (tiled_upscale(model, x, tile=tile, radius=radius) - ref).abs().max().item() <= 1e-12
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "output_padding"),
+    [
+        (3, 3, 1, 2),  # the output phase reaches one LR pixel right of its own (LR kernel 1)
+        (5, 3, 2, 2),
+        (4, 2, 1, 0),  # DCGAN
+        (2, 2, 0, 0),
+        (6, 2, 2, 0),  # ESPCN, LR kernel 3
+        (7, 4, 3, 3),
+    ],
+)
+def test_tiled_equals_untiled_with_the_estimated_radius_of_a_converted_layer(
+    kernel: int, stride: int, padding: int, output_padding: int
+) -> None:
+    """A converted ConvTranspose (padding not centred on its LR kernel) after a conv: the *estimated* radius is
+    enough for the tiles to add up to the untiled output."""
+    import subpixel
+
+    deconv = nn.ConvTranspose2d(
+        4, 2, kernel, stride=stride, padding=padding, output_padding=output_padding, dtype=torch.float64
+    )
+    nn.init.uniform_(deconv.weight, -0.5, 0.5)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, dtype=torch.float64), nn.Tanh(), deconv)
+    model.scale = stride
+    converted, _ = subpixel.convert_model(model)
+    converted.scale = stride
+    x = torch.rand(1, 1, 14, 11, dtype=torch.float64)
+    with torch.no_grad():
+        ref = converted(x)
+    assert ref.shape[-2:] == (14 * stride, 11 * stride)
+    radius = estimate_receptive_radius(converted)
+    for tile in (2, 3, 5):
+        out = tiled_upscale(converted, x, tile=tile)
+        assert (out - ref).abs().max().item() <= 1e-12, (tile, radius)

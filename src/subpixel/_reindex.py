@@ -30,21 +30,15 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from subpixel import native
-from subpixel.shuffle import _memory_format
+from subpixel import config, native
+from subpixel.shuffle import memory_format_of
 
 __all__ = ["Reindex", "conv_transpose_to_lr", "faster_than_views", "lr_to_conv_transpose"]
 
-#: below this many elements the view chain is faster: the ``autograd.Function`` costs 10-30 µs
-_MIN_ELEMENTS = 8192
-#: ... and below this many, where the LR kernel is a single tap (``k = s``), the view chain's copies are cheap too
-_MIN_ELEMENTS_ONE_TAP = 1 << 16
 #: dtypes the compiled kernel moves as raw bytes (real: no lazy conjugation to honour)
 _RAW_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: input channels per block of the permutation copy
 _BLOCK = 64
-#: below this many elements the permutation is one ``copy_`` (the blocks' Python calls would cost more)
-_BLOCKED_FROM = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,9 @@ class Reindex:
 def faster_than_views(g: Reindex, numel: int) -> bool:
     """Whether the eager path beats the view chain for a weight of this geometry and size (measured by
     ``benchmarks/reindex.py``: small ``k = s`` weights, e.g. 128→64 k2 s2, are 10-25 % faster with the views)."""
-    if numel < _MIN_ELEMENTS:
+    if numel < config.current.reindex_min_elements:
         return False
-    return numel >= _MIN_ELEMENTS_ONE_TAP or math.prod(g.lr_kernel) > 1
+    return numel >= config.current.reindex_min_one_tap or math.prod(g.lr_kernel) > 1
 
 
 @lru_cache(maxsize=512)
@@ -180,7 +174,7 @@ def _permuted_copy(src: Tensor, block_dim: int, across_dim: int) -> Tensor:
     out = torch.empty(src.shape, dtype=src.dtype, device=src.device)
     size = src.shape[block_dim]
     if (
-        src.numel() < _BLOCKED_FROM
+        src.numel() < config.current.reindex_blocked_from
         or size <= _BLOCK
         or src.shape[across_dim] <= _BLOCK
         or src.device.type != "cpu"
@@ -211,7 +205,7 @@ def _ct_to_lr(w: Tensor, g: Reindex, channels_last: bool) -> Tensor:
     index, zero = _gather_index(g, "to_lr", w.device)
     taps = math.prod(g.kernel)
     if (
-        _memory_format(w) is not torch.contiguous_format
+        memory_format_of(w) is not torch.contiguous_format
     ):  # memory (C_in, *k, O): gather along dim 1 of (C_in, T, O)
         src = w.permute(0, *range(2, 2 + n), 1).reshape(cin, taps, cog)
         if index is not None:
@@ -253,7 +247,7 @@ def _lr_to_ct(lr: Tensor, g: Reindex) -> Tensor:
         out = torch.empty((G * ci, cog, *g.kernel), dtype=lr.dtype, device=lr.device)
         if _native("to_ct", lr, out, g, ci, cog):
             return out
-    if _memory_format(lr) is not torch.contiguous_format:  # memory (O', *K, I)
+    if memory_format_of(lr) is not torch.contiguous_format:  # memory (O', *K, I)
         mat = lr.permute(0, *range(2, 2 + n), 1).reshape(lr.shape[0], P, ci).transpose(1, 2)
     else:
         mat = lr.reshape(lr.shape[0], ci, P)
@@ -292,7 +286,7 @@ class _ToCT(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
         ctx.g = inputs[1]
-        ctx.channels_last = _memory_format(inputs[0]) is not torch.contiguous_format
+        ctx.channels_last = memory_format_of(inputs[0]) is not torch.contiguous_format
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]

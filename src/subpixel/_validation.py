@@ -1,6 +1,6 @@
 """Argument checks shared by the core modules.
 
-Every check raises ``ValueError`` or ``TypeError`` with a message that names the argument, the value it got
+Every check raises :class:`~subpixel.errors.SubpixelError` (a ``ValueError``) or ``TypeError`` with a message that names the argument, the value it got
 and what was expected.
 """
 
@@ -10,6 +10,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Literal
 
+from subpixel.errors import SubpixelError
+
 ChannelOrder = Literal["crd", "dcr"]
 CHANNEL_ORDERS: tuple[str, ...] = ("crd", "dcr")
 
@@ -17,7 +19,7 @@ CHANNEL_ORDERS: tuple[str, ...] = ("crd", "dcr")
 def check_order(order: str, name: str = "order") -> ChannelOrder:
     """Return ``order`` lower-cased if it is ``"crd"`` or ``"dcr"``; raise ``ValueError`` otherwise."""
     if not isinstance(order, str) or order.lower() not in CHANNEL_ORDERS:
-        raise ValueError(
+        raise SubpixelError(
             f"{name} must be 'crd' (PyTorch, ONNX CRD) or 'dcr' (TensorFlow, ONNX DCR), got {order!r}"
         )
     return order.lower()  # type: ignore[return-value]
@@ -48,21 +50,21 @@ def as_tuple(
         values: tuple[int, ...] = (int(value),) * ndim  # type: ignore[arg-type]
     elif isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != ndim:
-            raise ValueError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
+            raise SubpixelError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
         if not all(_is_int(v) for v in value):
             raise TypeError(f"{name} must contain only ints, got {value!r}")
         values = tuple(int(v) for v in value)
     else:
         raise TypeError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
     if minimum is not None and any(v < minimum for v in values):
-        raise ValueError(f"{name} must be >= {minimum} on every axis, got {value!r}")
+        raise SubpixelError(f"{name} must be >= {minimum} on every axis, got {value!r}")
     return values
 
 
 def check_ndim(ndim: int, name: str = "ndim") -> int:
     """Check that a number of spatial dimensions is 1, 2 or 3."""
     if not _is_int(ndim) or ndim not in (1, 2, 3):
-        raise ValueError(f"{name} must be 1, 2 or 3 spatial dimensions, got {ndim!r}")
+        raise SubpixelError(f"{name} must be 1, 2 or 3 spatial dimensions, got {ndim!r}")
     return int(ndim)
 
 
@@ -86,7 +88,7 @@ def as_factor(
         else:
             ndim = tensor_dim - 2
             if ndim not in (1, 2, 3):
-                raise ValueError(
+                raise SubpixelError(
                     f"cannot infer the number of spatial dimensions from an input with {tensor_dim} dims "
                     "(expected (N, C, *spatial) with 1 to 3 spatial dims); pass ndim= or a factor per axis"
                 )
@@ -95,9 +97,9 @@ def as_factor(
         raise TypeError(f"{name} must be an int or a sequence of ints, got {factor!r}")
     factors = as_tuple(factor, ndim, name)
     if any(f < 1 for f in factors):
-        raise ValueError(f"{name} must be an integer >= 1 on every axis, got {factor!r}")
+        raise SubpixelError(f"{name} must be an integer >= 1 on every axis, got {factor!r}")
     if tensor_dim < ndim + 1:
-        raise ValueError(
+        raise SubpixelError(
             f"input must have at least {ndim + 1} dims (C and {ndim} spatial) for a {ndim}-D shuffle, "
             f"got {tensor_dim} dims"
         )

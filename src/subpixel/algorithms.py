@@ -18,8 +18,8 @@ from torch import Tensor
 
 from subpixel import native
 from subpixel._validation import ChannelOrder
-from subpixel.geometry import _CONV, _CONV_T, AxisGeometry
-from subpixel.shuffle import _memory_format, shuffle_crop
+from subpixel.geometry import CONV, CONV_TRANSPOSE, AxisGeometry
+from subpixel.shuffle import memory_format_of, shuffle_crop
 
 
 def lr_conv_core(
@@ -50,13 +50,15 @@ def lr_conv_core(
         if any(k.stop <= k.start for k in keep):  # every input sample lies outside the output: bias only
             c_out = weight_lr.shape[0] // math.prod(strides)
             shape = (x.shape[0], c_out, *(g.out_size for g in geoms))
-            out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x)).zero_()
+            out = torch.empty(
+                shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x)
+            ).zero_()
             return out if bias is None else out.add_(bias.reshape(c_out, *([1] * len(geoms))))
         x = x[(slice(None), slice(None), *keep)]
     pads = tuple(max(g.pad_before, g.pad_after, 0) for g in geoms)
-    z = _CONV[len(geoms)](x, weight_lr, bias_lr, 1, pads, 1, groups)
+    z = CONV[len(geoms)](x, weight_lr, bias_lr, 1, pads, 1, groups)
     skip = [p - max(g.pad_before, 0) for p, g in zip(pads, geoms, strict=True)]
-    memory_format = _memory_format(z)
+    memory_format = memory_format_of(z)
     if any(skip):
         z = z[(slice(None), slice(None), *(slice(k, None) for k in skip))]
     # one copy: shuffle and crop fused (falls back to shuffle-then-crop under export/tracing; see shuffle_crop)
@@ -157,14 +159,14 @@ def phase_conv_core(
         if any(k.start or k.stop != size for k, size in zip(keep, spatial, strict=True)):
             xi = x[(slice(None), slice(None), *keep)]
         pads = tuple(max(p.pad_before, p.pad_after, 0) for p in combo)
-        y = _CONV[n](xi, w, bias, 1, pads, 1, groups)
+        y = CONV[n](xi, w, bias, 1, pads, 1, groups)
         if out is None:
-            out = torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=_memory_format(y))
+            out = torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=memory_format_of(y))
         skip = [q - max(p.pad_before, 0) for q, p in zip(pads, combo, strict=True)]
         y = y[(slice(None), slice(None), *(slice(k, k + p.count) for k, p in zip(skip, combo, strict=True)))]
         native.copy_into(out[index], y)
     if out is None:
-        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
     for index in bias_only:
         target = out[index]
         if bias is None:
@@ -268,6 +270,6 @@ def conv_transpose_core(
     Shape:
         - x: ``(N, C_in, *L_in)``; weight_ct: ``(C_in, C_out/groups, *k)``; output: ``(N, C_out, *L_out)``.
     """
-    return _CONV_T[x.dim() - 2](
+    return CONV_TRANSPOSE[x.dim() - 2](
         x, weight_ct, bias, tuple(strides), tuple(padding), tuple(output_padding), groups, tuple(dilations)
     )

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from subpixel.errors import SubpixelError
 from subpixel.functional import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
 from subpixel.layers import SubPixelConv1d, SubPixelConv2d, SubPixelConv3d, SubPixelConvNd
 from subpixel.reparametrize import (
@@ -21,9 +22,9 @@ from subpixel.reparametrize import (
     carry_to_conv_transpose,
     carry_to_lr,
     deepcopy_module,
-    describe,
     hold_conv_transpose_weight,
     is_reparametrized,
+    layer_summary,
     warn_dropped_hooks,
 )
 
@@ -65,8 +66,11 @@ def _weight_source(module: nn.Module) -> Tensor:
 
 
 def _has_bias(module: nn.Module) -> bool:
-    """Whether ``module`` has a bias (a reparametrized one included), without evaluating it."""
-    return "bias" not in module._parameters or module._parameters["bias"] is not None
+    """Whether ``module`` has a bias (a reparametrized one included), without evaluating it: a
+    ``parametrize`` parametrization, a hook-style one (its last computed tensor), or a parameter."""
+    if parametrize.is_parametrized(module, "bias"):
+        return True
+    return getattr(module, "bias", None) is not None
 
 
 def from_conv_transpose(
@@ -122,7 +126,7 @@ def from_conv_transpose(
 
 def _check_layout(weight_layout: object) -> WeightLayout:
     if weight_layout not in WEIGHT_LAYOUTS:
-        raise ValueError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
+        raise SubpixelError(f"weight_layout must be one of {WEIGHT_LAYOUTS}, got {weight_layout!r}")
     return weight_layout  # type: ignore[return-value]
 
 
@@ -201,7 +205,7 @@ def to_conv_transpose(module: SubPixelConvNd, *, check: bool = True) -> nn.Modul
             check=check,
         )
     source = weight_ct if weight_ct is not None else _weight_source(module)
-    deconv = _CONV_T[module._ndim](
+    deconv = _CONV_T[len(module.kernel_size)](
         module.in_channels,
         module.out_channels,
         module.kernel_size,  # type: ignore[arg-type]
@@ -265,7 +269,7 @@ class ConversionReport:
 
 def _layer_error(original: nn.Module, replacement: SubPixelConvNd, generator: torch.Generator) -> float:
     """Max abs difference of two layers on a random float64 input (batch 2, a few pixels per axis)."""
-    n = replacement._ndim
+    n = len(replacement.kernel_size)
     size = {1: 11, 2: 7, 3: 4}[n]
     a = deepcopy_module(original).to(device="cpu", dtype=torch.float64)
     b = deepcopy_module(replacement).to(device="cpu", dtype=torch.float64)
@@ -330,7 +334,7 @@ def convert_model(
     for name, module in targets:
         new = _from_conv_transpose(module, name, weight_layout)
         error = _layer_error(module, new, generator) if verify else None
-        report.replacements.append(Replacement(name, describe(module), describe(new), error))
+        report.replacements.append(Replacement(name, layer_summary(module), layer_summary(new), error))
         if name == "":
             model = new
             continue
@@ -339,7 +343,7 @@ def convert_model(
         setattr(parent, child, new)
     if example_input is not None:
         if inplace:
-            raise ValueError(
+            raise SubpixelError(
                 "example_input needs inplace=False (the original is compared with the converted copy)"
             )
         with torch.no_grad():

@@ -62,7 +62,6 @@ derived again. Changing a weight in place through ``.data`` (``w.data.mul_(2)``)
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import weakref
@@ -74,9 +73,8 @@ from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from subpixel import native
+from subpixel import config, native
 from subpixel._validation import ChannelOrder, as_tuple, check_order
 from subpixel.algorithms import (
     AxisPhase,
@@ -88,22 +86,27 @@ from subpixel.algorithms import (
     reachable_mask,
     zero_outside,
 )
+from subpixel.config import ALGORITHMS, check_algorithm
+from subpixel.eager import is_eager_plain
+from subpixel.errors import SubpixelError
 from subpixel.geometry import (
+    CONV_TRANSPOSE,
     AxisGeometry,
-    _check_groups,
-    _check_input,
-    _spatial_dims,
+    check_groups,
+    check_input,
     conv_transpose_weight_to_lr,
     lr_geometry,
     lr_kernel_size,
     lr_weight_to_conv_transpose,
+    spatial_dims,
 )
-from subpixel.shuffle import PLAIN_TENSOR_TYPES, _memory_format, _use_plain_path, convert_channel_order
+from subpixel.shuffle import convert_channel_order, memory_format_of
 from subpixel.timing import interleaved
 
 __all__ = [
     "ALGORITHMS",
     "Algorithm",
+    "CallSite",
     "Plan",
     "cached_plans",
     "clear_caches",
@@ -115,17 +118,6 @@ __all__ = [
 Algorithm = Literal["lr_shuffle", "phases", "conv_transpose"]
 #: the layout of the weight a call gives: ``"lr"`` (``weight_lr``) or ``"ct"`` (ConvTranspose, ``weight_ct``)
 WeightSource = Literal["lr", "ct"]
-ALGORITHMS: tuple[str, ...] = ("lr_shuffle", "phases", "conv_transpose")
-_ENV = "SUBPIXEL_ALGORITHM"
-_ENV_TRAINING = "SUBPIXEL_TIMED_TRAINING"
-_PLAN_CACHE_SIZE = 512
-#: another algorithm replaces the reference (the LR form; torch's own layer for a ConvTranspose-layout weight) only
-#: when timed at least 3 % faster
-_KEEP = 0.97
-#: "phases" is a candidate only where it saves at least 5 % of the LR form's multiply-adds
-_PHASE_MAX_WORK = 0.95
-#: ... and needs at most this many convolutions (FCN-32s, stride 32²: 1 024 small convs, never faster)
-_PHASE_MAX_CONVS = 64
 
 
 class Spec(NamedTuple):
@@ -160,6 +152,12 @@ class Plan:
     spec: Spec = field(repr=False)
     geoms: tuple[AxisGeometry, ...] = field(repr=False)
     phases: tuple[tuple[AxisPhase, ...], ...] | None = field(repr=False)
+    #: the prepared computation: ``call(x, weight, bias, per_call)`` on a batched input, the weight in the layout
+    #: the plan was made for (``per_call``: derived weights are computed on this call instead of cached)
+    call: Callable[[Tensor, Tensor, Tensor | None, bool], Tensor] = field(repr=False, compare=False)
+    #: the plan depends on the weight's values (an LR weight checked for zeros where no tap lands): a
+    #: :class:`CallSite` does not reuse it without that check
+    reads_values: bool = field(repr=False, default=False)
 
 
 @dataclass(frozen=True)
@@ -179,56 +177,30 @@ _plans: OrderedDict[tuple, _Entry] = OrderedDict()
 #: factor of about 2 (so that images of many sizes are not each timed again)
 _decisions: OrderedDict[tuple, tuple[str, str]] = OrderedDict()
 _lock = threading.Lock()
-_forced = threading.local()
+
+
+class _Forced(threading.local):
+    """The per-thread stack of :func:`force_algorithm`."""
+
+    def __init__(self) -> None:
+        self.stack: list[str | None] = []
+
+
+_forced = _Forced()
 
 
 # --- forcing -----------------------------------------------------------------------------------------------------
 
 
-def _check_algorithm(name: str | None, origin: str) -> str | None:
-    if name is None:
-        return None
-    if not isinstance(name, str) or name.strip().lower() not in (*ALGORITHMS, "auto"):
-        raise ValueError(f"{origin} must be one of {(*ALGORITHMS, 'auto')}, got {name!r}")
-    name = name.strip().lower()
-    return None if name == "auto" else name
-
-
-def _getenv(name: str) -> str | None:
-    """``os.environ.get(name)``, read on every call (so a changed variable takes effect at once) but as one
-    dictionary lookup where the platform keeps the environment as bytes (``os.environ``'s own ``get`` encodes the
-    key and decodes the value in Python: microseconds on every forward)."""
-    if _ENVIRON_BYTES is not None:
-        value = _ENVIRON_BYTES.get(_ENV_KEYS.get(name) or _ENV_KEYS.setdefault(name, os.fsencode(name)))
-        return None if value is None else os.fsdecode(value)
-    return os.environ.get(name)
-
-
-#: ``os.environ``'s backing dictionary (bytes keys and values) on POSIX, kept in step by ``os.environ`` itself
-_ENVIRON_BYTES: dict[bytes, bytes] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
-_ENV_KEYS: dict[str, bytes] = {}
-
-
-def _timed_training() -> bool | None:
-    """``$SUBPIXEL_TIMED_TRAINING``: ``True`` (time while autograd records too), ``False`` (the LR form), ``None``
-    (unset: timed for ConvTranspose-layout weights only)."""
-    value = _getenv(_ENV_TRAINING)
-    if not value:
-        return None
-    value = value.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    return None
-
-
 def forced_algorithm() -> str | None:
-    """The algorithm forced by :func:`force_algorithm` or ``$SUBPIXEL_ALGORITHM``, or ``None`` (automatic)."""
-    stack = getattr(_forced, "stack", None)
+    """The algorithm forced by :func:`force_algorithm`, else by :data:`subpixel.config.current` (``algorithm``,
+    from ``$SUBPIXEL_ALGORITHM``), or ``None`` (automatic)."""
+    stack = _forced.stack
     if stack:
         return stack[-1]
-    return _check_algorithm(_getenv(_ENV) or None, f"${_ENV}")
+    if config.environment_error is not None:
+        raise SubpixelError(config.environment_error)
+    return config.current.algorithm
 
 
 @contextmanager
@@ -243,10 +215,8 @@ def force_algorithm(name: str | None) -> Iterator[None]:
         ...     layer.plan(torch.randn(1, 4, 5, 5)).algorithm
         'lr_shuffle'
     """
-    value = _check_algorithm(name, "force_algorithm(name)")
-    stack = getattr(_forced, "stack", None)
-    if stack is None:
-        stack = _forced.stack = []
+    value = check_algorithm(name, "force_algorithm(name)")
+    stack = _forced.stack
     stack.append(value)
     try:
         yield
@@ -271,6 +241,7 @@ def clear_caches() -> None:
         _plans.clear()
         _decisions.clear()
         _derived.clear()
+        _generation[0] += 1
 
 
 def _forget(key: int) -> Callable[[weakref.ref], None]:
@@ -338,7 +309,7 @@ def _validate(
     batch dimension. ``weight`` is the LR weight (``source == "lr"``) or the ConvTranspose weight (``"ct"``)."""
     order = check_order(order)
     name = "weight_lr" if source == "lr" else "weight_ct"
-    n = _spatial_dims(weight, name)
+    n = spatial_dims(weight, name)
     strides = as_tuple(stride, n, "stride", minimum=1)  # type: ignore[arg-type]
     pads = as_tuple(padding, n, "padding", minimum=0)  # type: ignore[arg-type]
     out_pads = as_tuple(output_padding, n, "output_padding", minimum=0)  # type: ignore[arg-type]
@@ -347,8 +318,8 @@ def _validate(
     if source == "ct":
         kernel = tuple(weight.shape[2:])
         if kernel_size is not None and as_tuple(kernel_size, n, "kernel_size", minimum=1) != kernel:  # type: ignore[arg-type]
-            raise ValueError(f"weight_ct has kernel size {kernel}, but kernel_size={kernel_size!r}")
-        _check_groups(weight.shape[0], groups, "weight_ct.shape[0] (in_channels)")
+            raise SubpixelError(f"weight_ct has kernel size {kernel}, but kernel_size={kernel_size!r}")
+        check_groups(weight.shape[0], groups, "weight_ct.shape[0] (in_channels)")
         lr_shape = (weight.shape[1] * groups * r_total, weight.shape[0] // groups)
         k_lr = tuple(lr_kernel_size(kk, s, d) for kk, s, d in zip(kernel, strides, dilations, strict=True))
         in_channels = weight.shape[0]
@@ -360,22 +331,22 @@ def _validate(
             kernel = as_tuple(kernel_size, n, "kernel_size", minimum=1)  # type: ignore[arg-type]
         lr_shape = tuple(weight.shape[:2])
         in_channels = weight.shape[1] * groups
-    _check_groups(lr_shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
+    check_groups(lr_shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
     if order == "dcr" and groups != 1:
-        raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
-    x, batched = _check_input(input, n, in_channels)
+        raise SubpixelError(f"order='dcr' needs groups == 1, got groups={groups}")
+    x, batched = check_input(input, n, in_channels)
     geoms = tuple(
         lr_geometry(length, k, s, p, a, d)
         for length, k, s, p, a, d in zip(x.shape[2:], kernel, strides, pads, out_pads, dilations, strict=True)
     )
     if tuple(g.lr_kernel for g in geoms) != k_lr:
-        raise ValueError(
+        raise SubpixelError(
             f"weight_lr has LR kernel size {k_lr}, but kernel_size={kernel}, stride={strides}, "
             f"dilation={dilations} need {tuple(g.lr_kernel for g in geoms)}"
         )
     c_out = lr_shape[0] // r_total
     if bias is not None and tuple(bias.shape) != (c_out,):
-        raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
+        raise SubpixelError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
     spec = Spec(n, strides, pads, out_pads, dilations, kernel, groups, order)
     return spec, geoms, batched
 
@@ -385,8 +356,8 @@ def _entry(spec: Spec, geoms: tuple[AxisGeometry, ...], batched: bool, spatial: 
     phases = None
     axes, fraction = phase_plan(spatial, spec.kernel_size, spec.strides, spec.dilations, geoms)
     if (
-        fraction <= _PHASE_MAX_WORK
-        and math.prod(spec.strides) <= _PHASE_MAX_CONVS
+        fraction <= config.current.phase_max_work
+        and math.prod(spec.strides) <= config.current.phase_max_convs
         and phase_conv_count(axes, spatial) > 0
     ):
         phases = tuple(tuple(a) for a in axes)
@@ -397,7 +368,7 @@ def _lr_order(spec: Spec, x: Tensor, weight_grad: bool) -> ChannelOrder:
     """The LR weight order to convolve with: DCR for a channels-last input (its shuffle is a block copy), except
     when autograd records an LR weight parameter and the compiled copy kernel shuffles CRD near bandwidth (no
     per-call reorder of the weight and its gradient)."""
-    if spec.order == "dcr" or spec.groups != 1 or _memory_format(x) == torch.contiguous_format:
+    if spec.order == "dcr" or spec.groups != 1 or memory_format_of(x) == torch.contiguous_format:
         return spec.order
     if weight_grad and x.device.type == "cpu" and native.available():
         return spec.order
@@ -434,7 +405,7 @@ def _execute(
         if source == "ct":
             w_ct = weight  # torch's own layer, exactly: the weight as it is
         else:
-            fmt = _memory_format(x)
+            fmt = memory_format_of(x)
 
             def make_ct() -> Tensor:
                 w = lr_weight_to_conv_transpose(
@@ -448,7 +419,7 @@ def _execute(
             x, w_ct, bias, spec.strides, spec.padding, spec.output_padding, spec.groups, spec.dilations
         )  # fmt: skip
     order = spec.order if algorithm == "phases" else lr_order
-    fmt = _memory_format(x)
+    fmt = memory_format_of(x)
     w = weight
     if source == "ct":
 
@@ -476,6 +447,41 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def measure(
+    names: Sequence[str], call: Callable[[str], object]
+) -> tuple[dict[str, float], dict[str, str], int]:
+    """Time ``call(name)`` for every candidate ``name`` (the timer of the timed choice; see the module docstring).
+
+    Returns each candidate's score in seconds (the mean of its faster half of the timed rounds), the candidates
+    that failed (first line of their error; ``"lr_shuffle"`` failing raises), and the number of rounds."""
+    times: dict[str, list[float]] = {}
+    errors: dict[str, str] = {}
+    for algorithm in names:  # warm-up (oneDNN primitive creation); an algorithm that fails is dropped
+        t0 = time.perf_counter()
+        try:
+            call(algorithm)
+        except RuntimeError as exc:
+            if algorithm == "lr_shuffle":
+                raise
+            errors[algorithm] = str(exc).splitlines()[0][:80]
+            continue
+        times[algorithm] = [time.perf_counter() - t0]
+    # a second, timed warm-up where the first was cheap: the first calls of a large output also pay fresh page
+    # faults, and the first call of all may have paid one-time costs (oneDNN primitives, a kernel build)
+    timed = list(times)
+    calls = [lambda a=a: call(a) for a in timed]
+    first = max(ts[0] for ts in times.values())
+    if first < 1.0:
+        first = max(t for (t,) in interleaved(calls, min_runs=1, warmup=0))
+    rounds = (
+        3 if first > 0.1 else min(15, max(5, int(0.08 / max(first, 1e-6))))
+    )  # ~80 ms of timing: 3-15 rounds
+    times = dict(zip(timed, interleaved(calls, min_runs=rounds, warmup=0, alternate=True), strict=True))
+    # the lower half's mean: robust to other processes' load (which only adds time) without trusting one call
+    fastest = {a: sum(sorted(ts)[: max(1, len(ts) // 2)]) / max(1, len(ts) // 2) for a, ts in times.items()}
+    return fastest, errors, rounds
+
+
 def _time(
     cands: list[str], entry: _Entry, lr_order: ChannelOrder, x: Tensor, weight: Tensor, source: WeightSource,
     bias: Tensor | None, grads: tuple[bool, bool, bool], fresh_weight: bool,
@@ -500,34 +506,10 @@ def _time(
                 torch.autograd.grad(y, leaves, torch.ones_like(y), allow_unused=True)
         _sync(x.device)
 
-    times: dict[str, list[float]] = {}
-    errors: dict[str, str] = {}
-    for algorithm in cands:  # warm-up (oneDNN primitive creation); an algorithm that fails is dropped
-        t0 = time.perf_counter()
-        try:
-            call(algorithm)
-        except RuntimeError as exc:
-            if algorithm == "lr_shuffle":
-                raise
-            errors[algorithm] = str(exc).splitlines()[0][:80]
-            continue
-        times[algorithm] = [time.perf_counter() - t0]
-    # a second, timed warm-up where the first was cheap: the first calls of a large output also pay fresh page
-    # faults, and the first call of all may have paid one-time costs (oneDNN primitives, a kernel build)
-    names = list(times)
-    calls = [lambda a=a: call(a) for a in names]
-    first = max(ts[0] for ts in times.values())
-    if first < 1.0:
-        first = max(t for (t,) in interleaved(calls, min_runs=1, warmup=0))
-    rounds = (
-        3 if first > 0.1 else min(15, max(5, int(0.08 / max(first, 1e-6))))
-    )  # ~80 ms of timing: 3-15 rounds
-    times = dict(zip(names, interleaved(calls, min_runs=rounds, warmup=0, alternate=True), strict=True))
-    # the lower half's mean: robust to other processes' load (which only adds time) without trusting one call
-    fastest = {a: sum(sorted(ts)[: max(1, len(ts) // 2)]) / max(1, len(ts) // 2) for a, ts in times.items()}
+    fastest, errors, rounds = measure(cands, call)
     best = min(fastest, key=fastest.__getitem__)
     reference = "conv_transpose" if source == "ct" and "conv_transpose" in fastest else "lr_shuffle"
-    if fastest[best] > _KEEP * fastest[reference]:  # within noise of the reference: keep it
+    if fastest[best] > config.current.keep * fastest[reference]:  # within noise of the reference: keep it
         best = reference
     summary = ", ".join(f"{a} {1e3 * t:.3g} ms" for a, t in fastest.items())
     summary += "".join(f", {a} failed ({e})" for a, e in errors.items())
@@ -542,7 +524,7 @@ def _choose(
     weight_grad = torch.is_grad_enabled() and grads[1]
     lr_order = _lr_order(entry.spec, x, weight_grad and source == "lr")
     cands = _candidates(entry, zero_ok, weight_grad and not fixed_taps)
-    timed_training = _timed_training()
+    timed_training = config.current.timed_training
     if timed_training is None:
         timed_training = source == "ct"
     if forced is not None:
@@ -555,13 +537,13 @@ def _choose(
     elif recording and not timed_training:
         algorithm = "lr_shuffle"
         reason = (
-            f"training an LR-layout weight: the LR form (a timed choice could differ between runs; "
-            f"{_ENV_TRAINING}=1 times it)"
+            "training an LR-layout weight: the LR form (a timed choice could differ between runs; "
+            "SUBPIXEL_TIMED_TRAINING=1 times it)"
         )
     else:
         size_class = (
             entry.spec, tuple(cands), lr_order, source, x.shape[0], x.shape[1],
-            round(math.log2(max(math.prod(x.shape[2:]), 1))), _memory_format(x), x.dtype, x.device,
+            round(math.log2(max(math.prod(x.shape[2:]), 1))), memory_format_of(x), x.dtype, x.device,
             tuple(weight.shape), weight.stride(), bias is None, recording and grads, fresh_weight,
             torch.is_autocast_enabled(x.device.type), native.available(), torch.get_num_threads(),
         )  # fmt: skip
@@ -570,51 +552,61 @@ def _choose(
             decided = _time(cands, entry, lr_order, x, weight, source, bias, grads, fresh_weight)
             with _lock:
                 _decisions[size_class] = decided
-                while len(_decisions) > _PLAN_CACHE_SIZE:
+                while len(_decisions) > config.current.plan_cache_size:
                     _decisions.popitem(last=False)
         else:
             decided = (decided[0], f"as timed for an input of about this size: {decided[1]}")
         algorithm, reason = decided
-    return Plan(algorithm, tuple(cands), reason, lr_order, entry.spec, entry.geoms, entry.phases)  # type: ignore[arg-type]
+    call = _prepare(algorithm, entry, lr_order, source)
+    reads_values = entry.mask is not None and source == "lr" and not (weight_grad and not fixed_taps)
+    return Plan(
+        algorithm, tuple(cands), reason, lr_order, entry.spec, entry.geoms, entry.phases, call, reads_values,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
-def _unplanned(input: Tensor, weight: Tensor) -> bool:
-    """Whether the LR form runs unplanned: under tracing, scripting, compiling or export, for tensor subclasses,
-    symbolic sizes and meta tensors, and under a ``TorchDispatchMode`` (``FlopCounterMode`` and other observers of
-    the ops, which count the layer's own LR arithmetic; no candidate is timed inside them)."""
-    return (  # symbolic sizes come only with a subclass (FakeTensor) or under a dispatch mode, both caught here
-        _use_plain_path(input)
-        or type(weight) not in PLAIN_TENSOR_TYPES
-        or input.is_meta
-        or is_in_torch_dispatch_mode()
-    )
+def _prepare(
+    algorithm: str, entry: _Entry, lr_order: ChannelOrder, source: WeightSource
+) -> Callable[[Tensor, Tensor, Tensor | None, bool], Tensor]:
+    """The plan's computation with everything but the tensors bound: torch's layer itself for a
+    ConvTranspose-layout weight, else :func:`_execute`."""
+    spec = entry.spec
+    if algorithm == "conv_transpose" and source == "ct":
+        conv_transpose = CONV_TRANSPOSE[spec.ndim]
+        arguments = (spec.strides, spec.padding, spec.output_padding, spec.groups, spec.dilations)
+
+        def call(x: Tensor, weight: Tensor, bias: Tensor | None, per_call: bool) -> Tensor:
+            return conv_transpose(x, weight, bias, *arguments)
+
+        return call
+    geoms, phases = entry.geoms, entry.phases
+
+    def execute(x: Tensor, weight: Tensor, bias: Tensor | None, per_call: bool) -> Tensor:
+        return _execute(algorithm, spec, geoms, phases, lr_order, x, weight, source, bias, per_call)
+
+    return execute
 
 
 def _plan_and_inputs(
     input: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, stride: object, padding: object,
     output_padding: object, groups: int, dilation: object, kernel_size: object, order: str, algorithm: str | None,
     fixed_taps: bool, fresh_weight: bool,
-) -> tuple[Plan | None, Tensor, bool, Spec | None, tuple[AxisGeometry, ...] | None]:  # fmt: skip
-    """The plan for this call (``None`` under tracing/compiling/export: the LR form, unplanned), and the batched
-    input."""
-    if _unplanned(input, weight):
+) -> tuple[Plan | None, bool, Spec, tuple[AxisGeometry, ...]]:  # fmt: skip
+    """The plan for this call (``None`` off the eager plain path: the LR form, unplanned), whether ``input`` is
+    batched, the spec and the geometry."""
+    if not is_eager_plain(input, weight):
         spec, geoms, batched = _validate(
             input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
         )
-        return None, (input if batched else input.unsqueeze(0)), batched, spec, geoms
-    forced = _check_algorithm(algorithm, "algorithm") if algorithm is not None else forced_algorithm()
+        return None, batched, spec, geoms
+    forced = check_algorithm(algorithm, "algorithm") if algorithm is not None else forced_algorithm()
     fixed_taps = fixed_taps or source == "ct"
     grad_on = torch.is_grad_enabled()
     grads = (input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad)
     recording = grad_on and (grads[0] or grads[1] or grads[2])
-    device = None if input.is_cpu else input.device  # a torch.device is built on every read: not for the CPU
     key = (
-        input.shape, input.stride(), input.dtype, device, weight.shape, weight.stride(), weight.dtype, source,
+        input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.stride(), weight.dtype, source,
         None if bias is None else (bias.shape, bias.dtype), stride, padding, output_padding, groups, dilation,
-        kernel_size, order, recording and grads, forced, fixed_taps, fresh_weight, recording and _timed_training(),
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_autocast_enabled("cpu" if device is None else device.type),
-        native.available(), torch.get_num_threads(),
+        kernel_size, order, recording and grads, forced, fixed_taps, fresh_weight, _state(input),
     )  # fmt: skip
     try:
         entry = _plans.get(key)
@@ -625,13 +617,11 @@ def _plan_and_inputs(
         spec, geoms, batched = _validate(
             input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order
         )
-        spatial = tuple(input.shape[-spec.ndim :])
-        entry = _entry(spec, geoms, batched, spatial)
+        entry = _entry(spec, geoms, batched, tuple(input.shape[-spec.ndim :]))
         with _lock:
             _plans[key] = entry
-            while len(_plans) > _PLAN_CACHE_SIZE:
+            while len(_plans) > config.current.plan_cache_size:
                 _plans.popitem(last=False)
-    x = input if entry.batched else input.unsqueeze(0)
     zero_ok = True
     if entry.mask is not None and source == "lr" and not (grad_on and grads[1] and not fixed_taps):
         zero_ok = bool(
@@ -643,14 +633,47 @@ def _plan_and_inputs(
         )
     plan = entry.plans.get(zero_ok)
     if plan is None:
+        x = input if entry.batched else input.unsqueeze(0)
         plan = _choose(entry, zero_ok, forced, x, weight, source, bias, grads, fixed_taps, fresh_weight)
         entry.plans[zero_ok] = plan
-    return plan, x, entry.batched, entry.spec, entry.geoms
+    return plan, entry.batched, entry.spec, entry.geoms
+
+
+#: bumped by every change of :mod:`subpixel.config` and by :func:`clear_caches`: call sites drop their plan
+_generation = [0]
+
+
+def _state(input: Tensor) -> tuple:
+    """The process state a plan depends on besides its arguments (read on every call of the full route)."""
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_autocast_enabled("cpu" if input.is_cpu else input.device.type),
+        torch.get_num_threads(),
+        native.available(),
+        _generation[0],
+    )
+
+
+class CallSite:
+    """The last plan of one caller (a layer), reused while its calls look the same: same input shape, strides,
+    dtype and device; the same weight layout, shape and dtype; the same bias presence, grad mode and forced
+    algorithm; the same process state (:func:`_state`). The steady state of a layer is then a comparison and the
+    prepared call (:attr:`Plan.call`); anything else goes the full route (:func:`run`), which refreshes it."""
+
+    __slots__ = ("batched", "check", "plan")
+
+    def __init__(self) -> None:
+        self.check: tuple | None = None
+        self.plan: Plan | None = None
+        self.batched = True
+
+    def __reduce__(self) -> tuple:  # copies and pickles start empty (a plan holds prepared callables)
+        return (CallSite, ())
 
 
 def _source(weight_lr: Tensor | None, weight_ct: Tensor | None) -> tuple[Tensor, WeightSource]:
     if (weight_lr is None) == (weight_ct is None):
-        raise ValueError("give exactly one of weight_lr and weight_ct")
+        raise SubpixelError("give exactly one of weight_lr and weight_ct")
     return (weight_lr, "lr") if weight_ct is None else (weight_ct, "ct")  # type: ignore[return-value]
 
 
@@ -696,6 +719,7 @@ def run(
     fixed_taps: bool = False,
     weight_ct: Tensor | None = None,
     fresh_weight: bool = False,
+    site: CallSite | None = None,
 ) -> Tensor:
     """Validate, plan (cached) and run: the body of :func:`~subpixel.functional.lr_conv_shuffle` (same arguments
     and result; see there).
@@ -715,18 +739,41 @@ def run(
     weight norm): weights derived from it are then computed on every call rather than cached, and the timed
     choice counts that cost.
 
+    ``site``: the caller's :class:`CallSite` (a layer's), where the last plan is kept for the next call.
+
     Shape:
         - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``; weight_lr: ``(C_out·R, C_in/groups, *K)``;
           weight_ct: ``(C_in, C_out/groups, *k)``.
         - output: ``(N, C_out, *L_out)`` (no ``N`` for an unbatched input).
     """
     weight, source = _source(weight_lr, weight_ct)
-    p, x, batched, spec, geoms = _plan_and_inputs(
+    check = None
+    if site is not None and is_eager_plain(input, weight):
+        # everything the site's plan was made for that can change between calls
+        grad = torch.is_grad_enabled()
+        forced = algorithm
+        if forced is None:
+            stack = _forced.stack
+            forced = stack[-1] if stack else config.current.algorithm
+        check = (
+            input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.dtype, source,
+            bias is None, stride, padding, output_padding, groups, dilation, kernel_size, order,
+            grad and (input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad),
+            forced, fixed_taps, fresh_weight, torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(),
+            _generation[0],
+        )  # fmt: skip
+        if site.check == check:  # the steady state: the prepared call
+            p = site.plan
+            per_call = fresh_weight or (grad and weight.requires_grad)
+            if site.batched:
+                return p.call(input, weight, bias, per_call)  # type: ignore[union-attr]
+            return p.call(input.unsqueeze(0), weight, bias, per_call).squeeze(0)  # type: ignore[union-attr]
+    p, batched, spec, geoms = _plan_and_inputs(
         input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order,
         algorithm, fixed_taps, fresh_weight,
     )  # fmt: skip
-    if p is None:  # traced, compiled, exported: the exportable conv + shuffle graph
-        assert spec is not None and geoms is not None
+    x = input if batched else input.unsqueeze(0)
+    if p is None:  # traced, compiled, exported, transformed: the exportable conv + shuffle graph
         w = weight
         if source == "ct":
             w = conv_transpose_weight_to_lr(
@@ -734,6 +781,11 @@ def run(
             )
         y = lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, spec.order)
     else:
+        if site is not None and check is not None:
+            site.check, site.plan, site.batched = (None if p.reads_values else check), p, batched
         per_call = fresh_weight or (weight.requires_grad and torch.is_grad_enabled())
-        y = _execute(p.algorithm, p.spec, p.geoms, p.phases, p.lr_order, x, weight, source, bias, per_call)
+        y = p.call(x, weight, bias, per_call)
     return y if batched else y.squeeze(0)
+
+
+config.on_change(clear_caches)

@@ -44,18 +44,18 @@ from torch import Tensor
 from subpixel import dispatch
 from subpixel._validation import ChannelOrder, as_tuple, check_ndim
 from subpixel.geometry import (
-    _CONV,
-    _CONV_T,
+    CONV,
+    CONV_TRANSPOSE,
     AxisGeometry,
-    _check_groups,
-    _check_input,
-    _spatial_dims,
+    check_groups,
+    check_input,
     conv_transpose_output_size,
     conv_transpose_weight_to_lr,
     lr_geometry,
     lr_kernel_size,
     lr_weight_to_conv_transpose,
     output_padding_for_size,
+    spatial_dims,
 )
 
 __all__ = [
@@ -105,7 +105,7 @@ def conv_transpose(
         torch.Size([1, 2, 16])
     """
     n = check_ndim(weight.dim() - 2, "weight.dim() - 2")
-    return _CONV_T[n](input, weight, bias, stride, padding, output_padding, groups, dilation)
+    return CONV_TRANSPOSE[n](input, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
 def fractionally_strided_conv(
@@ -139,14 +139,14 @@ def fractionally_strided_conv(
         >>> y.shape, bool(torch.allclose(y, conv_transpose(x, w, stride=2, padding=1, output_padding=1)))
         (torch.Size([2, 3, 10, 10]), True)
     """
-    n = _spatial_dims(weight, "weight")
+    n = spatial_dims(weight, "weight")
     strides = as_tuple(stride, n, "stride", minimum=1)
     pads = as_tuple(padding, n, "padding", minimum=0)
     out_pads = as_tuple(output_padding, n, "output_padding", minimum=0)
     dilations = as_tuple(dilation, n, "dilation", minimum=1)
     c_in, c_out_g = weight.shape[0], weight.shape[1]
-    _check_groups(c_in, groups, "weight.shape[0] (in_channels)")
-    x, batched = _check_input(input, n, c_in)
+    check_groups(c_in, groups, "weight.shape[0] (in_channels)")
+    x, batched = check_input(input, n, c_in)
     # zero-insertion: (N, C, L) -> (N, C, (L - 1)·s + 1)
     if any(s > 1 for s in strides):
         spatial = x.shape[2:]
@@ -162,7 +162,7 @@ def fractionally_strided_conv(
     # (C_in, C_out/g, *k) -> (C_out, C_in/g, *k), flipped in space
     w = weight.reshape(groups, c_in // groups, c_out_g, *kernel).transpose(1, 2)
     w = w.reshape(groups * c_out_g, c_in // groups, *kernel).flip(list(range(2, 2 + n)))
-    y = _CONV[n](x, w, bias, 1, 0, dilations, groups)
+    y = CONV[n](x, w, bias, 1, 0, dilations, groups)
     return y if batched else y.squeeze(0)
 
 

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from subpixel import _reindex
 from subpixel._validation import ChannelOrder, as_tuple, check_order
-from subpixel.shuffle import _use_plain_path, convert_channel_order
+from subpixel.eager import is_eager_plain
+from subpixel.errors import SubpixelError
+from subpixel.shuffle import convert_channel_order
 
 __all__ = [
     "AxisGeometry",
@@ -33,8 +34,8 @@ __all__ = [
 
 IntOrTuple = int | Sequence[int]
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def lr_geometry(
     """
     out_size = conv_transpose_output_size(in_size, kernel_size, stride, padding, output_padding, dilation)
     if out_size < 1:
-        raise ValueError(
+        raise SubpixelError(
             f"the transposed convolution's output would have size {out_size} along an axis "
             f"(input size {in_size}, kernel {kernel_size}, stride {stride}, padding {padding}, "
             f"output_padding {output_padding}, dilation {dilation}); expected at least 1"
@@ -141,7 +142,7 @@ def output_padding_for_size(
     if len(size) == n + 2 or (len(size) == n + 1):
         size = size[-n:]
     if len(size) != n:
-        raise ValueError(
+        raise SubpixelError(
             f"output_size must have {n} or {n + 2} elements (spatial sizes, or the full shape), got {output_size!r}"
         )
     result = []
@@ -151,7 +152,7 @@ def output_padding_for_size(
         )
         largest = smallest + stride[i] - 1
         if not smallest <= size[i] <= largest:
-            raise ValueError(
+            raise SubpixelError(
                 f"requested an output size of {list(output_size)}, but valid sizes on axis {i} range from "
                 f"{smallest} to {largest} (for an input of spatial size {list(in_spatial)})"
             )
@@ -159,21 +160,21 @@ def output_padding_for_size(
     return tuple(result)
 
 
-def _spatial_dims(weight: Tensor, name: str) -> int:
+def spatial_dims(weight: Tensor, name: str) -> int:
     n = weight.dim() - 2
     if n not in (1, 2, 3):
-        raise ValueError(
+        raise SubpixelError(
             f"{name} must have 3, 4 or 5 dims (channels, channels, then 1 to 3 kernel dims), "
             f"got shape {tuple(weight.shape)}"
         )
     return n
 
 
-def _check_groups(channels: int, groups: int, name: str) -> None:
+def check_groups(channels: int, groups: int, name: str) -> None:
     if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+        raise SubpixelError(f"groups must be a positive int, got {groups!r}")
     if channels % groups != 0:
-        raise ValueError(f"{name} ({channels}) must be divisible by groups ({groups})")
+        raise SubpixelError(f"{name} ({channels}) must be divisible by groups ({groups})")
 
 
 def conv_transpose_weight_to_lr(
@@ -213,24 +214,24 @@ def conv_transpose_weight_to_lr(
                 [0., 3., 1.]])
     """
     order = check_order(order)
-    n = _spatial_dims(weight, "weight")
+    n = spatial_dims(weight, "weight")
     strides = as_tuple(stride, n, "stride", minimum=1)
     dilations = as_tuple(dilation, n, "dilation", minimum=1)
     c_in, c_out_g = weight.shape[0], weight.shape[1]
-    _check_groups(c_in, groups, "weight.shape[0] (in_channels)")
+    check_groups(c_in, groups, "weight.shape[0] (in_channels)")
     if order == "dcr" and groups != 1:
-        raise ValueError(
+        raise SubpixelError(
             f"order='dcr' needs groups == 1 (phases of all groups interleave), got groups={groups}"
         )
     wanted = {torch.channels_last: 4, torch.channels_last_3d: 5}.get(memory_format)
     if wanted is not None and weight.dim() != wanted:
-        raise ValueError(
+        raise SubpixelError(
             f"memory_format={memory_format} needs a {wanted}-D weight, got shape {tuple(weight.shape)}"
         )
     kernel = tuple(weight.shape[2:])
     k_lr = [lr_kernel_size(k, s, d) for k, s, d in zip(kernel, strides, dilations, strict=True)]
     g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
-    if _reindex.faster_than_views(g, weight.numel()) and _eager(weight):
+    if _reindex.faster_than_views(g, weight.numel()) and is_eager_plain(weight):
         channels_last = memory_format in (torch.channels_last, torch.channels_last_3d)
         return _reindex.conv_transpose_to_lr(weight, g, channels_last=channels_last)
     # the definition, as views (recorded by tracing, compiling and export; the eager path gives the same bits)
@@ -290,22 +291,22 @@ def lr_weight_to_conv_transpose(
         True
     """
     order = check_order(order)
-    n = _spatial_dims(weight_lr, "weight_lr")
+    n = spatial_dims(weight_lr, "weight_lr")
     kernel = as_tuple(kernel_size, n, "kernel_size", minimum=1)
     strides = as_tuple(stride, n, "stride", minimum=1)
     dilations = as_tuple(dilation, n, "dilation", minimum=1)
     k_lr = [lr_kernel_size(k, s, d) for k, s, d in zip(kernel, strides, dilations, strict=True)]
     if list(weight_lr.shape[2:]) != k_lr:
-        raise ValueError(
+        raise SubpixelError(
             f"weight_lr must have LR kernel size {tuple(k_lr)} for kernel_size={kernel}, stride={strides}, "
             f"dilation={dilations}, got shape {tuple(weight_lr.shape)}"
         )
     r_total = math.prod(strides)
-    _check_groups(weight_lr.shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
+    check_groups(weight_lr.shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
     if order == "dcr" and groups != 1:
-        raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
+        raise SubpixelError(f"order='dcr' needs groups == 1, got groups={groups}")
     g = _reindex.Reindex(kernel, strides, dilations, tuple(k_lr), groups, order)
-    if not check and _reindex.faster_than_views(g, weight_lr.numel()) and _eager(weight_lr):
+    if not check and _reindex.faster_than_views(g, weight_lr.numel()) and is_eager_plain(weight_lr):
         return _reindex.lr_to_conv_transpose(weight_lr, g)
     if order == "dcr":
         weight_lr = convert_channel_order(weight_lr, strides, "dcr", "crd", dim=0)
@@ -328,7 +329,7 @@ def lr_weight_to_conv_transpose(
         rest = full.clone()
         rest[taps] = 0
         if torch.count_nonzero(rest) > 0:
-            raise ValueError(
+            raise SubpixelError(
                 f"weight_lr has non-zero entries (max |w| = {rest.abs().max().item():.3g}) at LR positions that no "
                 f"ConvTranspose tap of kernel_size={kernel}, stride={strides}, dilation={dilations} reaches; "
                 "converting would change the layer. Pass check=False to drop them, or use a kernel_size that is "
@@ -337,29 +338,17 @@ def lr_weight_to_conv_transpose(
     return weight
 
 
-def _eager(weight: Tensor) -> bool:
-    """Whether the weight maps run eagerly on a plain tensor (then :mod:`subpixel._reindex` does them in one or two
-    passes); under tracing, compiling, export, a ``TorchDispatchMode``, on meta tensors and inside ``torch.func``
-    transforms the view formulation runs."""
-    return not (
-        _use_plain_path(weight)
-        or weight.is_meta
-        or is_in_torch_dispatch_mode()
-        or torch._C._functorch.is_functorch_wrapped_tensor(weight)
-    )
-
-
-def _check_input(input: Tensor, n: int, in_channels: int, name: str = "input") -> tuple[Tensor, bool]:
+def check_input(input: Tensor, n: int, in_channels: int, name: str = "input") -> tuple[Tensor, bool]:
     """Add a batch dim to an unbatched input; check the channel count."""
     if input.dim() == n + 1:
         input, batched = input.unsqueeze(0), False
     elif input.dim() == n + 2:
         batched = True
     else:
-        raise ValueError(
+        raise SubpixelError(
             f"{name} must have {n + 2} dims (N, C, *spatial) or {n + 1} (C, *spatial) for a {n}-D layer, "
             f"got shape {tuple(input.shape)}"
         )
     if input.shape[1] != in_channels:
-        raise ValueError(f"{name} must have {in_channels} channels, got shape {tuple(input.shape)}")
+        raise SubpixelError(f"{name} must have {in_channels} channels, got shape {tuple(input.shape)}")
     return input, batched

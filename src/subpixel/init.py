@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from subpixel._validation import ChannelOrder, as_tuple, check_order
+from subpixel.errors import SubpixelError
 from subpixel.layers import SubPixelConvNd
 
 __all__ = ["icnr_"]
@@ -51,14 +52,14 @@ def icnr_(
         weight = target.weight
         factors: tuple[int, ...] = target.stride
         if order is not None and check_order(order) != target.order:
-            raise ValueError(f"order={order!r} differs from the module's order {target.order!r}")
+            raise SubpixelError(f"order={order!r} differs from the module's order {target.order!r}")
         chosen = target.order
     elif isinstance(target, Tensor):
         weight = target
         if factor is None:
-            raise ValueError("factor is required when target is a weight tensor")
+            raise SubpixelError("factor is required when target is a weight tensor")
         if weight.dim() not in (3, 4, 5):
-            raise ValueError(
+            raise SubpixelError(
                 f"weight must have 3 to 5 dims (C·R, C_in/groups, *K), got shape {tuple(weight.shape)}"
             )
         factors = as_tuple(factor, weight.dim() - 2, "factor", minimum=1)
@@ -67,7 +68,7 @@ def icnr_(
         raise TypeError(f"target must be a SubPixelConvNd or a Tensor, got {type(target).__name__}")
     r_total = math.prod(factors)
     if weight.shape[0] % r_total != 0:
-        raise ValueError(
+        raise SubpixelError(
             f"weight.shape[0] ({weight.shape[0]}) must be divisible by the product of the factors {factors} = {r_total}"
         )
     sub = torch.empty(

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from subpixel import dispatch
 from subpixel._validation import ChannelOrder, as_tuple, check_order
+from subpixel.config import check_algorithm
+from subpixel.errors import SubpixelError
 from subpixel.functional import (
     conv_transpose_weight_to_lr,
     fractionally_strided_conv,
@@ -68,20 +70,20 @@ class SubPixelConvNd(nn.Module):
         n = self._ndim
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise SubpixelError(f"{name} must be a positive int, got {value!r}")
         if in_channels % groups != 0:
-            raise ValueError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
+            raise SubpixelError(f"in_channels ({in_channels}) must be divisible by groups ({groups})")
         if out_channels % groups != 0:
-            raise ValueError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
+            raise SubpixelError(f"out_channels ({out_channels}) must be divisible by groups ({groups})")
         if padding_mode != "zeros":
-            raise ValueError(
+            raise SubpixelError(
                 f"padding_mode must be 'zeros' (the only mode a transposed convolution supports), got {padding_mode!r}"
             )
         self.order: ChannelOrder = check_order(order)
         #: force an algorithm for this layer where valid (see :mod:`subpixel.dispatch`); ``None``: automatic
-        self.algorithm = dispatch._check_algorithm(algorithm, "algorithm")
+        self.algorithm = check_algorithm(algorithm, "algorithm")
         if self.order == "dcr" and groups != 1:
-            raise ValueError(f"order='dcr' needs groups == 1, got groups={groups}")
+            raise SubpixelError(f"order='dcr' needs groups == 1, got groups={groups}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = as_tuple(kernel_size, n, "kernel_size", minimum=1)
@@ -91,7 +93,7 @@ class SubPixelConvNd(nn.Module):
         self.dilation = as_tuple(dilation, n, "dilation", minimum=1)
         for a, s, d in zip(self.output_padding, self.stride, self.dilation, strict=True):
             if a >= max(s, d):
-                raise ValueError(
+                raise SubpixelError(
                     f"output_padding must be smaller than either stride or dilation on every axis, got "
                     f"output_padding={self.output_padding}, stride={self.stride}, dilation={self.dilation}"
                 )
@@ -101,12 +103,16 @@ class SubPixelConvNd(nn.Module):
             lr_kernel_size(k, s, d)
             for k, s, d in zip(self.kernel_size, self.stride, self.dilation, strict=True)
         )
+        self._site = dispatch.CallSite()  # the last plan, for the steady state of forward
         factory = {"device": device, "dtype": dtype}
         r_total = math.prod(self.stride)
         self.weight = nn.Parameter(
             torch.empty((out_channels * r_total, in_channels // groups, *self.lr_kernel_size), **factory)
         )
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels, **factory))
+        else:  # registered as a missing parameter, as torch's layers do (a plain ``None`` attribute is not)
+            self.register_parameter("bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -160,7 +166,7 @@ class SubPixelConvNd(nn.Module):
         scales = as_tuple(scale, n, "scale", minimum=1)
         k_lr = as_tuple(lr_kernel_size, n, "lr_kernel_size", minimum=1)
         if any(k % 2 == 0 for k in k_lr):
-            raise ValueError(f"lr_kernel_size must be odd for 'same' padding, got {lr_kernel_size!r}")
+            raise SubpixelError(f"lr_kernel_size must be odd for 'same' padding, got {lr_kernel_size!r}")
         return cls(
             in_channels,
             out_channels,
@@ -181,18 +187,26 @@ class SubPixelConvNd(nn.Module):
             - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``.
             - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
         """
-        args = self._arguments(input, output_size)
+        output_padding = (
+            self.output_padding if output_size is None else self._output_padding(input, output_size)
+        )
         weight_lr, weight_ct, fixed_taps, fresh = self._weights()
         return dispatch.run(
             input,
             weight_lr,
             self.bias,
-            *args,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+            self.kernel_size,
             order=self.order,
             algorithm=self.algorithm,
             fixed_taps=fixed_taps,
             weight_ct=weight_ct,
             fresh_weight=fresh,
+            site=getattr(self, "_site", None),
         )
 
     def plan(self, input: Tensor, output_size: Sequence[int] | None = None) -> dispatch.Plan | None:
@@ -226,6 +240,9 @@ class SubPixelConvNd(nn.Module):
         construction and their gradients go nowhere; see :func:`subpixel.dispatch.run`). ``fresh_weight``: the
         weight given is computed on this call (weight norm, spectral norm, ...), a new tensor every time.
         """
+        # read through nn.Module's registries: the public route (parametrize.is_parametrized, the
+        # ``parametrizations`` attribute, ``chain.original``) goes through Module.__getattr__ three times, 2-4 µs
+        # per forward measured, about the whole per-call budget of a small layer
         plain = self._parameters.get("weight")
         if plain is not None:
             return plain, None, False, False
@@ -249,18 +266,22 @@ class SubPixelConvNd(nn.Module):
         fixed = any(getattr(p, "subpixel_fixed_taps", False) for p in steps)
         return self.weight, None, fixed, True
 
+    def _output_padding(self, input: Tensor, output_size: Sequence[int]) -> tuple[int, ...]:
+        """The output padding that gives ``output_size`` (as ``nn.ConvTranspose*d`` computes it)."""
+        return output_padding_for_size(
+            input.shape[-self._ndim :],
+            output_size,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+        )
+
     def _arguments(self, input: Tensor, output_size: Sequence[int] | None) -> tuple:
         """stride, padding, output padding (from ``output_size`` if given), groups, dilation, kernel size."""
-        output_padding = self.output_padding
-        if output_size is not None:
-            output_padding = output_padding_for_size(
-                input.shape[-self._ndim :],
-                output_size,
-                self.kernel_size,
-                self.stride,
-                self.padding,
-                self.dilation,
-            )
+        output_padding = (
+            self.output_padding if output_size is None else self._output_padding(input, output_size)
+        )
         return (self.stride, self.padding, output_padding, self.groups, self.dilation, self.kernel_size)
 
     def extra_repr(self) -> str:

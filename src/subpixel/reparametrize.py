@@ -41,6 +41,7 @@ from torch.nn.utils.spectral_norm import (
 from torch.nn.utils.weight_norm import WeightNorm
 
 from subpixel._validation import ChannelOrder, check_order
+from subpixel.errors import SubpixelError
 from subpixel.functional import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
 
 __all__ = [
@@ -50,9 +51,9 @@ __all__ = [
     "carry_to_conv_transpose",
     "carry_to_lr",
     "deepcopy_module",
-    "describe",
     "hold_conv_transpose_weight",
     "is_reparametrized",
+    "layer_summary",
     "warn_dropped_hooks",
 ]
 
@@ -178,7 +179,14 @@ def _clone(t: Tensor) -> Tensor:
 
 
 def _set_tensor(module: nn.Module, name: str, value: Tensor) -> None:
-    """Make ``value`` the parameter (a ``Parameter``) or buffer (a plain tensor) ``name`` of ``module``."""
+    """Make ``value`` the parameter (a ``Parameter``) or buffer (a plain tensor) ``name`` of ``module``, in the
+    place of one of the same kind and name (so the order of ``parameters()`` and ``state_dict`` is kept)."""
+    if isinstance(value, nn.Parameter) and name in module._parameters:
+        module._parameters[name] = value
+        return
+    if not isinstance(value, nn.Parameter) and name in module._buffers:
+        module._buffers[name] = value
+        return
     module._parameters.pop(name, None)
     module._buffers.pop(name, None)
     module.__dict__.pop(name, None)
@@ -243,7 +251,7 @@ def _copy_hook(source: nn.Module, target: nn.Module, hook: WeightNorm | Spectral
         if tensor is None:
             tensor = source._buffers.get(key)
         if tensor is None:
-            raise ValueError(
+            raise SubpixelError(
                 f"{type(source).__name__} has a {type(hook).__name__} hook but no tensor {key!r}"
             )
         _set_tensor(target, key, _clone(tensor))
@@ -274,7 +282,7 @@ def is_reparametrized(module: nn.Module) -> bool:
     return parametrize.is_parametrized(module) or bool(_hooks(module))
 
 
-def describe(module: nn.Module) -> str:
+def layer_summary(module: nn.Module) -> str:
     """One line: the layer's class and arguments, then its reparametrizations, e.g.
     ``ConvTranspose1d(4, 2, kernel_size=(4,), stride=(2,)) [weight: _WeightNorm]``."""
     text = f"{parametrize.type_before_parametrizations(module).__name__}({module.extra_repr()})"
@@ -359,7 +367,7 @@ def carry_to_conv_transpose(layer: nn.Module, deconv: nn.Module) -> None:
             steps = list(plist)
             if tensor_name == "weight":
                 if not isinstance(steps[-1], ConvTransposeToLR):
-                    raise ValueError(
+                    raise SubpixelError(
                         f"module.weight has parametrizations {[type(s).__name__ for s in steps]} of the LR weight, "
                         "which a ConvTranspose cannot hold; fold them first with "
                         "torch.nn.utils.parametrize.remove_parametrizations(module, 'weight')"
@@ -368,7 +376,7 @@ def carry_to_conv_transpose(layer: nn.Module, deconv: nn.Module) -> None:
             _copy_parametrizations(plist, deconv, tensor_name, steps, None)
     for _, hook in _hooks(layer):
         if hook.name == "weight" and not isinstance(hook, _LRHook):
-            raise ValueError(
+            raise SubpixelError(
                 f"module.weight has a {type(hook).__name__} hook on the LR weight, which a ConvTranspose cannot "
                 "hold; fold it first (torch.nn.utils.remove_weight_norm / remove_spectral_norm)"
             )

@@ -34,6 +34,8 @@ from torch import Tensor, nn
 
 from subpixel import native
 from subpixel._validation import ChannelOrder, as_factor, check_ndim, check_order
+from subpixel.eager import is_eager_plain
+from subpixel.errors import SubpixelError
 
 __all__ = [
     "PixelShuffle1d",
@@ -57,42 +59,7 @@ def _interleave(n_lead: int, ndim: int) -> list[int]:
     return perm
 
 
-def _onnx_export_check() -> Callable[[], bool]:
-    """``torch.onnx.is_in_onnx_export`` without its two imports per call (it runs on every forward), reading the
-    same two flags; the public function where torch's private modules moved."""
-    try:
-        from torch.onnx._internal.exporter import _flags
-        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
-
-        def check() -> bool:
-            return GLOBALS.in_onnx_export or _flags._is_onnx_exporting
-
-        check()
-        return check
-    except (ImportError, AttributeError):  # pragma: no cover - another torch version
-        return torch.onnx.is_in_onnx_export
-
-
-_in_onnx_export = _onnx_export_check()
-#: tensor types whose ``copy_`` semantics the fast paths rely on
-PLAIN_TENSOR_TYPES = (Tensor, nn.Parameter)
-
-
-def _use_plain_path(x: Tensor) -> bool:
-    """Whether to use the plain reshape-permute formulation: under tracing, scripting, compiling or ONNX export,
-    and for tensor subclasses (fake, meta-programmed, ...) whose ``copy_`` semantics we do not rely on. Runs on
-    every forward: each check is a flag read."""
-    return bool(
-        type(x) not in PLAIN_TENSOR_TYPES
-        or torch._C._get_tracing_state()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
-        or torch.jit.is_scripting()
-        or _in_onnx_export()
-    )
-
-
-def _memory_format(x: Tensor) -> torch.memory_format:
+def memory_format_of(x: Tensor) -> torch.memory_format:
     """The memory format a shuffle of ``x`` produces: channels-last stays channels-last, all else contiguous."""
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
@@ -381,13 +348,13 @@ def shuffle_crop(
     lr_sizes = tuple(input.shape[2:])
     for d, r, c, o in zip(lr_sizes, factors, crops, out_sizes, strict=True):
         if c < 0 or o < 1 or c + o > d * r:
-            raise ValueError(
+            raise SubpixelError(
                 f"crops {tuple(crops)} and out_sizes {tuple(out_sizes)} do not fit in the shuffle of an input "
                 f"of shape {tuple(input.shape)} by {factors}"
             )
     if (
         input.dim() != n + 2
-        or _use_plain_path(input)
+        or not is_eager_plain(input)
         or any(o % r for o, r in zip(out_sizes, factors, strict=True))
     ):
         y = pixel_shuffle(input, factors, order=order)
@@ -398,8 +365,8 @@ def shuffle_crop(
                 *(slice(c, c + o) for c, o in zip(crops, out_sizes, strict=True)),
             )
             y = y[index]
-        return y.contiguous(memory_format=_memory_format(input) if memory_format is None else memory_format)
-    fmt = _memory_format(input) if memory_format is None else memory_format
+        return y.contiguous(memory_format=memory_format_of(input) if memory_format is None else memory_format)
+    fmt = memory_format_of(input) if memory_format is None else memory_format
     needed = tuple(-(-(c + o) // r) for c, o, r in zip(crops, out_sizes, factors, strict=True))
     if needed != lr_sizes:  # LR samples beyond those the output needs: drop them (a view)
         input = input[(slice(None), slice(None), *(slice(0, m) for m in needed))]
@@ -448,17 +415,17 @@ def pixel_shuffle(
     r_total = math.prod(factors)
     channels = input.shape[-n - 1]
     if channels % r_total != 0:
-        raise ValueError(
+        raise SubpixelError(
             f"input channels must be divisible by the product of the factors {factors} = {r_total}, "
             f"got {channels} channels (input shape {tuple(input.shape)})"
         )
     lead = tuple(input.shape[: -n - 1])
     spatial = tuple(input.shape[-n:])
     c_out = channels // r_total
-    if not _use_plain_path(input) and input.numel() > 0:
+    if is_eager_plain(input) and input.numel() > 0:
         z = input.reshape(-1, channels, *spatial) if len(lead) != 1 else input
         out_sizes = tuple(d * f for d, f in zip(spatial, factors, strict=True))
-        spec = _ShuffleSpec(factors, order, (0,) * n, out_sizes, spatial, _memory_format(z))
+        spec = _ShuffleSpec(factors, order, (0,) * n, out_sizes, spatial, memory_format_of(z))
         return _apply(_ShuffleFn, z, spec).reshape(*lead, c_out, *out_sizes)
     if order == "crd" and n == 2 and len(lead) == 1 and factors[0] == factors[1]:
         return F.pixel_shuffle(input, factors[0])  # exporters emit DepthToSpace(CRD)
@@ -514,14 +481,14 @@ def pixel_unshuffle(
     spatial = tuple(input.shape[-n:])
     for axis, (size, f) in enumerate(zip(spatial, factors, strict=True)):
         if size % f != 0:
-            raise ValueError(
+            raise SubpixelError(
                 f"spatial size {size} of axis {axis} must be divisible by its factor {f} "
                 f"(input shape {tuple(input.shape)}, factor {factor!r})"
             )
     lr_spatial = [d // f for d, f in zip(spatial, factors, strict=True)]
-    if not _use_plain_path(input) and input.numel() > 0:
+    if is_eager_plain(input) and input.numel() > 0:
         y = input.reshape(-1, channels, *spatial) if len(lead) != 1 else input
-        spec = _ShuffleSpec(factors, order, (0,) * n, spatial, tuple(lr_spatial), _memory_format(y))
+        spec = _ShuffleSpec(factors, order, (0,) * n, spatial, tuple(lr_spatial), memory_format_of(y))
         return _apply(_UnshuffleFn, y, spec).reshape(*lead, channels * math.prod(factors), *lr_spatial)
     split: list[int] = []
     for d, f in zip(lr_spatial, factors, strict=True):
@@ -582,7 +549,7 @@ def convert_channel_order(
     dim = dim % input.dim()
     size = input.shape[dim]
     if size % r_total != 0:
-        raise ValueError(
+        raise SubpixelError(
             f"dimension {dim} of input must be divisible by the product of the factors {factors} = {r_total}, "
             f"got {size} (input shape {tuple(input.shape)})"
         )

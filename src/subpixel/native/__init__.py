@@ -43,13 +43,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from subpixel import config
+
 __all__ = ["CopyProgram", "available", "copy_into", "enabled", "info", "strided_copy"]
 
 _SOURCE = Path(__file__).with_name("strided_copy.c")
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 _ELEMENT_SIZES = (1, 2, 4, 8, 16)
 _MAX_OUTER = 16
-_SMALL_BYTES = 1 << 16  # copies below this run on one thread (a parallel region costs microseconds)
 
 _state: dict[str, object] = {
     "lib": None,
@@ -63,9 +64,8 @@ _state: dict[str, object] = {
 
 
 def _cache_dir() -> Path:
-    env = os.environ.get("SUBPIXEL_CACHE_DIR")
-    if env:
-        return Path(env)
+    if config.current.cache_dir:
+        return Path(config.current.cache_dir)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "subpixel"
 
@@ -82,10 +82,7 @@ def _cpu_key() -> str:
 
 def _build_timeout() -> float:
     """Seconds the first-use build may take in all (``$SUBPIXEL_NATIVE_TIMEOUT``, default 15; it takes about 1)."""
-    try:
-        return max(0.1, float(os.environ.get("SUBPIXEL_NATIVE_TIMEOUT", "15")))
-    except ValueError:
-        return 15.0
+    return config.current.native_timeout_s
 
 
 def _run_bounded(cmd: list[str], deadline: float) -> subprocess.CompletedProcess:
@@ -145,7 +142,7 @@ def _load() -> ctypes.CDLL | None:
     if _state["tried"]:
         return _state["lib"]  # type: ignore[return-value]
     _state["tried"] = True
-    if os.environ.get("SUBPIXEL_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not config.current.native:
         _state["error"] = "disabled by SUBPIXEL_NATIVE"
         return None
     cc = shutil.which(os.environ.get("CC", "cc"))
@@ -330,7 +327,7 @@ def _plan(
         return None
     n_items = math.prod(m[0] for m in rest)
     total_bytes = n_items * n_rows * na * nb * itemsize
-    threads = 1 if total_bytes < _SMALL_BYTES else threads
+    threads = 1 if total_bytes < config.current.native_small_bytes else threads
     chunk_r = n_rows
     if n_items < 8 * threads and n_rows > 1:  # too few outer items to share: split the rows as well
         chunk_r = max(1, -(-n_rows // -(-8 * threads // n_items)))

@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from subpixel._atomic import atomic_write
+from subpixel.errors import SubpixelError
 
 __all__ = [
     "MIN_OPSET",
@@ -29,7 +30,7 @@ __all__ = [
 MIN_OPSET = 11
 
 
-class OnnxInputError(ValueError):
+class OnnxInputError(SubpixelError):
     """The input model cannot be used (not ONNX, fails the checker, opset too old); the message says why."""
 
 
@@ -218,10 +219,10 @@ def static_shape(value_info: onnx.ValueInfoProto | None) -> list[int | None] | N
 # --------------------------------------------------------------------------- shared by the rewrite passes
 INT64_MAX = np.iinfo(np.int64).max
 
-_FLOAT_TYPES = (np.float16, np.float32, np.float64)
+FLOAT_TYPES = (np.float16, np.float32, np.float64)
 
 
-class _Skip(Exception):
+class Skip(Exception):
     """A node the rewrite leaves as it is; the message says why."""
 
 
@@ -244,15 +245,15 @@ class RewriteReport:
         return "\n".join(lines)
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, object]:
+def node_attrs(node: onnx.NodeProto) -> dict[str, object]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _decode(value: object) -> object:
+def decode_attr(value: object) -> object:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _value_shapes(model: onnx.ModelProto) -> dict[str, list[int | None] | None]:
+def value_shapes(model: onnx.ModelProto) -> dict[str, list[int | None] | None]:
     """Shapes of every value of the main graph, from ONNX shape inference with data propagation."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -263,7 +264,7 @@ def _value_shapes(model: onnx.ModelProto) -> dict[str, list[int | None] | None]:
     return {v.name: static_shape(v) for v in infos}
 
 
-class _Emitter:
+class Emitter:
     """Collects new nodes and initializers with fresh names."""
 
     def __init__(self, idx: GraphIndex, prefix: str) -> None:
@@ -287,17 +288,17 @@ class _Emitter:
         return out
 
 
-def _node_label(node: onnx.NodeProto, i: int) -> str:
+def node_label(node: onnx.NodeProto, i: int) -> str:
     return node.name or f"#{i} {node.op_type} -> {node.output[0] if node.output else '?'}"
 
 
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     return out
 
 
-def _finish(
+def finish_model(
     model: onnx.ModelProto, graph_nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto]
 ) -> onnx.ModelProto:
     """Install the new node list and initializers; drop what nothing reads and stale value_info entries."""

@@ -21,19 +21,19 @@ from subpixel.functional import (
     lr_weight_to_conv_transpose,
 )
 from subpixel.onnx._graph import (
-    _FLOAT_TYPES,
+    FLOAT_TYPES,
     INT64_MAX,
+    Emitter,
     GraphIndex,
     RewriteReport,
-    _attrs,
-    _copy,
-    _decode,
-    _Emitter,
-    _finish,
-    _node_label,
-    _Skip,
-    _value_shapes,
+    Skip,
     check_model,
+    copy_model,
+    decode_attr,
+    finish_model,
+    node_attrs,
+    node_label,
+    value_shapes,
 )
 
 __all__ = ["subpixel_to_conv_transpose"]
@@ -41,7 +41,7 @@ __all__ = ["subpixel_to_conv_transpose"]
 
 def _conv_pads(attrs: dict[str, object], kernel: Sequence[int]) -> tuple[list[int], list[int]]:
     n = len(kernel)
-    auto_pad = _decode(attrs.get("auto_pad", "NOTSET")) or "NOTSET"
+    auto_pad = decode_attr(attrs.get("auto_pad", "NOTSET")) or "NOTSET"
     if auto_pad == "VALID":
         return [0] * n, [0] * n
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):  # stride 1: total padding k - 1
@@ -130,21 +130,21 @@ def _match_shuffle(
     first = idx.only_consumer(z)
     if first is not None and first.op_type == "DepthToSpace":
         if n != 2:
-            raise _Skip("DepthToSpace after a Conv that is not 2-D")
-        attrs = {k: _decode(v) for k, v in _attrs(first).items()}
+            raise Skip("DepthToSpace after a Conv that is not 2-D")
+        attrs = {k: decode_attr(v) for k, v in node_attrs(first).items()}
         s = int(attrs["blocksize"])  # type: ignore[call-overload]
         return [first], first.output[0], [s, s], "crd" if attrs.get("mode", "DCR") == "CRD" else "dcr"
     t = idx.only_consumer(first.output[0]) if first is not None and first.op_type == "Reshape" else None
     r2 = idx.only_consumer(t.output[0]) if t is not None and t.op_type == "Transpose" else None
     if first is None or t is None or r2 is None or r2.op_type != "Reshape":
-        raise _Skip("not followed by DepthToSpace, or by Reshape → Transpose → Reshape, only")
+        raise Skip("not followed by DepthToSpace, or by Reshape → Transpose → Reshape, only")
     s1, s2 = idx.constant(first.input[1]), idx.constant(r2.input[1])
-    perm = [int(p) for p in _attrs(t).get("perm", [])]  # type: ignore[attr-defined]
+    perm = [int(p) for p in node_attrs(t).get("perm", [])]  # type: ignore[attr-defined]
     if s1 is None or s2 is None:
-        raise _Skip("the shuffle's Reshape shapes are not constants")
+        raise Skip("the shuffle's Reshape shapes are not constants")
     s1l, s2l = [int(v) for v in s1.ravel()], [int(v) for v in s2.ravel()]
-    zero1 = bool(_attrs(first).get("allowzero", 0))
-    zero2 = bool(_attrs(r2).get("allowzero", 0))
+    zero1 = bool(node_attrs(first).get("allowzero", 0))
+    zero2 = bool(node_attrs(r2).get("allowzero", 0))
     src = list(z_shape) if z_shape is not None else [None] * (n + 2)
     batch, spatial = src[0], src[2:]
     for order in ("crd", "dcr"):
@@ -160,24 +160,24 @@ def _match_shuffle(
         want2 = [batch, c, *[None if d is None else d * f for d, f in zip(spatial, factors)]]
         if _reshape_is(s1l, want1, src, zero1) and _reshape_is(s2l, want2, mid, zero2):
             return [first, t, r2], r2.output[0], factors, order
-    raise _Skip("Reshape → Transpose → Reshape is not provably a periodic shuffle of the Conv's output")
+    raise Skip("Reshape → Transpose → Reshape is not provably a periodic shuffle of the Conv's output")
 
 
 def _reverse_one(
     idx: GraphIndex, conv: onnx.NodeProto, shapes: dict[str, list[int | None] | None], prefix: str
 ) -> tuple[list[onnx.NodeProto], onnx.NodeProto, list[onnx.TensorProto], str]:
-    attrs = _attrs(conv)
+    attrs = node_attrs(conv)
     w = idx.constant(conv.input[1])
     if w is None or w.ndim not in (3, 4, 5):
-        raise _Skip("weight is not a constant 1-D, 2-D or 3-D initializer")
-    if w.dtype.type not in _FLOAT_TYPES:
-        raise _Skip(f"weight type {w.dtype} is not float16/float32/float64")
+        raise Skip("weight is not a constant 1-D, 2-D or 3-D initializer")
+    if w.dtype.type not in FLOAT_TYPES:
+        raise Skip(f"weight type {w.dtype} is not float16/float32/float64")
     n = w.ndim - 2
     kernel = list(w.shape[2:])
     strides_attr = [int(v) for v in attrs.get("strides", [1] * n)]  # type: ignore[attr-defined]
     dilations_attr = [int(v) for v in attrs.get("dilations", [1] * n)]  # type: ignore[attr-defined]
     if any(v != 1 for v in strides_attr + dilations_attr):
-        raise _Skip("Conv with stride or dilation > 1")
+        raise Skip("Conv with stride or dilation > 1")
     group = int(attrs.get("group", 1))  # type: ignore[call-overload]
     pb, pe = _conv_pads(attrs, kernel)
     x_shape = shapes.get(conv.input[0])
@@ -190,18 +190,18 @@ def _reverse_one(
     shuffle, final, strides, order = _match_shuffle(idx, conv.output[0], n, w.shape[0], z_shape)
     r_total = math.prod(strides)
     if w.shape[0] % (r_total * group):
-        raise _Skip(f"{w.shape[0]} output channels are not divisible by {r_total} phases · group {group}")
+        raise Skip(f"{w.shape[0]} output channels are not divisible by {r_total} phases · group {group}")
     if order == "dcr" and group != 1:
-        raise _Skip("a DCR shuffle after a grouped Conv has no ConvTranspose equivalent")
+        raise Skip("a DCR shuffle after a grouped Conv has no ConvTranspose equivalent")
     c_out = w.shape[0] // r_total
     b = None
     if len(conv.input) > 2 and conv.input[2]:
         b_lr = idx.constant(conv.input[2])
         if b_lr is None:
-            raise _Skip("bias is not a constant initializer")
+            raise Skip("bias is not a constant initializer")
         phases = b_lr.reshape(c_out, r_total) if order == "crd" else b_lr.reshape(r_total, c_out).T
         if not np.array_equal(phases, np.repeat(phases[:, :1], r_total, axis=1)):
-            raise _Skip(
+            raise Skip(
                 "the Conv bias differs between the phases of an output channel (not a ConvTranspose bias)"
             )
         b = phases[:, 0].copy()
@@ -245,20 +245,20 @@ def _reverse_one(
         begin = (kernel[i] - 1 - pb[i]) * s + crop_begin[i]
         end = s * (kernel[i] - 1 - pe[i]) - crop_end[i] - (kernel[i] * s - ks[i])
         if begin < 0:
-            raise _Skip(
+            raise Skip(
                 f"the Conv's padding {pb[i]} exceeds kernel − 1 = {kernel[i] - 1}: no ConvTranspose pads fit"
             )
         a = 0
         if end < 0:
             a, end = -end, 0
             if a >= s:
-                raise _Skip(
+                raise Skip(
                     f"the output extends {a} samples past a ConvTranspose's reach (output_padding must be < {s})"
                 )
         pads_begin.append(begin)
         pads_end.append(end)
         out_pad.append(a)
-    em = _Emitter(idx, prefix)
+    em = Emitter(idx, prefix)
     inputs = [conv.input[0], em.const("weight", weight)]
     if b is not None:
         inputs.append(em.const("bias", b))
@@ -331,9 +331,9 @@ def subpixel_to_conv_transpose(
         >>> node.op_type, [(a.name, list(a.ints)) for a in node.attribute if a.name in ("kernel_shape", "pads")]
         ('ConvTranspose', [('kernel_shape', [6, 6]), ('pads', [2, 2, 2, 2])])
     """
-    model = _copy(model)
+    model = copy_model(model)
     idx = GraphIndex(model.graph, input_initializers_are_constant=input_initializers_are_constant)
-    shapes = _value_shapes(model)
+    shapes = value_shapes(model)
     report = RewriteReport()
     replace: dict[int, onnx.NodeProto] = {}
     drop: set[int] = set()
@@ -344,10 +344,10 @@ def subpixel_to_conv_transpose(
             continue
         if not _reverse_candidate(idx, node):
             continue
-        label = _node_label(node, i)
+        label = node_label(node, i)
         try:
             removed, new, new_inits, what = _reverse_one(idx, node, shapes, node.name or f"conv{i}")
-        except _Skip as exc:
+        except Skip as exc:
             report.skipped.append((label, str(exc)))
             continue
         last = max(position[id(nd)] for nd in removed)
@@ -356,7 +356,7 @@ def subpixel_to_conv_transpose(
         inits.extend(new_inits)
         report.rewritten.append((label, what))
     nodes = [replace.get(i, nd) for i, nd in enumerate(model.graph.node) if i not in drop]
-    model = _finish(model, nodes, inits)
+    model = finish_model(model, nodes, inits)
     if check:
         check_model(model, "the rewritten model")
     return model, report

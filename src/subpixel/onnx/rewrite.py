@@ -30,26 +30,27 @@ import numpy as np
 import onnx
 import torch
 
+from subpixel.errors import SubpixelError
 from subpixel.functional import (
     conv_transpose_weight_to_lr,
     lr_geometry,
 )
 from subpixel.onnx._graph import (
-    _FLOAT_TYPES,
+    FLOAT_TYPES,
     INT64_MAX,
+    Emitter,
     GraphIndex,
     RewriteReport,
-    _attrs,
-    _copy,
-    _decode,
-    _Emitter,
-    _finish,
-    _node_label,
-    _Skip,
-    _value_shapes,
+    Skip,
     check_model,
+    copy_model,
     count_in_subgraphs,
+    decode_attr,
+    finish_model,
+    node_attrs,
+    node_label,
     used_names,
+    value_shapes,
 )
 
 __all__ = [
@@ -111,13 +112,13 @@ def resolve_conv_transpose(
     """
     n = len(weight_shape) - 2
     if n < 1 or len(in_spatial) != n:
-        raise ValueError(
+        raise SubpixelError(
             f"weight shape {tuple(weight_shape)} does not fit an input with {len(in_spatial)} spatial dims"
         )
-    attrs = {k: _decode(v) for k, v in _attrs(node).items()}
+    attrs = {k: decode_attr(v) for k, v in node_attrs(node).items()}
     kernel = tuple(int(k) for k in weight_shape[2:])
     if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != kernel:  # type: ignore[arg-type]
-        raise ValueError(
+        raise SubpixelError(
             f"kernel_shape {list(attrs['kernel_shape'])} differs from the weight's {list(kernel)}"
         )  # type: ignore[call-overload]
 
@@ -127,7 +128,7 @@ def resolve_conv_transpose(
             return (default,) * length
         value = tuple(int(v) for v in value)  # type: ignore[attr-defined]
         if len(value) != length:
-            raise ValueError(f"attribute {name}={list(value)} must have {length} entries")
+            raise SubpixelError(f"attribute {name}={list(value)} must have {length} entries")
         return value
 
     strides = per_axis("strides", 1)
@@ -135,20 +136,20 @@ def resolve_conv_transpose(
     output_padding = per_axis("output_padding", 0)
     group = int(attrs.get("group", 1))  # type: ignore[call-overload]
     if min(strides) < 1 or min(dilations) < 1 or min(output_padding) < 0 or group < 1:
-        raise ValueError(
+        raise SubpixelError(
             f"invalid attributes strides={list(strides)}, dilations={list(dilations)}, "
             f"output_padding={list(output_padding)}, group={group}"
         )
     auto_pad = attrs.get("auto_pad", "NOTSET") or "NOTSET"
     if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
-        raise ValueError(f"unknown auto_pad {auto_pad!r}")
+        raise SubpixelError(f"unknown auto_pad {auto_pad!r}")
     natural = [d * (k - 1) + 1 + a for k, d, a in zip(kernel, dilations, output_padding)]  # + s (L - 1)
     if "output_shape" in attrs:
         target = [int(v) for v in attrs["output_shape"]]  # type: ignore[attr-defined]
         if len(target) != n:
-            raise ValueError(f"output_shape={target} must have {n} entries (the spatial sizes)")
+            raise SubpixelError(f"output_shape={target} must have {n} entries (the spatial sizes)")
         if any(size is None for size in in_spatial):
-            raise ValueError(
+            raise SubpixelError(
                 "output_shape needs the input's spatial size, which shape inference could not resolve"
             )
         totals = [
@@ -157,7 +158,7 @@ def resolve_conv_transpose(
         upper = auto_pad == "SAME_UPPER"
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         if any(output_padding):
-            raise ValueError(
+            raise SubpixelError(
                 "auto_pad=SAME_* with a non-zero output_padding: ONNX shape inference and ONNX Runtime "
                 "disagree on the output size"
             )
@@ -169,12 +170,12 @@ def resolve_conv_transpose(
         else:
             pads = per_axis("pads", 0, 2 * n)
         if min(pads) < 0:
-            raise ValueError(f"pads={list(pads)} must be non-negative")
+            raise SubpixelError(f"pads={list(pads)} must be non-negative")
         return ConvTransposeGeometry(kernel, strides, dilations, pads[:n], pads[n:], output_padding, group)
     begin, end = [], []
     for total in totals:
         if total < 0 and auto_pad != "NOTSET":
-            raise ValueError(
+            raise SubpixelError(
                 f"auto_pad={auto_pad} with a negative total padding ({total}): ONNX Runtime and the ONNX "
                 "reference evaluator disagree on this case (size, or where the extra samples go)"
             )
@@ -189,7 +190,7 @@ def resolve_conv_transpose(
 
 
 def _slice_spatial(
-    em: _Emitter,
+    em: Emitter,
     x: str,
     n: int,
     starts: Sequence[int],
@@ -206,7 +207,7 @@ def _slice_spatial(
 
 
 def _shuffle(
-    em: _Emitter,
+    em: Emitter,
     z: str,
     c_out: int,
     strides: Sequence[int],
@@ -259,7 +260,7 @@ def _quantized(idx: GraphIndex, name: str) -> _Quantized | None:
     q, scale = idx.constant(dq.input[0]), idx.constant(dq.input[1])
     has_zp = len(dq.input) > 2 and bool(dq.input[2])
     zp = idx.constant(dq.input[2]) if has_zp else None
-    attrs = _attrs(dq)
+    attrs = node_attrs(dq)
     if q is None or scale is None or (has_zp and zp is None) or int(attrs.get("block_size", 0)):  # type: ignore[call-overload]
         return None
     if q.dtype.kind not in "iu" or q.ndim == 0:
@@ -268,7 +269,7 @@ def _quantized(idx: GraphIndex, name: str) -> _Quantized | None:
 
 
 def _lr_quantized_weight(
-    em: _Emitter, qw: _Quantized, strides: Sequence[int], dilations: Sequence[int], group: int
+    em: Emitter, qw: _Quantized, strides: Sequence[int], dilations: Sequence[int], group: int
 ) -> str:
     """``DequantizeLinear`` of the LR weight: the integer weight moved like the float one, zeros made zero points."""
     q, n = qw.q, qw.q.ndim - 2
@@ -276,7 +277,7 @@ def _lr_quantized_weight(
     r_total = math.prod(strides)
     per_axis = qw.scale.ndim == 1
     if per_axis and (qw.axis != 1 or qw.scale.shape != (c_out_g,)):
-        raise _Skip(
+        raise Skip(
             f"per-channel quantized weight along axis {qw.axis} (scale shape {list(qw.scale.shape)}); only "
             "per-tensor or per-output-channel (axis 1) quantization is rewritten"
         )
@@ -297,12 +298,10 @@ def _lr_quantized_weight(
     return em.node("DequantizeLinear", inputs, axis=0)
 
 
-def _lr_quantized_bias(em: _Emitter, qb: _Quantized, c_out: int, r_total: int) -> str:
+def _lr_quantized_bias(em: Emitter, qb: _Quantized, c_out: int, r_total: int) -> str:
     """``DequantizeLinear`` of the bias repeated once per phase (CRD)."""
     if qb.q.shape != (c_out,) or qb.scale.size not in (1, c_out):
-        raise _Skip(
-            f"quantized bias shape {list(qb.q.shape)} / scale shape {list(qb.scale.shape)} do not fit"
-        )
+        raise Skip(f"quantized bias shape {list(qb.q.shape)} / scale shape {list(qb.scale.shape)} do not fit")
     per_axis = qb.scale.ndim == 1 and qb.scale.size == c_out
     inputs = [
         em.const("bias_lr_q", np.repeat(qb.q, r_total)),
@@ -317,47 +316,45 @@ def _lr_quantized_bias(em: _Emitter, qb: _Quantized, c_out: int, r_total: int) -
 
 def _rewrite_conv_transpose(
     idx: GraphIndex, node: onnx.NodeProto, shapes: dict[str, list[int | None] | None], prefix: str
-) -> tuple[_Emitter, str]:
+) -> tuple[Emitter, str]:
     if len(node.input) < 2 or not node.input[1]:
-        raise _Skip("no weight input")
+        raise Skip("no weight input")
     x_name, w_name = node.input[0], node.input[1]
     b_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
     w = idx.constant(w_name)
     qw = _quantized(idx, w_name) if w is None else None
     if w is None and qw is None:
-        raise _Skip(
+        raise Skip(
             f"weight {w_name!r} is not a constant initializer (computed by a node, or an initializer that is also a "
             "graph input and can be fed at run time: see --input-initializers-are-constant)"
         )
-    if w is not None and w.dtype.type not in _FLOAT_TYPES:
-        raise _Skip(f"weight type {w.dtype} is not float16/float32/float64")
+    if w is not None and w.dtype.type not in FLOAT_TYPES:
+        raise Skip(f"weight type {w.dtype} is not float16/float32/float64")
     w_shape = w.shape if w is not None else qw.q.shape  # type: ignore[union-attr]
     b, qb = None, None
     if b_name is not None:
         b = idx.constant(b_name)
         qb = _quantized(idx, b_name) if b is None else None
         if b is None and qb is None:
-            raise _Skip(f"bias {b_name!r} is not a constant initializer")
+            raise Skip(f"bias {b_name!r} is not a constant initializer")
     n = len(w_shape) - 2
     if n not in (1, 2, 3):
-        raise _Skip(
-            f"{n}-D ConvTranspose (weight shape {list(w_shape)}); only 1-D, 2-D and 3-D are rewritten"
-        )
+        raise Skip(f"{n}-D ConvTranspose (weight shape {list(w_shape)}); only 1-D, 2-D and 3-D are rewritten")
     x_shape = shapes.get(x_name)
     in_spatial: list[int | None] = [None] * n
     if x_shape is not None:
         if len(x_shape) != n + 2:
-            raise _Skip(f"input rank {len(x_shape)} does not fit the weight shape {list(w_shape)}")
+            raise Skip(f"input rank {len(x_shape)} does not fit the weight shape {list(w_shape)}")
         in_spatial = list(x_shape[2:])
     try:
         geo = resolve_conv_transpose(node, w_shape, in_spatial)
     except ValueError as exc:
-        raise _Skip(str(exc)) from None
+        raise Skip(str(exc)) from None
     c_in, c_out = w_shape[0], w_shape[1] * geo.group
     if c_in % geo.group:
-        raise _Skip(f"weight.shape[0]={c_in} is not divisible by group={geo.group}")
+        raise Skip(f"weight.shape[0]={c_in} is not divisible by group={geo.group}")
     if b is not None and b.shape != (c_out,):
-        raise _Skip(f"bias shape {list(b.shape)} is not ({c_out},)")
+        raise Skip(f"bias shape {list(b.shape)} is not ({c_out},)")
     axes = []
     for i in range(n):
         length = in_spatial[i]
@@ -375,13 +372,13 @@ def _rewrite_conv_transpose(
                 geo.dilations[i],
             )
         except ValueError as exc:
-            raise _Skip(str(exc)) from None
+            raise Skip(str(exc)) from None
         n_lr = probe + g.pad_before + g.pad_after - g.lr_kernel + 1
         end_offset = g.crop + g.out_size - n_lr * geo.strides[i]  # in (-s, 0]
         axes.append((g, end_offset))
 
     r_total = math.prod(geo.strides)
-    em = _Emitter(idx, prefix)
+    em = Emitter(idx, prefix)
     inputs = [x_name]
     starts = [max(0, -g.pad_before) for g, _ in axes]
     ends = [g.pad_after if g.pad_after < 0 else INT64_MAX for g, _ in axes]
@@ -475,9 +472,9 @@ def conv_transpose_to_subpixel(
         >>> [nd.op_type for nd in out.graph.node]
         ['Conv', 'DepthToSpace', 'Slice']
     """
-    model = _copy(model)
+    model = copy_model(model)
     idx = GraphIndex(model.graph, input_initializers_are_constant=input_initializers_are_constant)
-    shapes = _value_shapes(model)
+    shapes = value_shapes(model)
     report = RewriteReport()
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
@@ -486,10 +483,10 @@ def conv_transpose_to_subpixel(
         if node.op_type != "ConvTranspose" or node.domain not in ("", "ai.onnx"):
             nodes.append(node)
             continue
-        label = _node_label(node, i)
+        label = node_label(node, i)
         try:
             em, what = _rewrite_conv_transpose(idx, node, shapes, node.name or f"convtranspose{i}")
-        except _Skip as exc:
+        except Skip as exc:
             report.skipped.append((label, str(exc)))
             nodes.append(node)
             continue
@@ -513,7 +510,7 @@ def conv_transpose_to_subpixel(
         report.skipped.append(
             (f"{inside} node(s)", "ConvTranspose inside If/Loop/Scan subgraphs are not rewritten")
         )
-    model = _finish(model, nodes, inits)
+    model = finish_model(model, nodes, inits)
     if check:
         check_model(model, "the rewritten model")
     return model, report

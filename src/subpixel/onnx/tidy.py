@@ -8,13 +8,13 @@ import onnx
 from onnx import helper
 
 from subpixel.onnx._graph import (
+    Emitter,
     GraphIndex,
-    _attrs,
-    _copy,
-    _Emitter,
-    _finish,
-    _value_shapes,
+    copy_model,
     default_opset,
+    finish_model,
+    node_attrs,
+    value_shapes,
 )
 
 __all__ = ["fuse_depth_to_space", "merge_slices"]
@@ -47,11 +47,11 @@ def fuse_depth_to_space(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         >>> count, [(nd.op_type, nd.attribute[1].s) for nd in out.graph.node]
         (1, [('DepthToSpace', b'CRD')])
     """
-    model = _copy(model)
+    model = copy_model(model)
     if default_opset(model) < 11:
         return model, 0
     idx = GraphIndex(model.graph)
-    shapes = _value_shapes(model)
+    shapes = value_shapes(model)
     position = {id(nd): i for i, nd in enumerate(model.graph.node)}
     replace: dict[int, onnx.NodeProto] = {}
     drop: set[int] = set()
@@ -65,7 +65,7 @@ def fuse_depth_to_space(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         if r2 is None or r2.op_type != "Reshape" or x_shape is None or len(x_shape) != 4 or None in x_shape:
             continue
         s1, s2 = idx.constant(r1.input[1]), idx.constant(r2.input[1])
-        perm = [int(p) for p in _attrs(t).get("perm", [])]  # type: ignore[attr-defined]
+        perm = [int(p) for p in node_attrs(t).get("perm", [])]  # type: ignore[attr-defined]
         if s1 is None or s2 is None or s1.size != 6:
             continue
         nb, cr, h, w = x_shape  # type: ignore[misc]
@@ -84,7 +84,7 @@ def fuse_depth_to_space(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
                 )
                 drop |= {position[id(r1)], position[id(t)]}
     nodes = [replace.get(i, nd) for i, nd in enumerate(model.graph.node) if i not in drop]
-    return _finish(model, nodes, []), len(replace)
+    return finish_model(model, nodes, []), len(replace)
 
 
 def _const_slice(idx: GraphIndex, node: onnx.NodeProto, rank: int | None) -> tuple[list[int], ...] | None:
@@ -131,10 +131,10 @@ def merge_slices(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         >>> removed, [nd.op_type for nd in out.graph.node]
         (1, ['Slice'])
     """
-    model = _copy(model)
+    model = copy_model(model)
     if default_opset(model) < 10:
         return model, 0
-    shapes = _value_shapes(model)
+    shapes = value_shapes(model)
     removed = 0
     changed = True
     while changed:  # merge pairs until none is left (a chain of three merges in two passes)
@@ -152,7 +152,7 @@ def merge_slices(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             a, b = _const_slice(idx, first, rank), _const_slice(idx, second, rank)
             if a is None or b is None or set(a[2]) & set(b[2]):
                 continue
-            em = _Emitter(idx, first.name or "slice")
+            em = Emitter(idx, first.name or "slice")
             merged = helper.make_node(
                 "Slice",
                 [
@@ -171,4 +171,4 @@ def merge_slices(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             model.graph.node.extend(nodes)
             model.graph.initializer.extend(em.inits)
             break
-    return _finish(model, list(model.graph.node), []), removed
+    return finish_model(model, list(model.graph.node), []), removed

@@ -57,7 +57,9 @@ def input_specs(
             )
         specs[value.name] = (shape, dtype)
     if shapes:
-        raise SubpixelError(f"shapes given for unknown inputs {sorted(shapes)}; the inputs are {sorted(specs)}")
+        raise SubpixelError(
+            f"shapes given for unknown inputs {sorted(shapes)}; the inputs are {sorted(specs)}"
+        )
     return specs
 
 
@@ -172,7 +174,9 @@ def compare_models(
     a, b = _session(original, threads), _session(rewritten, threads)
     names = [o.name for o in a.get_outputs()]
     if names != [o.name for o in b.get_outputs()]:
-        raise SubpixelError(f"the models have different outputs: {names} vs {[o.name for o in b.get_outputs()]}")
+        raise SubpixelError(
+            f"the models have different outputs: {names} vs {[o.name for o in b.get_outputs()]}"
+        )
     ya, yb = a.run(None, feeds), b.run(None, feeds)
     errors, scales = {}, {}
     for name, u, v in zip(names, ya, yb):

@@ -168,9 +168,10 @@ def plan_tiles(height: int, width: int, tile: int, radius: int) -> list[Tile]:
 def estimate_receptive_radius(model: nn.Module) -> int:
     """An upper bound of the LR receptive radius of a feed-forward stack of stride-1 convolutions.
 
-    The sum over the ``Conv2d`` layers of ``ceil(dilation·(k − 1) / 2)`` plus ``K − 1`` for each sub-pixel layer
-    (LR kernel ``K``, whatever its padding): exact for a chain of 'same' convolutions, an over-estimate (still
-    safe) for parallel branches and sub-pixel layers.
+    The sum over the ``Conv2d`` layers of ``ceil(dilation·(k − 1) / 2)`` plus, for each sub-pixel layer, the
+    farther of its reaches to either side, ``⌊(d·(k − 1) − p) / s⌋`` and ``⌊(s − 1 + p) / s⌋`` LR pixels (its
+    padding shifts the reach towards one side): exact for a chain of 'same' convolutions, an over-estimate (still
+    safe) for parallel branches and layers after the upsampling.
 
     Args:
         model: the network.
@@ -190,8 +191,13 @@ def estimate_receptive_radius(model: nn.Module) -> int:
 
     radius = 0
     for name, module in model.named_modules():
-        if isinstance(module, SubPixelConvNd):  # an LR convolution, then the shuffle: reach < its LR kernel
-            radius += max(int(k) - 1 for k in module.weight.shape[2:])
+        if isinstance(module, SubPixelConvNd):
+            # output sample m = c·s + φ (LR position c) sums inputs n = (m + p − t·d) / s over the taps t < k:
+            # from c − ⌊(d(k−1) − p) / s⌋ to c + ⌊(s − 1 + p) / s⌋ (the padding shifts the reach to one side)
+            radius += max(
+                max(0, (d * (k - 1) - p) // s, (s - 1 + p) // s)
+                for k, s, p, d in zip(module.kernel_size, module.stride, module.padding, module.dilation)
+            )
         elif isinstance(module, nn.Conv2d):
             if any(s != 1 for s in module.stride):
                 raise SubpixelError(
