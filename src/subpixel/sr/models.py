@@ -31,10 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subpixel._atomic import atomic_write
+from subpixel.errors import SubpixelError
 from subpixel.init import icnr_
 from subpixel.layers import SubPixelConv2d
+from subpixel.sr.rep_blocks import RepConv2d, applicable_branches
 
 __all__ = [
+    "ACTIVATIONS",
     "DEFAULT_MODEL",
     "ESPCN",
     "FAMILIES",
@@ -44,6 +47,7 @@ __all__ = [
     "RepESPCN",
     "config_path",
     "load",
+    "make_activation",
     "nearest_skip",
     "pretrained",
     "pretrained_models",
@@ -56,7 +60,8 @@ __all__ = [
 FORMAT = "subpixel.sr.espcn"
 #: channel modes: ``"y"`` (the Y of BT.601 YCbCr, divided by 255) or ``"rgb"``
 ChannelMode = Literal["y", "rgb"]
-_ACTIVATIONS = ("tanh", "relu", "prelu", "identity")
+#: the activations of the hidden layers (:func:`make_activation`)
+ACTIVATIONS = ("tanh", "relu", "prelu", "identity")
 #: global skips: none, or the input upsampled by nearest neighbour added to the output
 SKIPS = ("none", "nearest")
 _WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -111,8 +116,8 @@ class ESPCNConfig:
             )
         if any(not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 for k in kernels):
             raise ValueError(f"kernel_sizes must be odd positive ints, got {self.kernel_sizes!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.skip not in SKIPS:
             raise ValueError(f"skip must be one of {SKIPS}, got {self.skip!r}")
         object.__setattr__(self, "widths", widths)
@@ -152,14 +157,24 @@ class ESPCNConfig:
         return cls(**values)
 
 
-def _activation(name: str, width: int, factory: dict[str, Any]) -> nn.Module:
+def make_activation(name: str, width: int, factory: dict[str, Any] | None = None) -> nn.Module:
+    """The activation module ``name`` (one of :data:`ACTIVATIONS`) after a layer of ``width`` channels.
+
+    ``factory`` holds ``device``/``dtype`` for PReLU's per-channel parameter.
+
+    Examples:
+        >>> make_activation("prelu", 4).weight.shape
+        torch.Size([4])
+    """
     if name == "tanh":
         return nn.Tanh()
     if name == "relu":
         return nn.ReLU()
     if name == "prelu":
-        return nn.PReLU(width, **factory)
-    return nn.Identity()
+        return nn.PReLU(width, **(factory or {}))
+    if name == "identity":
+        return nn.Identity()
+    raise SubpixelError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
 class ESPCN(nn.Module):
@@ -212,7 +227,7 @@ class ESPCN(nn.Module):
         c_in = self.config.in_channels
         for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
             layers.append(nn.Conv2d(c_in, width, k, padding=k // 2, **factory))
-            layers.append(_activation(activation, width, factory))
+            layers.append(make_activation(activation, width, factory))
             c_in = width
         self.features = nn.Sequential(*layers)
         self.upsample = SubPixelConv2d.from_lr_kernel(
@@ -298,7 +313,7 @@ class RepESPCN(nn.Module):
     """The training form of an ESPCN whose convolutions are re-parameterizable blocks; :meth:`collapse` deploys it.
 
     Every convolution of an :class:`ESPCN` of the same config (hidden LR convolutions and the sub-pixel layer's
-    LR convolution) is a :class:`~subpixel.sr.reparam.RepConv2d` here: a sum of linear branches that
+    LR convolution) is a :class:`~subpixel.sr.rep_blocks.RepConv2d` here: a sum of linear branches that
     :meth:`collapse` folds, exactly, into the one kernel of a plain :class:`ESPCN`. What is saved, loaded,
     exported, counted and used to upscale is that collapsed ESPCN; this class only exists while training.
 
@@ -309,7 +324,7 @@ class RepESPCN(nn.Module):
         scale: upscaling factor ``r``.
         channels: ``"y"`` or ``"rgb"``.
         widths, kernel_sizes, activation, skip: as :class:`ESPCN` (the deployed architecture).
-        branches: the :data:`~subpixel.sr.reparam.BRANCHES` of the hidden blocks (edge branches need 3×3
+        branches: the :data:`~subpixel.sr.rep_blocks.BRANCHES` of the hidden blocks (edge branches need 3×3
             kernels; ``"identity"`` is used only where a block keeps its channel count).
         tail_branches: the branches of the sub-pixel layer's LR convolution.
         device, dtype: factory arguments.
@@ -342,8 +357,6 @@ class RepESPCN(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        from subpixel.sr.reparam import EDGE_FILTERS, RepConv2d
-
         self.config = ESPCNConfig(
             scale=scale,
             channels=channels,
@@ -355,26 +368,25 @@ class RepESPCN(nn.Module):
         self.branches, self.tail_branches = tuple(branches), tuple(tail_branches)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
 
-        def usable(names: tuple[str, ...], c_in: int, c_out: int, k: int) -> tuple[str, ...]:
-            kept = tuple(
-                b
-                for b in names
-                if not (b == "identity" and c_in != c_out) and not (b in EDGE_FILTERS and k != 3)
-            )
-            return kept or ("conv",)
-
         layers: list[nn.Module] = []
         c_in = self.config.in_channels
         for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
             layers.append(
-                RepConv2d(c_in, width, k, branches=usable(self.branches, c_in, width, k), **factory)
+                RepConv2d(
+                    c_in, width, k, branches=applicable_branches(self.branches, c_in, width, k), **factory
+                )
             )
-            layers.append(_activation(activation, width, factory))
+            layers.append(make_activation(activation, width, factory))
             c_in = width
         self.features = nn.Sequential(*layers)
         k, c_out = self.config.kernel_sizes[-1], self.config.in_channels * scale**2
         self.tail = RepConv2d(
-            c_in, c_out, k, branches=usable(self.tail_branches, c_in, c_out, k), bias=False, **factory
+            c_in,
+            c_out,
+            k,
+            branches=applicable_branches(self.tail_branches, c_in, c_out, k),
+            bias=False,
+            **factory,
         )
         #: one bias per output channel, shared by its r² phases (the sub-pixel layer's bias)
         self.tail_bias = nn.Parameter(torch.zeros(self.config.in_channels, **factory))
@@ -411,8 +423,6 @@ class RepESPCN(nn.Module):
         Shape:
             - input: ``(N, C, h, w)``; output: ``(N, C, h·r, w·r)``.
         """
-        from subpixel.sr.reparam import RepConv2d
-
         x = input
         for module in self.features:
             x = module.forward_branches(x) if isinstance(module, RepConv2d) else module(x)
@@ -423,8 +433,6 @@ class RepESPCN(nn.Module):
     @torch.no_grad()
     def collapse(self) -> ESPCN:
         """The plain :class:`ESPCN` computing the same function (same device and dtype; eval mode)."""
-        from subpixel.sr.reparam import RepConv2d
-
         ref = self.tail_bias
         model = ESPCN.from_config(self.config, device=ref.device, dtype=ref.dtype)
         for source, target in zip(self.features, model.features):
@@ -446,8 +454,6 @@ class RepESPCN(nn.Module):
         The hidden layers must have the same shapes; the sub-pixel layer is taken only when its shape fits
         (a model of another scale keeps this one's fresh sub-pixel layer).
         """
-        from subpixel.sr.reparam import RepConv2d
-
         if len(model.features) != len(self.features):
             raise ValueError(
                 f"a model with {len(model.features)} feature modules cannot seed {len(self.features)}"

@@ -52,6 +52,7 @@ from subpixel.study.families import (
     FRAME_HR,
     FamilySpec,
     build,
+    deploy,
     espcn_macs_per_pixel,
     solve_widths,
 )
@@ -191,7 +192,7 @@ def plan(config: StudyConfig) -> list[dict[str, Any]]:
                     "spec": spec,
                     "macs_per_pixel": macs,
                     "deviation": macs / target - 1,
-                    "params": sum(p.numel() for p in build(spec).parameters()),
+                    "params": sum(p.numel() for p in deploy(build(spec)).parameters()),
                 }
             )
     return rows
@@ -460,7 +461,7 @@ def _reuse(
     if not weights.is_file():
         log(f"warning: weights file {weights} is missing; {what}")
         return None
-    model = build(spec)
+    model = deploy(build(spec))
     try:
         metadata = load_weights(model, weights)
     except ValueError as exc:
@@ -585,9 +586,9 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
                     progress=config.progress,
                 )
             torch.manual_seed(seed)
-            model = build(spec)
+            training_form = build(spec)
             stats = train_model(
-                model,
+                training_form,
                 dataset,
                 steps=config.steps,
                 batch_size=config.batch_size,
@@ -596,6 +597,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
                 progress=config.progress,
                 desc=f"{spec.name} seed {seed}",
             )
+            model = deploy(training_form)  # a rep family's collapsed network; the others as trained
             save_weights(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
             scores = {}
             for folder in config.test:
@@ -606,7 +608,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
                 "budget_macs": row["budget_macs"],
                 "family": spec.family,
                 "network": spec.name,
-                "widths": [spec.w1, spec.w2],
+                "widths": list(spec.widths),
                 "params": row["params"],
                 "macs_per_pixel": row["macs_per_pixel"],
                 "deviation": row["deviation"],
@@ -704,6 +706,8 @@ _STYLE: dict[str, dict[str, Any]] = {
     "hr": {"marker": "o", "color": "tab:blue", "lw": 2},
     "deconv": {"marker": "s", "color": "tab:orange", "lw": 4, "ms": 9, "alpha": 0.6},
     "lr": {"marker": "^", "color": "tab:green", "lw": 1.5, "ls": "--"},
+    "rep": {"marker": "D", "color": "tab:red", "lw": 2},
+    "hr-rep": {"marker": "v", "color": "tab:purple", "lw": 2, "ls": ":"},
 }
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "BRANCHES",
     "EDGE_FILTERS",
     "RepConv2d",
+    "applicable_branches",
     "collapse_branches",
     "compose_1x1_kxk",
 ]
@@ -59,6 +60,28 @@ EDGE_FILTERS: dict[str, tuple[tuple[float, ...], ...]] = {
     "sobel_y": ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0)),
     "laplacian": ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0)),
 }
+
+
+def applicable_branches(
+    names: Sequence[str], in_channels: int, out_channels: int, kernel_size: int
+) -> tuple[str, ...]:
+    """The branches of ``names`` that a block of this shape can have (``("conv",)`` when none can).
+
+    ``"identity"`` needs ``in_channels == out_channels``; the edge branches need ``kernel_size == 3``.
+
+    Examples:
+        >>> applicable_branches(("conv", "sobel_x", "identity"), 1, 8, 3)
+        ('conv', 'sobel_x')
+        >>> applicable_branches(("identity",), 1, 8, 5)
+        ('conv',)
+    """
+    kept = tuple(
+        b
+        for b in names
+        if not (b == "identity" and in_channels != out_channels)
+        and not (b in EDGE_FILTERS and kernel_size != 3)
+    )
+    return kept or ("conv",)
 
 
 def compose_1x1_kxk(
