@@ -10,6 +10,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Literal
 
+from subpixel.errors import SubpixelError
+
 ChannelOrder = Literal["crd", "dcr"]
 CHANNEL_ORDERS: tuple[str, ...] = ("crd", "dcr")
 
@@ -102,3 +104,22 @@ def as_factor(
             f"got {tensor_dim} dims"
         )
     return factors
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int (not a bool) ``>= minimum``; raise :class:`~subpixel.errors.SubpixelError`.
+
+    The one check behind every "must be a positive int" (``minimum=0``: a non-negative int).
+
+    Examples:
+        >>> check_positive_int(3, "scale", minimum=2)
+        3
+        >>> check_positive_int(True, "steps")
+        Traceback (most recent call last):
+        ...
+        subpixel.errors.SubpixelError: steps must be a positive int, got True
+    """
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        what = {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
+        raise SubpixelError(f"{name} must be {what}, got {value!r}")
+    return int(value)  # type: ignore[arg-type]

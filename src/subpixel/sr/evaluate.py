@@ -6,12 +6,13 @@ Y of BT.601, border crop = scale, PSNR and SSIM per image, means over the set.
 
 How a model sees an image (the convention of training, :func:`subpixel.sr.data.to_model_channels`):
 
-* ``channels == "y"``: the input is the LR image's Y divided by 255, ``rgb_to_ycbcr(lr)[..., 0] / 255`` (so
-  in [16/255, 235/255]; a grayscale image is its own Y, i.e. the gray values in [0, 1]); the output is read the
-  same way, as ``Y / 255``, and scored on Y directly (rounded to 8-bit levels of Y). Colour figures take Cb and
-  Cr from the bicubic image.
-* ``channels == "rgb"``: the input is RGB in [0, 1] (a grayscale image repeated three times; the output's mean
-  over the channels is then the gray result); the output is RGB in [0, 1], scored through its Y.
+* ``channels == "y"``: the input is the LR image's Y divided by 255 (:func:`~subpixel.sr.color.model_y`: in
+  [16/255, 235/255]; a grayscale image as its RGB copy, ``(16 + 219·g) / 255``, exactly as upscaling takes it);
+  the output is read the same way, as ``Y / 255``, and scored on Y directly (rounded to 8-bit levels of Y); for
+  a grayscale image the output is turned back into gray values (:func:`~subpixel.sr.color.gray_from_model_y`),
+  which the protocol scores as their own Y. Colour figures take Cb and Cr from the bicubic image.
+* ``channels == "rgb"``: the input is RGB in [0, 1] (a grayscale image repeated three times; the gray result is
+  then the gray value of the output's Y); the output is RGB in [0, 1], scored through its Y.
 
 Python API: :func:`evaluate` (one folder), :func:`format_table`, :func:`save_figure`; the standing beside the
 published references (:data:`PUBLISHED_RESULTS`): :func:`standing`, :func:`format_standing`, :func:`save_macs_figure`. Command line
@@ -43,7 +44,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from subpixel.sr.color import quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
+from subpixel.errors import SubpixelError
+from subpixel.sr.color import gray_from_model_y, model_y, quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
+from subpixel.sr.data import to_model_channels
 from subpixel.sr.metrics import Score, score_pair
 from subpixel.sr.protocol import Upscaler, score_images
 from subpixel.sr.resize import bicubic_upscaler
@@ -72,31 +75,28 @@ PROTOCOL_DESCRIPTION = (
 )
 
 
-def _model_input(lr: np.ndarray, channels: str) -> np.ndarray:
-    """``(C, h, w)`` float64 model input from an LR image ``(h, w, C)`` in [0, 1], as training builds it."""
-    from subpixel.sr.data import to_model_channels
-
-    return to_model_channels(lr, channels)
-
-
-def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None) -> Upscaler:
+def model_upscaler(
+    model: nn.Module, *, channels: str | None = None, device: torch.device | str | None = None
+) -> Upscaler:
     """Wrap an SR model as an :data:`~subpixel.sr.protocol.Upscaler` (see the module docs for the convention).
 
     Args:
-        model: a module with ``.channels`` (``"y"`` or ``"rgb"``) whose forward maps ``(N, C, h, w)`` to
-            ``(N, C, h·r, w·r)``; it runs in eval mode without gradients.
+        model: a module whose forward maps ``(N, C, h, w)`` to ``(N, C, h·r, w·r)``; it runs in eval mode
+            without gradients.
+        channels: ``"y"`` or ``"rgb"``; by default the model's ``.channels``.
         device: where to run it (default: where its parameters are).
 
     Returns:
         ``(lr, scale) -> sr``: ``lr`` float ``(h, w, C)`` in [0, 1]; ``sr`` the ``(h·r, w·r)`` plane ``Y / 255``
-        for a Y model, else ``(h·r, w·r, C)`` (gray for a gray ``lr``).
+        for a Y model, else ``(h·r, w·r, C)``; for a gray ``lr`` the ``(h·r, w·r)`` gray plane.
 
     Raises:
-        ValueError: ``model.channels`` is missing or not ``"y"`` / ``"rgb"``.
+        SubpixelError: ``channels`` (or ``model.channels``) is missing or not ``"y"`` / ``"rgb"``.
     """
-    channels = getattr(model, "channels", None)
+    if channels is None:
+        channels = getattr(model, "channels", None)
     if channels not in ("y", "rgb"):
-        raise ValueError(f"model.channels must be 'y' or 'rgb', got {channels!r}")
+        raise SubpixelError(f"model channels must be 'y' or 'rgb', got {channels!r}")
     parameter = next(iter(model.parameters()), None)
     dtype = parameter.dtype if parameter is not None and parameter.dtype.is_floating_point else torch.float32
     run_device = (
@@ -106,7 +106,9 @@ def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None
         model = model.to(run_device)
 
     def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(_model_input(lr, channels)))[None].to(run_device, dtype)
+        x = torch.from_numpy(np.ascontiguousarray(to_model_channels(lr, channels)))[None].to(
+            run_device, dtype
+        )
         model.eval()
         with torch.inference_mode():
             out = model(x)
@@ -116,10 +118,11 @@ def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None
                 f"the model returned shape {tuple(out.shape)} for input {tuple(x.shape)}; expected {expected}"
             )
         sr = out[0].detach().to("cpu", torch.float64).numpy()
-        if channels == "y":
-            return sr[0]
-        rgb = sr.transpose(1, 2, 0)
-        return rgb.mean(axis=2, keepdims=True) if lr.shape[2] == 1 else rgb
+        gray = lr.shape[2] <= 2
+        y = sr[0] if channels == "y" else (model_y(sr, channel_axis=0) if gray else None)
+        if y is None:
+            return sr.transpose(1, 2, 0)
+        return gray_from_model_y(y) if gray else y
 
     return upscale
 

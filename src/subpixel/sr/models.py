@@ -47,13 +47,17 @@ __all__ = [
     "RepESPCN",
     "config_path",
     "load",
+    "load_state",
     "make_activation",
     "nearest_skip",
     "pretrained",
     "pretrained_models",
     "pretrained_scales",
     "read_config",
+    "read_tensors",
     "save",
+    "save_state",
+    "write_tensors",
 ]
 
 #: the ``format`` field of the JSON file written beside the weights
@@ -506,6 +510,75 @@ def _add_skip(output: Tensor, input: Tensor, config: ESPCNConfig) -> Tensor:
     return output + nearest_skip(input, config.scale) if config.skip == "nearest" else output
 
 
+def write_tensors(
+    path: str | os.PathLike[str], tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write ``tensors`` (and string ``metadata``) as one safetensors file, atomically, creating its folder.
+
+    The project's one safetensors writer: weights (:func:`save`, :func:`save_state`) and training checkpoints.
+
+    Shape:
+        - every tensor is stored with its shape and dtype (moved to the CPU, made contiguous).
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    blob = save(data, metadata=dict(metadata) if metadata is not None else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_bytes(blob))
+
+
+def read_tensors(
+    path: str | os.PathLike[str], what: str = "weights file"
+) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Read a safetensors file: ``(tensors, metadata)``; the project's one safetensors reader.
+
+    Raises:
+        SubpixelError: the file is missing or not a readable safetensors file (the message names ``what`` and the
+            file).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise SubpixelError(f"{what} {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    return tensors, metadata
+
+
+def save_state(
+    module: nn.Module, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write any module's ``state_dict`` (parameters and buffers) to ``path`` as safetensors, atomically.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_state(nn.Conv2d(1, 2, 3), Path(folder) / "net.safetensors", {"network": "conv"})
+        ...     load_state(nn.Conv2d(1, 2, 3), Path(folder) / "net.safetensors")["network"]
+        'conv'
+    """
+    write_tensors(path, module.state_dict(), metadata)
+
+
+def load_state(module: nn.Module, path: str | os.PathLike[str]) -> dict[str, str]:
+    """Load a :func:`save_state` file into ``module`` (every key and shape must match); returns its metadata.
+
+    Raises:
+        SubpixelError: the file is missing, not a readable safetensors file, or does not fit ``module`` (the
+            message names the file).
+    """
+    tensors, metadata = read_tensors(path)
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise SubpixelError(f"weights file {str(path)!r} does not fit the network: {exc}") from exc
+    return metadata
+
+
 def config_path(weights: str | os.PathLike[str]) -> Path:
     """The JSON config file that belongs to a weights file (same name, ``.json``).
 
@@ -541,19 +614,15 @@ def save(
         >>> load(path).config.widths
         (8,)
     """
-    from safetensors.torch import save_file
-
     model = getattr(model, "module", model)
     if not isinstance(model, ESPCN):
         raise TypeError(f"model must be an ESPCN, got {type(model).__name__}")
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"path must end with .safetensors, got {str(path)!r}")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     document = {"format": FORMAT, "config": model.config.to_dict(), **dict(metadata or {})}
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    write_tensors(path, model.state_dict(), {"format": FORMAT})
     atomic_write(config_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
@@ -595,9 +664,6 @@ def load(
     Raises:
         ValueError: the file is missing, corrupt, or its tensors do not fit the config.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"weights file {str(path)!r} does not exist")
@@ -606,10 +672,7 @@ def load(
         model = ESPCN.from_config(document["config"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config file {str(config_path(path))!r} is invalid: {exc}") from exc
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    tensors, _ = read_tensors(path)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:

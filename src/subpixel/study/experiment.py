@@ -9,16 +9,18 @@
 3. trains every network with the same recipe: the same patches in the same order
    (:class:`~subpixel.sr.data.PatchDataset` over the training folders: sample ``i`` depends only on the seed and
    ``i``), the same initialisation seed, Adam with the learning rate of :func:`subpixel.sr.optim.scheduled_lr`,
-   MSE loss, the same number of steps. The project's ``subpixel.sr.train.train`` trains only
-   :class:`~subpixel.sr.models.ESPCN` models, so the loop here is a small one over any ``nn.Module``;
-4. evaluates each on the test folders by the SR protocol (:func:`subpixel.sr.protocol.run_protocol`: MATLAB
-   bicubic LR, Y channel, 8-bit rounding, border crop ``r``);
+   MSE loss, the same number of steps, by ``subpixel train``'s loop (:func:`subpixel.sr.train.run_steps`); the
+   rep families train as re-parameterizable blocks and are collapsed (:func:`~subpixel.study.families.deploy`);
+4. evaluates each on the test folders by the SR protocol (:func:`subpixel.sr.protocol.run_protocol` with
+   :func:`subpixel.sr.evaluate.model_upscaler`, as ``subpixel evaluate`` runs a Y model: MATLAB bicubic LR, Y
+   channel, 8-bit rounding, border crop ``r``);
 5. times a forward pass on a 1080p frame (LR ``1080/r × 1920/r`` → 1080×1920) for every network, interleaved
    (each round times every network once), median over rounds;
 6. writes ``results.json``, ``results.md`` and two figures, ``psnr_vs_macs.png`` and ``psnr_vs_time.png``.
 
 After every (network, seed) run the trained weights go to ``<out>/models/<network>-seed<seed>.safetensors``
-(:func:`save_weights`: safetensors, with the run's identity and training configuration as metadata), then the
+(:func:`subpixel.sr.models.save_state`: safetensors, with the run's identity and training configuration as
+metadata; a rep family's collapsed network), then the
 run's record to ``results.json``; both are written atomically. With ``resume=True`` (``subpixel study
 --resume``) a run that was killed, or a finished one given more seeds, goes on where it stopped: the configuration
 recorded in ``results.json`` must match the current one on every key of :data:`RUN_KEYS` (:func:`config_mismatches`;
@@ -29,6 +31,7 @@ redone over all runs of the current plan.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -47,6 +50,12 @@ from torch import nn
 
 from subpixel._atomic import atomic_write
 from subpixel._paths import portable_paths
+from subpixel.sr.data import PatchDataset, list_images
+from subpixel.sr.evaluate import model_upscaler
+from subpixel.sr.models import load_state, save_state
+from subpixel.sr.optim import scheduled_lr
+from subpixel.sr.protocol import bicubic_upscaler, run_protocol
+from subpixel.sr.train import run_steps
 from subpixel.study.families import (
     FAMILIES,
     FRAME_HR,
@@ -64,10 +73,8 @@ __all__ = [
     "StudyConfig",
     "config_mismatches",
     "identity_rows",
-    "load_weights",
     "plan",
     "run_study",
-    "save_weights",
     "time_frames",
     "train_model",
 ]
@@ -245,7 +252,8 @@ def train_model(
     progress: bool = False,
     desc: str = "train",
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with Adam, MSE loss and the project's cosine learning-rate schedule.
+    """Train ``model`` on ``dataset`` with Adam, MSE loss and the cosine schedule: ``subpixel train``'s loop
+    (:func:`subpixel.sr.train.run_steps`), without its run folder.
 
     Step ``s`` uses samples ``s·batch_size … (s+1)·batch_size − 1`` of the dataset, so every model sees the same
     batches in the same order.
@@ -253,32 +261,31 @@ def train_model(
     Returns:
         ``{"seconds": …, "final_loss": …, "loss": [mean loss per 1% of the steps]}``.
     """
-    from subpixel.sr.optim import optimization_step, scheduled_lr
-
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    model.train()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # the 'sr' extra
 
         bar = tqdm(total=steps, desc=desc, unit="step", leave=False)
     losses: list[float] = []
     curve: list[float] = []
     every = max(1, steps // 100)
     start = time.perf_counter()
-    for step, (lr_batch, hr_batch) in enumerate(loader):
-        if step >= steps:
-            break
-        rate = scheduled_lr(lr, lr_min, "cosine", step, steps)
-        loss = optimization_step(model, optimizer, nn.functional.mse_loss, lr_batch, hr_batch, lr=rate)
-        losses.append(float(loss))
-        if (step + 1) % every == 0:
+    for step, loss, _ in run_steps(
+        model,
+        optimizer,
+        itertools.islice(loader, steps),
+        rate=lambda s: scheduled_lr(lr, lr_min, "cosine", s, steps),
+        loss_fn=nn.functional.mse_loss,
+    ):
+        losses.append(loss)
+        if step % every == 0:
             curve.append(float(np.mean(losses[-every:])))
         if bar is not None:
             bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{losses[-1]:.2e}")
+            if step % 20 == 1:
+                bar.set_postfix(loss=f"{loss:.2e}")
     if bar is not None:
         bar.close()
     model.eval()
@@ -287,19 +294,6 @@ def train_model(
         "final_loss": float(np.mean(losses[-every:])),
         "loss": curve,
     }
-
-
-def y_upscaler(model: nn.Module) -> Callable[[np.ndarray, int], np.ndarray]:
-    """An upscaler for :func:`subpixel.sr.protocol.run_protocol`: LR image -> Y plane ``Y/255`` of the model."""
-    from subpixel.sr.protocol import to_y
-
-    def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-        y = to_y(lr) / 255.0
-        with torch.inference_mode():
-            out = model(torch.from_numpy(y).float()[None, None])
-        return out[0, 0].double().numpy()
-
-    return upscale
 
 
 def time_frames(
@@ -373,59 +367,6 @@ def config_mismatches(recorded: dict[str, Any], config: StudyConfig) -> list[str
     return [f"{key}: recorded {old[key]!r}, now {new[key]!r}" for key in RUN_KEYS if old[key] != new[key]]
 
 
-def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write ``model``'s ``state_dict`` (parameters and buffers) to ``path`` as safetensors, atomically.
-
-    Args:
-        model: any module.
-        path: the ``.safetensors`` file (written to a temporary name in the same folder, then renamed).
-        metadata: strings stored in the file's header (read back by :func:`load_weights`).
-
-    Shape:
-        - every tensor of the ``state_dict`` is stored with its shape (float32 stays float32).
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     path = Path(folder) / "net.safetensors"
-        ...     save_weights(nn.Conv2d(1, 2, 3), path, {"network": "conv"})
-        ...     load_weights(nn.Conv2d(1, 2, 3), path)["network"]
-        'conv'
-    """
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    _write_bytes(Path(path), save(tensors, metadata=metadata))
-
-
-def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
-    """Load a :func:`save_weights` file into ``model`` (every key and shape must match).
-
-    Returns:
-        The file's metadata.
-
-    Shape:
-        - the file's tensors must have the names and shapes of ``model.state_dict()``.
-
-    Raises:
-        ValueError: the file is missing, not a readable safetensors file, or does not fit ``model`` (the message
-            names the file).
-    """
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"weights file {str(path)!r} does not fit the network: {exc}") from exc
-    return metadata
-
-
 def _earlier_runs(
     path: Path, config: StudyConfig, log: Callable[[str], None]
 ) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -463,7 +404,7 @@ def _reuse(
         return None
     model = deploy(build(spec))
     try:
-        metadata = load_weights(model, weights)
+        metadata = load_state(model, weights)
     except ValueError as exc:
         log(f"warning: {exc}; {what}")
         return None
@@ -492,8 +433,6 @@ def _git_commit() -> str:
 
 def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole study (see the module docstring); returns the results written to ``results.json``."""
-    from subpixel.sr.data import PatchDataset, list_images
-    from subpixel.sr.protocol import bicubic_upscaler, run_protocol
 
     torch.set_num_threads(config.threads)
     out = Path(config.out)
@@ -598,10 +537,10 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
                 desc=f"{spec.name} seed {seed}",
             )
             model = deploy(training_form)  # a rep family's collapsed network; the others as trained
-            save_weights(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
+            save_state(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
             scores = {}
             for folder in config.test:
-                res = run_protocol(y_upscaler(model), folder, config.scale)
+                res = run_protocol(model_upscaler(model, channels="y"), folder, config.scale)
                 scores[res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
             run = {
                 "budget": row["budget"],

@@ -5,8 +5,8 @@ The colour handling is ESPCN's: a ``"y"`` model sees ``Y / 255`` of BT.601 studi
 are upscaled with MATLAB's bicubic (:func:`bicubic_upscale`, equal to :func:`subpixel.sr.protocol.imresize` for
 integer factors, computed as a sub-pixel convolution) and the result goes back to RGB
 (:func:`subpixel.sr.protocol.ycbcr_to_rgb`).
-A grayscale image is RGB with equal channels (so its Y is ``16 + 219·gray`` on the 8-bit scale and its chroma
-is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
+A grayscale image is RGB with equal channels (:func:`subpixel.sr.color.model_y`, the definition that training
+and evaluation use too: its Y is ``16 + 219·gray`` on the 8-bit scale and its chroma is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
 
 The whole per-tile computation (colour conversion, model, bicubic planes) is local, so
 :func:`subpixel.upscaling.tiling.tiled_map` runs it in tiles, and the output is quantized tile by tile into the
@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from subpixel.bicubic import cubic
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
+from subpixel.sr.color import gray_from_model_y, model_y
 from subpixel.upscaling.tiling import (
     DEFAULT_MAX_MEMORY,
     bytes_per_lr_pixel,
@@ -350,21 +351,19 @@ def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor],
         c = x.shape[1]
         if c not in (1, 2, 3, 4):
             raise ValueError(f"image tiles must have 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {c}")
-        colour_channels = 1 if c in (1, 2) else 3
-        colour = x[:, :colour_channels].to(torch.float32)
-        rgb = colour.expand(-1, 3, -1, -1) if colour_channels == 1 else colour
+        gray = c in (1, 2)
+        colour = x[:, : 1 if gray else 3].to(torch.float32)
         if channels == "y":
-            ycbcr = _convert_colour(rgb, "to_ycbcr")
-            y_sr = runner(ycbcr[:, :1] / 255.0) * 255.0
-            if colour_channels == 1:  # constant chroma (128 up to rounding): no need to resize it
-                chroma = ycbcr[:, 1:, :1, :1].expand(-1, -1, y_sr.shape[-2], y_sr.shape[-1])
+            y_sr = runner(model_y(colour, channel_axis=1)[:, None])  # the one definition of a Y model's input
+            if gray:  # back to one plane: the gray whose Y this is
+                out = gray_from_model_y(y_sr)
             else:
-                chroma = bicubic(ycbcr[:, 1:])
-            out = _convert_colour(torch.cat([y_sr, chroma.to(y_sr.dtype)], dim=1), "to_rgb")
+                chroma = bicubic(_convert_colour(colour, "to_ycbcr")[:, 1:])
+                out = _convert_colour(torch.cat([y_sr * 255.0, chroma.to(y_sr.dtype)], dim=1), "to_rgb")
         else:
-            out = runner(rgb)
-        if colour_channels == 1:  # back to one plane: the gray whose Y this is
-            out = (_convert_colour(out, "to_ycbcr")[:, :1] - 16.0) / 219.0
+            out = runner(colour.expand(-1, 3, -1, -1) if gray else colour)
+            if gray:
+                out = gray_from_model_y(model_y(out, channel_axis=1))[:, None]
         out = out.to(torch.float32)
         if c in (2, 4):
             out = torch.cat([out, bicubic(x[:, c - 1 :].to(torch.float32))], dim=1)
