@@ -117,9 +117,8 @@ def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
         >>> check_positive_int(True, "steps")
         Traceback (most recent call last):
         ...
-        subpixel.errors.SubpixelError: steps must be a positive int, got True
+        subpixel.errors.SubpixelError: steps must be an int >= 1, got True
     """
     if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        what = {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
-        raise SubpixelError(f"{name} must be {what}, got {value!r}")
+        raise SubpixelError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)  # type: ignore[arg-type]

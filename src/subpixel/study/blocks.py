@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from subpixel.bicubic import cubic  # the one Keys kernel, re-exported for the study
+from subpixel.bicubic import cubic, interpolation_taps  # the one Keys kernel and its taps, re-exported
 
 __all__ = ["POINTWISE_ACTIVATIONS", "BicubicUpsample2d", "cubic", "interpolation_taps"]
 
@@ -32,42 +32,6 @@ POINTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Softplus,
 )
-
-
-def interpolation_taps(scale: int, mode: str, a: float = -0.5) -> Tensor:
-    """The polyphase filters of an interpolator at integer scale ``r`` (half-pixel centres, no antialiasing).
-
-    Output sample ``u·r + φ`` sits at input position ``u + δ_φ`` with ``δ_φ = (φ + ½)/r − ½``, so it is
-    ``Σ_j x[u + j]·taps[φ, j + P]`` with ``taps[φ, j + P] = kernel(δ_φ − j)``, ``j ∈ [−P, P]``.
-
-    Args:
-        scale: the integer factor ``r ≥ 1``.
-        mode: ``"nearest"`` (P = 0), ``"bilinear"`` (triangle kernel, P = 1) or ``"bicubic"`` (:func:`cubic`, P = 2).
-        a: the cubic kernel's parameter (bicubic only).
-
-    Returns:
-        float64 tensor of shape ``(r, 2P + 1)``.
-
-    Examples:
-        >>> interpolation_taps(2, "bilinear")
-        tensor([[0.2500, 0.7500, 0.0000],
-                [0.0000, 0.7500, 0.2500]], dtype=torch.float64)
-    """
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise ValueError(f"scale must be a positive int, got {scale!r}")
-    phase = torch.arange(scale, dtype=torch.float64)
-    delta = (phase + 0.5) / scale - 0.5
-    if mode == "nearest":
-        return torch.ones(scale, 1, dtype=torch.float64)
-    if mode == "bilinear":
-        half = 1
-        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
-        return (1 - dist.abs()).clamp(min=0)
-    if mode == "bicubic":
-        half = 2
-        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
-        return cubic(dist, a)
-    raise ValueError(f"mode must be 'nearest', 'bilinear' or 'bicubic', got {mode!r}")
 
 
 def _taps_to_conv_transpose(taps: Tensor) -> tuple[Tensor, int]:

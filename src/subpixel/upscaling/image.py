@@ -40,23 +40,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from subpixel.bicubic import cubic
+from subpixel.bicubic import interpolation_taps
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
 from subpixel.sr.color import gray_from_model_y, model_y
-from subpixel.upscaling.tiling import (
-    DEFAULT_MAX_MEMORY,
-    bytes_per_lr_pixel,
-    choose_tile_size,
-    parse_size,
-    receptive_radius,
-    tiled_map,
-)
+from subpixel.upscaling.tiling import receptive_radius, tile_side, tiled_map
 
 __all__ = [
     "BICUBIC_RADIUS",
     "UpscaleResult",
     "Upscaler",
-    "bicubic_phase_weights",
     "bicubic_upscale",
     "inplace_activations",
     "make_runner",
@@ -75,22 +67,6 @@ Runner = Callable[[Tensor], Tensor]
 BICUBIC_RADIUS = 2
 #: float32 HR channels of per-tile buffers in :func:`sr_pipeline` (YCbCr planes, RGB, alpha, the tile copy).
 _PIPELINE_HR_CHANNELS = 12
-
-
-def bicubic_phase_weights(scale: int) -> np.ndarray:
-    """The ``(scale, 5)`` taps of MATLAB bicubic upscaling by an integer factor, one row per output phase.
-
-    Output pixel ``p·r + φ`` sits at LR coordinate ``p + (φ + 0.5) / r − 0.5``; it weighs LR pixels ``p − 2 ..
-    p + 2`` by Keys' cubic (:func:`subpixel.bicubic.cubic`, a = −0.5) of their distance, normalised to sum 1.
-
-    Examples:
-        >>> bicubic_phase_weights(2).round(4)
-        array([[-0.0234,  0.2266,  0.8672, -0.0703,  0.    ],
-               [ 0.    , -0.0703,  0.8672,  0.2266, -0.0234]])
-    """
-    delta = (np.arange(scale) + 0.5) / scale - 0.5
-    weights = cubic(delta[:, None] - np.arange(-2, 3)[None, :])
-    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
@@ -120,7 +96,7 @@ def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
     if scale == 1:
         return x
     n, c, h, w = x.shape
-    taps = torch.as_tensor(bicubic_phase_weights(scale), dtype=x.dtype, device=x.device)
+    taps = interpolation_taps(scale, "bicubic").to(dtype=x.dtype, device=x.device)  # (r, 5)
     # phase (i, j) of the r×r block is output channel i·r + j (CRD order): its 5×5 kernel is the outer product
     kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
     planes = torch.nn.functional.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
@@ -455,9 +431,9 @@ def upscale_pixels(
         raise ValueError(f"bit_depth must be None, 8 or 16, got {bit_depth!r}")
     height, width, c = pixels.shape
     radius = max(receptive_radius(model), BICUBIC_RADIUS)
-    if tile is None:
-        budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_size(max_memory)
-        tile = choose_tile_size(budget, bytes_per_lr_pixel(model, scale, _PIPELINE_HR_CHANNELS), radius)
+    tile = tile_side(
+        model, scale, radius, tile=tile, max_memory=max_memory, extra_hr_channels=_PIPELINE_HR_CHANNELS
+    )
     fn = sr_pipeline(runner or make_runner(model), channels, scale)
     lr = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0)
     if bit_depth is None:
