@@ -452,7 +452,8 @@ def test_bad_input_errors(tmp_path: Path) -> None:
 
 
 def test_one_keys_kernel_in_the_package() -> None:
-    """subpixel.bicubic.cubic is the only definition of Keys' kernel; resizing, upscaling and the study use it."""
+    """subpixel.bicubic.cubic is the only definition of Keys' kernel (and interpolation_taps of its phase taps);
+    resizing, upscaling and the study use them."""
     import re
 
     import subpixel
@@ -463,7 +464,9 @@ def test_one_keys_kernel_in_the_package() -> None:
 
     assert subpixel.study.blocks.cubic is subpixel.bicubic.cubic
     assert subpixel.sr.resize.cubic is subpixel.bicubic.cubic
-    assert subpixel.upscaling.image.cubic is subpixel.bicubic.cubic
+    # the upscaler's bicubic planes and the study's resamplers share one function for the phase taps too
+    assert subpixel.upscaling.image.interpolation_taps is subpixel.bicubic.interpolation_taps
+    assert subpixel.study.blocks.interpolation_taps is subpixel.bicubic.interpolation_taps
     root = Path(subpixel.__file__).parent
     # a definition of the kernel, or Keys' coefficients written out
     kernel = re.compile(r"def _?(keys_)?cubic\(|2\.5 \* \w+2|\(a \+ 3\)")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from subpixel.errors import SubpixelError
 from subpixel.sr._images import _INTEGER_MAX, ImageT, _to_float01
 
 __all__ = ["gray_from_model_y", "model_y", "quantize_uint8", "rgb_to_ycbcr", "to_y", "ycbcr_to_rgb"]
@@ -64,7 +65,7 @@ def rgb_to_ycbcr(img: ImageT, *, channel_axis: int = -1) -> ImageT:
     """
     x, is_torch = _channels_last(img, channel_axis)
     if x.shape[-1] != 3:
-        raise ValueError(
+        raise SubpixelError(
             f"img must have 3 channels (R, G, B) on axis {channel_axis}, got shape {tuple(img.shape)}"
         )
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
@@ -108,7 +109,7 @@ def ycbcr_to_rgb(img: ImageT, *, channel_axis: int = -1) -> ImageT:
     else:
         raise TypeError(f"img must be a numpy array or a torch tensor, got {type(img).__name__}")
     if x.shape[-1] != 3:
-        raise ValueError(
+        raise SubpixelError(
             f"img must have 3 channels (Y, Cb, Cr) on axis {channel_axis}, got shape {tuple(img.shape)}"
         )
     inverse = np.linalg.inv(_YCBCR_MATRIX)
@@ -146,7 +147,7 @@ def to_y(img: ImageT, *, channel_axis: int = -1) -> ImageT:
     if x.shape[-1] == 1:
         return x[..., 0] * 255.0
     if x.shape[-1] != 3:
-        raise ValueError(
+        raise SubpixelError(
             f"img must have 1 (gray) or 3 (RGB) channels on axis {channel_axis}, got {tuple(img.shape)}"
         )
     m = _YCBCR_MATRIX[0]
@@ -182,7 +183,7 @@ def model_y(img: ImageT, *, channel_axis: int = -1) -> ImageT:
     if x.shape[-1] == 1:
         x = x.expand(*x.shape[:-1], 3) if is_torch else np.repeat(x, 3, axis=-1)
     if x.shape[-1] != 3:
-        raise ValueError(
+        raise SubpixelError(
             f"img must have 1 (gray) or 3 (RGB) channels on axis {channel_axis}, got {tuple(img.shape)}"
         )
     return to_y(x) / 255.0

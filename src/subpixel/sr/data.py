@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from subpixel.errors import SubpixelError
 from subpixel.imageio import IMAGE_EXTENSIONS, read_image
 from subpixel.sr.color import model_y, quantize_uint8
 from subpixel.sr.resize import imresize
@@ -80,7 +81,7 @@ def list_images(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
     files: list[Path] = []
     given = [Path(s) for s in sources]
     if not given:
-        raise ValueError("no image folders given")
+        raise SubpixelError("no image folders given")
     for source in given:
         if source.is_dir():
             files.extend(
@@ -89,9 +90,9 @@ def list_images(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
         elif source.is_file():
             files.append(source)
         else:
-            raise ValueError(f"image source {str(source)!r} is neither a folder nor a file")
+            raise SubpixelError(f"image source {str(source)!r} is neither a folder nor a file")
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {[str(s) for s in given]}")
+        raise SubpixelError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {[str(s) for s in given]}")
     return files
 
 
@@ -112,7 +113,7 @@ def to_model_channels(image: np.ndarray, channels: str) -> np.ndarray:
         235.0
     """
     if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"image must have shape (H, W, C) with C in 1..4, got {image.shape}")
+        raise SubpixelError(f"image must have shape (H, W, C) with C in 1..4, got {image.shape}")
     x = np.asarray(image, dtype=np.float64)
     gray = x.shape[2] <= 2
     if channels == "y":
@@ -120,7 +121,7 @@ def to_model_channels(image: np.ndarray, channels: str) -> np.ndarray:
     if channels == "rgb":
         rgb = np.repeat(x[..., :1], 3, axis=2) if gray else x[..., :3]
         return np.ascontiguousarray(rgb.transpose(2, 0, 1))
-    raise ValueError(f"channels must be 'y' or 'rgb', got {channels!r}")
+    raise SubpixelError(f"channels must be 'y' or 'rgb', got {channels!r}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def prepare_image(path: str | os.PathLike[str], scale: int, channels: str = "y")
     h, w = image.shape[1] // scale * scale, image.shape[2] // scale * scale
     hr = image[:, :h, :w]
     if h == 0 or w == 0:
-        raise ValueError(
+        raise SubpixelError(
             f"{path}: image of {image.shape[1]}×{image.shape[2]} pixels is smaller than scale {scale}"
         )
     lr = quantize_uint8(imresize(np.ascontiguousarray(hr.transpose(1, 2, 0)), 1.0 / scale)) / 255.0
@@ -196,11 +197,11 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         skip_small: bool = False,
     ) -> None:
         if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-            raise ValueError(f"scale must be a positive int, got {scale!r}")
+            raise SubpixelError(f"scale must be a positive int, got {scale!r}")
         if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
-            raise ValueError(f"patch_size must be a positive int (LR pixels), got {patch_size!r}")
+            raise SubpixelError(f"patch_size must be a positive int (LR pixels), got {patch_size!r}")
         if channels not in ("y", "rgb"):
-            raise ValueError(f"channels must be 'y' or 'rgb', got {channels!r}")
+            raise SubpixelError(f"channels must be 'y' or 'rgb', got {channels!r}")
         self.scale = scale
         self.patch_size = patch_size
         self.channels = channels
@@ -225,7 +226,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 self.skipped.append(Path(file))
                 continue
             if h < patch_size or w < patch_size:
-                raise ValueError(
+                raise SubpixelError(
                     f"{file}: image of {item.hr.shape[1]}×{item.hr.shape[2]} pixels is smaller than one HR patch "
                     f"of {patch_size * scale}×{patch_size * scale} (patch_size={patch_size} LR pixels × scale "
                     f"{scale}); use a smaller patch_size or remove the image"
@@ -233,7 +234,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             self.images.append(item)
             counts.append((h - patch_size + 1) * (w - patch_size + 1))
         if not self.images:
-            raise ValueError(f"every image is smaller than one HR patch of {patch_size * scale} pixels")
+            raise SubpixelError(f"every image is smaller than one HR patch of {patch_size * scale} pixels")
         #: cumulative count of aligned patch positions, to draw a position uniformly over all images
         self._cumulative = np.cumsum(np.asarray(counts, dtype=np.int64))
 

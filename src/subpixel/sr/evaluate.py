@@ -48,7 +48,7 @@ from subpixel.errors import SubpixelError
 from subpixel.sr.color import gray_from_model_y, model_y, quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
 from subpixel.sr.data import to_model_channels
 from subpixel.sr.metrics import Score, score_pair
-from subpixel.sr.protocol import Upscaler, score_images
+from subpixel.sr.protocol import UpscaleFn, score_images
 from subpixel.sr.resize import bicubic_upscaler
 from subpixel.sr.testsets import find_test_images
 
@@ -77,8 +77,8 @@ PROTOCOL_DESCRIPTION = (
 
 def model_upscaler(
     model: nn.Module, *, channels: str | None = None, device: torch.device | str | None = None
-) -> Upscaler:
-    """Wrap an SR model as an :data:`~subpixel.sr.protocol.Upscaler` (see the module docs for the convention).
+) -> UpscaleFn:
+    """Wrap an SR model as an :data:`~subpixel.sr.protocol.UpscaleFn` (see the module docs for the convention).
 
     Args:
         model: a module whose forward maps ``(N, C, h, w)`` to ``(N, C, h·r, w·r)``; it runs in eval mode
@@ -114,7 +114,7 @@ def model_upscaler(
             out = model(x)
         expected = (1, x.shape[1], x.shape[2] * scale, x.shape[3] * scale)
         if tuple(out.shape) != expected:
-            raise ValueError(
+            raise SubpixelError(
                 f"the model returned shape {tuple(out.shape)} for input {tuple(x.shape)}; expected {expected}"
             )
         sr = out[0].detach().to("cpu", torch.float64).numpy()
@@ -209,7 +209,7 @@ class EvaluationResult:
 
 def _check_scale(scale: Any) -> int:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
+        raise SubpixelError(f"scale must be an integer >= 1, got {scale!r}")
     return scale
 
 
@@ -228,7 +228,7 @@ def _display_pictures(hr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray) -> di
 
 
 def evaluate(
-    model_or_upscaler: nn.Module | Upscaler,
+    model_or_upscaler: nn.Module | UpscaleFn,
     data_dir: str | Path,
     scale: int,
     *,
@@ -240,7 +240,7 @@ def evaluate(
 
     Args:
         model_or_upscaler: an ``nn.Module`` with ``.channels`` (and ``.scale``, checked against ``scale``), run
-            through :func:`model_upscaler`; or an :data:`~subpixel.sr.protocol.Upscaler` callable.
+            through :func:`model_upscaler`; or an :data:`~subpixel.sr.protocol.UpscaleFn` callable.
         data_dir: a standard test set (``img_NNN_SRF_{r}_HR.png`` + ``_LR.png``) or a plain folder of HR images.
         scale: the SR scale factor ``r``.
         device: where to run a model.
@@ -257,7 +257,7 @@ def evaluate(
     if isinstance(model_or_upscaler, nn.Module):
         model_scale = getattr(model_or_upscaler, "scale", None)
         if model_scale is not None and model_scale != r:
-            raise ValueError(f"the model upscales ×{model_scale}; it cannot be evaluated at scale {r}")
+            raise SubpixelError(f"the model upscales ×{model_scale}; it cannot be evaluated at scale {r}")
         upscaler = model_upscaler(model_or_upscaler, device=device)
     elif callable(model_or_upscaler):
         upscaler = model_or_upscaler
@@ -353,12 +353,12 @@ def save_figure(
 
     path = Path(path)
     if not path.parent.is_dir():
-        raise ValueError(f"the folder of the figure {str(path)!r} does not exist")
+        raise SubpixelError(f"the folder of the figure {str(path)!r} does not exist")
     if isinstance(crop, bool) or not isinstance(crop, int) or crop < 8:
-        raise ValueError(f"crop must be an integer >= 8 (HR pixels), got {crop!r}")
+        raise SubpixelError(f"crop must be an integer >= 8 (HR pixels), got {crop!r}")
     rows = [(res, img) for res in results for img in res.images][: max(1, int(max_rows))]
     if not rows or any(img.pictures is None for _, img in rows):
-        raise ValueError("save_figure needs results from evaluate(..., keep_pictures=True)")
+        raise SubpixelError("save_figure needs results from evaluate(..., keep_pictures=True)")
     fig = Figure(figsize=(9.0, 3.1 * len(rows)), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(rows), 3, squeeze=False)
@@ -488,13 +488,13 @@ def standing(
         [('bicubic', 28.0), ('espcn', 30.0), ('FSRCNN (56,12,4)', 33.06)]
     """
     if not measured:
-        raise ValueError("standing needs at least one measured model")
+        raise SubpixelError("standing needs at least one measured model")
     first = next(iter(measured.values()))[1]
     datasets = [r.dataset for r in first]
     for name, (_, results) in measured.items():
         for result in results:
             if result.scale != scale:
-                raise ValueError(
+                raise SubpixelError(
                     f"the results of {name!r} on {result.dataset} are at ×{result.scale}, not ×{scale}"
                 )
     rows = [StandingRow("bicubic", "baseline", None, {r.dataset: r.bicubic_mean_psnr for r in first})]
@@ -562,11 +562,11 @@ def save_macs_figure(rows: Sequence[StandingRow], path: str | Path, scale: int) 
 
     path = Path(path)
     if not path.parent.is_dir():
-        raise ValueError(f"the folder of the figure {str(path)!r} does not exist")
+        raise SubpixelError(f"the folder of the figure {str(path)!r} does not exist")
     datasets = list(dict.fromkeys(d for row in rows for d in row.psnr))
     points = [r for r in rows if r.macs_per_pixel is not None and any(v is not None for v in r.psnr.values())]
     if not datasets or not points:
-        raise ValueError("save_macs_figure needs rows with MACs per HR pixel and a PSNR (from standing())")
+        raise SubpixelError("save_macs_figure needs rows with MACs per HR pixel and a PSNR (from standing())")
     fig = Figure(figsize=(5.0 * len(datasets), 4.2), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subpixel._atomic import atomic_write
+from subpixel._validation import check_positive_int
 from subpixel.errors import SubpixelError
 from subpixel.init import icnr_
 from subpixel.layers import SubPixelConv2d
@@ -105,25 +106,24 @@ class ESPCNConfig:
     skip: str = "none"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or self.scale < 1:
-            raise ValueError(f"scale must be a positive int, got {self.scale!r}")
+        check_positive_int(self.scale, "scale")
         if self.channels not in ("y", "rgb"):
-            raise ValueError(f"channels must be 'y' or 'rgb', got {self.channels!r}")
+            raise SubpixelError(f"channels must be 'y' or 'rgb', got {self.channels!r}")
         widths = tuple(self.widths)
         kernels = tuple(self.kernel_sizes)
         if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
-            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {self.widths!r}")
+            raise SubpixelError(f"widths must be a non-empty sequence of positive ints, got {self.widths!r}")
         if len(kernels) != len(widths) + 1:
-            raise ValueError(
+            raise SubpixelError(
                 f"kernel_sizes must have len(widths) + 1 = {len(widths) + 1} values (one per layer), "
                 f"got {self.kernel_sizes!r}"
             )
         if any(not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 for k in kernels):
-            raise ValueError(f"kernel_sizes must be odd positive ints, got {self.kernel_sizes!r}")
+            raise SubpixelError(f"kernel_sizes must be odd positive ints, got {self.kernel_sizes!r}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+            raise SubpixelError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.skip not in SKIPS:
-            raise ValueError(f"skip must be one of {SKIPS}, got {self.skip!r}")
+            raise SubpixelError(f"skip must be one of {SKIPS}, got {self.skip!r}")
         object.__setattr__(self, "widths", widths)
         object.__setattr__(self, "kernel_sizes", kernels)
 
@@ -151,9 +151,11 @@ class ESPCNConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown ESPCN config keys {sorted(unknown)}; expected some of {sorted(known)}")
+            raise SubpixelError(
+                f"unknown ESPCN config keys {sorted(unknown)}; expected some of {sorted(known)}"
+            )
         if "scale" not in data:
-            raise ValueError("ESPCN config has no 'scale'")
+            raise SubpixelError("ESPCN config has no 'scale'")
         values = dict(data)
         for key in ("widths", "kernel_sizes"):
             if key in values:
@@ -303,7 +305,7 @@ class ESPCN(nn.Module):
             - output: ``(N, C, h·r, w·r)``.
         """
         if input.dim() != 4 or input.shape[1] != self.config.in_channels:
-            raise ValueError(
+            raise SubpixelError(
                 f"input must have shape (N, {self.config.in_channels}, h, w) for channels={self.channels!r}, "
                 f"got {tuple(input.shape)}"
             )
@@ -459,7 +461,7 @@ class RepESPCN(nn.Module):
         (a model of another scale keeps this one's fresh sub-pixel layer).
         """
         if len(model.features) != len(self.features):
-            raise ValueError(
+            raise SubpixelError(
                 f"a model with {len(model.features)} feature modules cannot seed {len(self.features)}"
             )
         for source, target in zip(model.features, self.features):
@@ -619,7 +621,7 @@ def save(
         raise TypeError(f"model must be an ESPCN, got {type(model).__name__}")
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ValueError(f"path must end with .safetensors, got {str(path)!r}")
+        raise SubpixelError(f"path must end with .safetensors, got {str(path)!r}")
     document = {"format": FORMAT, "config": model.config.to_dict(), **dict(metadata or {})}
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
     write_tensors(path, model.state_dict(), {"format": FORMAT})
@@ -631,16 +633,16 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON document beside a weights file (``format``, ``config`` and any training metadata)."""
     cfg_file = config_path(path)
     if not cfg_file.is_file():
-        raise ValueError(
+        raise SubpixelError(
             f"weights {str(path)!r}: config file {str(cfg_file)!r} is missing "
             "(ESPCN weights are a .safetensors file with a .json config of the same name beside it)"
         )
     try:
         document = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"config file {str(cfg_file)!r} is not valid JSON: {exc}") from exc
+        raise SubpixelError(f"config file {str(cfg_file)!r} is not valid JSON: {exc}") from exc
     if not isinstance(document, dict) or document.get("format") != FORMAT or "config" not in document:
-        raise ValueError(
+        raise SubpixelError(
             f"config file {str(cfg_file)!r} is not an ESPCN config (expected a JSON object with "
             f"'format': {FORMAT!r} and 'config')"
         )
@@ -666,12 +668,12 @@ def load(
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"weights file {str(path)!r} does not exist")
+        raise SubpixelError(f"weights file {str(path)!r} does not exist")
     document = read_config(path)
     try:
         model = ESPCN.from_config(document["config"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config file {str(config_path(path))!r} is invalid: {exc}") from exc
+        raise SubpixelError(f"config file {str(config_path(path))!r} is invalid: {exc}") from exc
     tensors, _ = read_tensors(path)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
@@ -683,7 +685,7 @@ def load(
             for k in set(expected) & set(found)
             if found[k] != expected[k]
         )
-        raise ValueError(
+        raise SubpixelError(
             f"weights file {str(path)!r} does not fit its config {document['config']}: "
             f"missing {missing}, unexpected {extra}, wrong shapes {wrong}"
         )
@@ -750,10 +752,10 @@ def pretrained(scale: int, *, model: str = DEFAULT_MODEL, device: torch.device |
         'tanh'
     """
     if model not in FAMILIES:
-        raise ValueError(f"model must be one of {sorted(FAMILIES)}, got {model!r}")
+        raise SubpixelError(f"model must be one of {sorted(FAMILIES)}, got {model!r}")
     supported = pretrained_scales(model)
     if isinstance(scale, bool) or not isinstance(scale, int) or scale not in supported:
-        raise ValueError(
+        raise SubpixelError(
             f"no bundled {model!r} weights for scale={scale!r}; supported scales are {list(supported)}"
         )
     return load(_WEIGHTS_DIR / f"{model}_x{scale}.safetensors", device=device)

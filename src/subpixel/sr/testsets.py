@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subpixel.errors import SubpixelError
 from subpixel.imageio import IMAGE_EXTENSIONS
 from subpixel.sr._images import _check_scale_int, _to_float01
 from subpixel.sr.resize import make_lr, modcrop
@@ -110,7 +111,7 @@ def find_test_images(data_dir: str | Path, scale: int) -> list[TestImage]:
     r = _check_scale_int(scale)
     folder = Path(data_dir)
     if not folder.is_dir():
-        raise ValueError(f"data folder {str(folder)!r} does not exist or is not a folder")
+        raise SubpixelError(f"data folder {str(folder)!r} does not exist or is not a folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     layout = {p: _SRF_PATTERN.match(p.stem) for p in files}
     if any(m is not None for m in layout.values()):
@@ -127,12 +128,12 @@ def find_test_images(data_dir: str | Path, scale: int) -> list[TestImage]:
             stem = match["stem"]
             found.append(TestImage(names.get(stem, stem), path, lr if lr.is_file() else None))
         if not found:
-            raise ValueError(
+            raise SubpixelError(
                 f"data folder {str(folder)!r} holds *_SRF_r_HR files for scales {sorted(scales)}, not for scale {r}"
             )
         return found
     if not files:
-        raise ValueError(
+        raise SubpixelError(
             f"data folder {str(folder)!r} holds no image files (expected {', '.join(IMAGE_EXTENSIONS)})"
         )
     return [TestImage(p.stem, p, None) for p in files]
@@ -157,7 +158,7 @@ def load_test_image(image: TestImage, scale: int) -> tuple[np.ndarray, np.ndarra
     r = _check_scale_int(scale)
     raw = modcrop(read_image_exact(image.hr_path), r)
     if raw.shape[0] < r or raw.shape[1] < r:
-        raise ValueError(
+        raise SubpixelError(
             f"{image.hr_path}: image of {raw.shape[1]}×{raw.shape[0]} pixels is smaller than scale {r}"
         )
     hr = _to_float01(raw)
@@ -166,7 +167,7 @@ def load_test_image(image: TestImage, scale: int) -> tuple[np.ndarray, np.ndarra
     lr = _to_float01(read_image_exact(image.lr_path))
     expected = (hr.shape[0] // r, hr.shape[1] // r, hr.shape[2])
     if lr.shape != expected:
-        raise ValueError(
+        raise SubpixelError(
             f"{image.lr_path}: LR image has shape {lr.shape}, expected {expected} for HR {image.hr_path.name} "
             f"of shape {hr.shape} at scale {r}"
         )

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from subpixel._validation import check_positive_int
 from subpixel.bicubic import cubic, interpolation_taps  # the one Keys kernel and its taps, re-exported
+from subpixel.errors import SubpixelError
 
 __all__ = ["POINTWISE_ACTIVATIONS", "BicubicUpsample2d", "cubic", "interpolation_taps"]
 
@@ -90,12 +92,10 @@ class BicubicUpsample2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-            raise ValueError(f"scale must be a positive int, got {scale!r}")
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        check_positive_int(scale, "scale")
+        check_positive_int(channels, "channels")
         if edge not in ("replicate", "zeros"):
-            raise ValueError(f"edge must be 'replicate' or 'zeros', got {edge!r}")
+            raise SubpixelError(f"edge must be 'replicate' or 'zeros', got {edge!r}")
         self.scale, self.channels, self.a, self.edge = scale, channels, a, edge
         taps = interpolation_taps(scale, "bicubic", a)
         h, pad = _taps_to_conv_transpose(taps)
@@ -109,7 +109,7 @@ class BicubicUpsample2d(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         """Upsample ``input`` of shape ``(N, C, H, W)`` to ``(N, C, r·H, r·W)``."""
         if input.dim() != 4 or input.shape[1] != self.channels:
-            raise ValueError(f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}")
+            raise SubpixelError(f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}")
         pad = self.padding[0]
         if self.edge == "replicate":
             input = F.pad(input, (self.half,) * 4, mode="replicate")

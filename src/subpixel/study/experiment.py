@@ -50,6 +50,8 @@ from torch import nn
 
 from subpixel._atomic import atomic_write
 from subpixel._paths import portable_paths
+from subpixel._validation import check_positive_int
+from subpixel.errors import SubpixelError
 from subpixel.sr.data import PatchDataset, list_images
 from subpixel.sr.evaluate import model_upscaler
 from subpixel.sr.models import load_state, save_state
@@ -142,32 +144,29 @@ class StudyConfig:
     command: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("scale", "steps", "batch_size", "patch_size", "timing_rounds", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.scale < 2:
-            raise ValueError(f"scale must be >= 2, got {self.scale}")
+        for name in ("steps", "batch_size", "patch_size", "timing_rounds", "threads"):
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.scale, "scale", minimum=2)
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
-            raise ValueError(
+            raise SubpixelError(
                 f"families must be a non-empty subset of {sorted(FAMILIES)}, got {list(self.families)}"
             )
         if not self.multiples or any(not m > 0 for m in self.multiples):
-            raise ValueError(f"multiples must be positive numbers, got {list(self.multiples)}")
+            raise SubpixelError(f"multiples must be positive numbers, got {list(self.multiples)}")
         if not self.seeds:
-            raise ValueError("seeds must not be empty")
+            raise SubpixelError("seeds must not be empty")
         if isinstance(self.budget, str) and self.budget.upper() != "ESPCN":
             try:
                 self.budget = float(self.budget)
             except ValueError:
-                raise ValueError(
+                raise SubpixelError(
                     f"budget must be 'ESPCN' or a number of MACs per HR pixel, got {self.budget!r}"
                 ) from None
         if not isinstance(self.budget, str) and not self.budget > 0:
-            raise ValueError(f"budget must be positive, got {self.budget!r}")
+            raise SubpixelError(f"budget must be positive, got {self.budget!r}")
         if any(f % self.scale for f in self.frame):
-            raise ValueError(f"frame {self.frame} must be a multiple of scale {self.scale} on both axes")
+            raise SubpixelError(f"frame {self.frame} must be a multiple of scale {self.scale} on both axes")
 
     def reference_macs(self) -> float:
         """MACs per HR pixel of the reference budget."""
@@ -379,14 +378,14 @@ def _earlier_runs(
         recorded = earlier["config"]
         runs = {(r["budget"], r["network"], int(r["seed"])): r for r in earlier["runs"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
+        raise SubpixelError(
             f"cannot resume: {str(path)!r} is not a readable study results.json ({exc!r})"
         ) from exc
     if not isinstance(recorded, dict):
-        raise ValueError(f"cannot resume: {str(path)!r} has no recorded config")
+        raise SubpixelError(f"cannot resume: {str(path)!r} has no recorded config")
     diffs = config_mismatches(recorded, config)
     if diffs:
-        raise ValueError(
+        raise SubpixelError(
             f"cannot resume from {str(path)!r}: its configuration differs in "
             + "; ".join(diffs)
             + " (these define the trained networks; run without --resume to start afresh, or use another --out)"
@@ -469,7 +468,7 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     if config.max_train_images is not None:
         files = files[: config.max_train_images]
     if not files:
-        raise ValueError(f"no training images found in {config.train}")
+        raise SubpixelError(f"no training images found in {config.train}")
     results: dict[str, Any] = {
         # paths relative to the working directory: the record is shipped, the machine's folders are not
         "config": portable_paths(asdict(config)),

@@ -574,9 +574,7 @@ def upscale_file(
         raise ValueError(f"refusing to write the output over its input {source}")
     image = load_image(source, max_pixels=upscaler.max_pixels)
     pixels = image.pixels
-    if image.mode == "L":
-        pass
-    elif image.mode == "LA":
+    if image.mode == "LA":
         pixels = pixels[..., [0, 3]]
     has_alpha = image.has_alpha
     if has_alpha and fmt in ("JPEG", "BMP"):
