@@ -171,25 +171,28 @@ class EvaluationResult:
     scale: int
     images: tuple[ImageEvaluation, ...]
 
+    def _mean(self, who: str, metric: str) -> float:
+        return float(np.mean([getattr(getattr(i, who), metric) for i in self.images]))
+
     @property
     def mean_psnr(self) -> float:
         """The model's mean Y-PSNR (dB)."""
-        return float(np.mean([i.model.psnr for i in self.images]))
+        return self._mean("model", "psnr")
 
     @property
     def mean_ssim(self) -> float:
         """The model's mean SSIM."""
-        return float(np.mean([i.model.ssim for i in self.images]))
+        return self._mean("model", "ssim")
 
     @property
     def bicubic_mean_psnr(self) -> float:
         """Bicubic's mean Y-PSNR (dB)."""
-        return float(np.mean([i.bicubic.psnr for i in self.images]))
+        return self._mean("bicubic", "psnr")
 
     @property
     def bicubic_mean_ssim(self) -> float:
         """Bicubic's mean SSIM."""
-        return float(np.mean([i.bicubic.ssim for i in self.images]))
+        return self._mean("bicubic", "ssim")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -183,6 +183,22 @@ def make_activation(name: str, width: int, factory: dict[str, Any] | None = None
     raise SubpixelError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
+def _hidden_layers(
+    config: ESPCNConfig, factory: dict[str, Any], conv: Callable[[int, int, int], nn.Module]
+) -> nn.Sequential:
+    """The hidden LR layers of ``config``: ``conv(c_in, width, k)`` then the activation, per width.
+
+    Shape:
+        - input: ``(N, C, h, w)``; output: ``(N, widths[-1], h, w)``.
+    """
+    layers: list[nn.Module] = []
+    c_in = config.in_channels
+    for width, k in zip(config.widths, config.kernel_sizes[:-1], strict=True):
+        layers += [conv(c_in, width, k), make_activation(config.activation, width, factory)]
+        c_in = width
+    return nn.Sequential(*layers)
+
+
 class ESPCN(nn.Module):
     """The efficient sub-pixel convolutional network.
 
@@ -220,24 +236,13 @@ class ESPCN(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.config = ESPCNConfig(
-            scale=scale,
-            channels=channels,
-            widths=tuple(widths),
-            kernel_sizes=tuple(kernel_sizes),
-            activation=activation,
-            skip=skip,
-        )
+        self.config = ESPCNConfig(scale, channels, tuple(widths), tuple(kernel_sizes), activation, skip)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        layers: list[nn.Module] = []
-        c_in = self.config.in_channels
-        for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
-            layers.append(nn.Conv2d(c_in, width, k, padding=k // 2, **factory))
-            layers.append(make_activation(activation, width, factory))
-            c_in = width
-        self.features = nn.Sequential(*layers)
+        self.features = _hidden_layers(
+            self.config, factory, lambda c_in, width, k: nn.Conv2d(c_in, width, k, padding=k // 2, **factory)
+        )
         self.upsample = SubPixelConv2d.from_lr_kernel(
-            c_in, self.config.in_channels, scale, self.config.kernel_sizes[-1], **factory
+            self.config.widths[-1], self.config.in_channels, scale, self.config.kernel_sizes[-1], **factory
         )
         self.reset_parameters()
 
@@ -363,28 +368,17 @@ class RepESPCN(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.config = ESPCNConfig(
-            scale=scale,
-            channels=channels,
-            widths=tuple(widths),
-            kernel_sizes=tuple(kernel_sizes),
-            activation=activation,
-            skip=skip,
-        )
+        self.config = ESPCNConfig(scale, channels, tuple(widths), tuple(kernel_sizes), activation, skip)
         self.branches, self.tail_branches = tuple(branches), tuple(tail_branches)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
-
-        layers: list[nn.Module] = []
-        c_in = self.config.in_channels
-        for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
-            layers.append(
-                RepConv2d(
-                    c_in, width, k, branches=applicable_branches(self.branches, c_in, width, k), **factory
-                )
-            )
-            layers.append(make_activation(activation, width, factory))
-            c_in = width
-        self.features = nn.Sequential(*layers)
+        self.features = _hidden_layers(
+            self.config,
+            factory,
+            lambda c_in, width, k: RepConv2d(
+                c_in, width, k, branches=applicable_branches(self.branches, c_in, width, k), **factory
+            ),
+        )
+        c_in = self.config.widths[-1]
         k, c_out = self.config.kernel_sizes[-1], self.config.in_channels * scale**2
         self.tail = RepConv2d(
             c_in,

@@ -432,7 +432,6 @@ def _git_commit() -> str:
 
 def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole study (see the module docstring); returns the results written to ``results.json``."""
-
     torch.set_num_threads(config.threads)
     out = Path(config.out)
     rows = plan(config)
@@ -444,6 +443,56 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
             f"an earlier run's results.json exists in {out}: starting afresh and overwriting it "
             "(pass --resume to reuse its trained networks)"
         )
+    _log_plan(config, rows, log)
+    identity = identity_rows([row["spec"] for row in rows], config.frame)
+    for item in identity:
+        log(
+            f"identity {item['network']}: LR form max |error| {item['max_abs_error']:.1e} (float64); MACs/HR px "
+            f"HR {item['hr_macs']:.0f}, LR dense {item['lr_macs']:.0f}, LR non-zero {item['lr_macs_nonzero']:.0f}; "
+            f"params HR {item['hr_params']:,}, LR {item['lr_params']:,}"
+        )
+    files = list_images(config.train)[: config.max_train_images]
+    if not files:
+        raise SubpixelError(f"no training images found in {config.train}")
+    results = _new_results(config, len(files), identity)
+    for folder in config.test:
+        res = run_protocol(bicubic_upscaler, folder, config.scale)
+        results["baseline"][res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
+    log("bicubic: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results["baseline"].items()))
+
+    trained: dict[str, nn.Module] = {}
+    run_config = json.dumps(_run_values(asdict(config)), sort_keys=True)
+    for seed in config.seeds:
+        dataset: list[PatchDataset] = []  # made once per seed, when the first network needs it
+        for row in rows:
+            spec: FamilySpec = row["spec"]
+            weights = out / "models" / f"{spec.name}-seed{seed}.safetensors"
+            record = earlier.get((row["budget"], spec.name, seed))
+            reused = None if record is None else _reuse(weights, spec, seed, run_config, log)
+            if record is not None and reused is not None:
+                results["runs"].append(record)
+                results["reused"].append(f"{spec.name} seed {seed}")
+                log(f"{spec.name:<16} seed {seed}: reused {weights.name}: " + _scores_text(record["scores"]))
+            else:
+                if not dataset:
+                    dataset.append(_patches(config, files, seed))
+                reused, record = _train_one(config, row, seed, dataset[0], weights, run_config)
+                results["runs"].append(record)
+                log(
+                    f"{spec.name:<16} seed {seed}: "
+                    + _scores_text(record["scores"])
+                    + f" (trained {record['train_seconds']:.0f} s)"
+                )
+                _write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+            trained[f"{spec.name}/{seed}"] = reused
+    if results["reused"]:
+        log(f"reused {len(results['reused'])} of {len(results['runs'])} runs from the earlier results.json")
+    _finish(config, rows, trained, results, log)
+    return results
+
+
+def _log_plan(config: StudyConfig, rows: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+    """Log the networks of the plan, their MACs and their deviation from the budgets."""
     log(
         f"scale ×{config.scale}; reference budget {config.budget}: {config.reference_macs():.1f} MACs per HR pixel"
     )
@@ -456,20 +505,10 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     worst = max(abs(row["deviation"]) for row in rows)
     log(f"largest deviation from the budgets: {worst:.2%} (tolerance ±5%)")
 
-    identity = identity_rows([row["spec"] for row in rows], config.frame)
-    for item in identity:
-        log(
-            f"identity {item['network']}: LR form max |error| {item['max_abs_error']:.1e} (float64); MACs/HR px "
-            f"HR {item['hr_macs']:.0f}, LR dense {item['lr_macs']:.0f}, LR non-zero {item['lr_macs_nonzero']:.0f}; "
-            f"params HR {item['hr_params']:,}, LR {item['lr_params']:,}"
-        )
 
-    files = list_images(config.train)
-    if config.max_train_images is not None:
-        files = files[: config.max_train_images]
-    if not files:
-        raise SubpixelError(f"no training images found in {config.train}")
-    results: dict[str, Any] = {
+def _new_results(config: StudyConfig, train_images: int, identity: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``results.json`` document before any run: configuration, environment, identity rows."""
+    return {
         # paths relative to the working directory: the record is shipped, the machine's folders are not
         "config": portable_paths(asdict(config)),
         "environment": {
@@ -481,93 +520,88 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
             "threads": config.threads,
             "commit": _git_commit(),
         },
-        "train_images": len(files),
+        "train_images": train_images,
         "reference_macs_per_pixel": config.reference_macs(),
         "identity": identity,
         "baseline": {},
         "runs": [],
+        "reused": [],
         "complete": False,
     }
+
+
+def _patches(config: StudyConfig, files: list[Path], seed: int) -> PatchDataset:
+    """The training samples of one seed (the same for every network)."""
+    return PatchDataset(
+        [str(f) for f in files],
+        config.scale,
+        patch_size=config.patch_size,
+        seed=seed,
+        length=config.steps * config.batch_size,
+        progress=config.progress,
+    )
+
+
+def _scores_text(scores: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in scores.items())
+
+
+def _train_one(
+    config: StudyConfig,
+    row: dict[str, Any],
+    seed: int,
+    dataset: PatchDataset,
+    weights: Path,
+    run_config: str,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train, deploy, store and score one (network, seed): ``(deployed network, run record)``."""
+    spec: FamilySpec = row["spec"]
+    torch.manual_seed(seed)
+    training_form = build(spec)
+    stats = train_model(
+        training_form,
+        dataset,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        lr_min=config.lr_min,
+        progress=config.progress,
+        desc=f"{spec.name} seed {seed}",
+    )
+    model = deploy(training_form)  # a rep family's collapsed network; the others as trained
+    save_state(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
+    scores = {}
     for folder in config.test:
-        res = run_protocol(bicubic_upscaler, folder, config.scale)
-        results["baseline"][res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
-    log("bicubic: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results["baseline"].items()))
+        res = run_protocol(model_upscaler(model, channels="y"), folder, config.scale)
+        scores[res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
+    record = {
+        "budget": row["budget"],
+        "budget_macs": row["budget_macs"],
+        "family": spec.family,
+        "network": spec.name,
+        "widths": list(spec.widths),
+        "params": row["params"],
+        "macs_per_pixel": row["macs_per_pixel"],
+        "deviation": row["deviation"],
+        "seed": seed,
+        "weights": f"models/{weights.name}",
+        "train_seconds": stats["seconds"],
+        "final_loss": stats["final_loss"],
+        "loss_curve": stats["loss"],
+        "scores": scores,
+    }
+    return model, record
 
-    trained: dict[str, nn.Module] = {}
-    run_config = json.dumps(_run_values(asdict(config)), sort_keys=True)
-    results["reused"] = []
-    for seed in config.seeds:
-        dataset = None
-        for row in rows:
-            spec: FamilySpec = row["spec"]
-            weights = out / "models" / f"{spec.name}-seed{seed}.safetensors"
-            record = earlier.get((row["budget"], spec.name, seed))
-            reused = None if record is None else _reuse(weights, spec, seed, run_config, log)
-            if record is not None and reused is not None:
-                results["runs"].append(record)
-                results["reused"].append(f"{spec.name} seed {seed}")
-                trained[f"{spec.name}/{seed}"] = reused
-                log(
-                    f"{spec.name:<16} seed {seed}: reused {weights.name}: "
-                    + ", ".join(
-                        f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in record["scores"].items()
-                    )
-                )
-                continue
-            if dataset is None:
-                dataset = PatchDataset(
-                    [str(f) for f in files],
-                    config.scale,
-                    patch_size=config.patch_size,
-                    seed=seed,
-                    length=config.steps * config.batch_size,
-                    progress=config.progress,
-                )
-            torch.manual_seed(seed)
-            training_form = build(spec)
-            stats = train_model(
-                training_form,
-                dataset,
-                steps=config.steps,
-                batch_size=config.batch_size,
-                lr=config.lr,
-                lr_min=config.lr_min,
-                progress=config.progress,
-                desc=f"{spec.name} seed {seed}",
-            )
-            model = deploy(training_form)  # a rep family's collapsed network; the others as trained
-            save_state(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
-            scores = {}
-            for folder in config.test:
-                res = run_protocol(model_upscaler(model, channels="y"), folder, config.scale)
-                scores[res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
-            run = {
-                "budget": row["budget"],
-                "budget_macs": row["budget_macs"],
-                "family": spec.family,
-                "network": spec.name,
-                "widths": list(spec.widths),
-                "params": row["params"],
-                "macs_per_pixel": row["macs_per_pixel"],
-                "deviation": row["deviation"],
-                "seed": seed,
-                "weights": f"models/{weights.name}",
-                "train_seconds": stats["seconds"],
-                "final_loss": stats["final_loss"],
-                "loss_curve": stats["loss"],
-                "scores": scores,
-            }
-            results["runs"].append(run)
-            log(
-                f"{spec.name:<16} seed {seed}: "
-                + ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in scores.items())
-                + f" (trained {stats['seconds']:.0f} s)"
-            )
-            trained[f"{spec.name}/{seed}"] = model
-            _write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
-    if results["reused"]:
-        log(f"reused {len(results['reused'])} of {len(results['runs'])} runs from the earlier results.json")
 
+def _finish(
+    config: StudyConfig,
+    rows: list[dict[str, Any]],
+    trained: dict[str, nn.Module],
+    results: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """Time every network of the first seed on a frame, then write ``results.json``, the table and the figures."""
+    out = Path(config.out)
     lr_shape = (1, 1, config.frame[0] // config.scale, config.frame[1] // config.scale)
     timed = {row["spec"].name: trained[f"{row['spec'].name}/{config.seeds[0]}"] for row in rows}
     timing = time_frames(timed, lr_shape, config.timing_rounds, progress=config.progress)
@@ -581,7 +615,6 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     log(
         f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'psnr_vs_macs.png'}, {out / 'psnr_vs_time.png'}"
     )
-    return results
 
 
 def _aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -114,6 +114,14 @@ def _conv_with_padding(
     return layers
 
 
+def _lr_padding(change: int, r: int, j_min: int, taps: int, what: str) -> tuple[int, int]:
+    """LR zero padding ``(before, after)`` of a polyphase kernel with ``taps`` taps from ``j_min`` on, for an HR
+    layer that changes the size by ``change`` pixels (refused unless a multiple of ``r``: ``what`` says where)."""
+    if change % r:
+        raise SubpixelError(f"{what}: not a multiple of scale={r}, so its output is not a whole LR tensor")
+    return -j_min, change // r + j_min + taps - 1
+
+
 def _same_padding(k: int, d: int) -> tuple[int, int]:
     total = d * (k - 1)
     return total // 2, total - total // 2
@@ -169,15 +177,10 @@ def hr_conv_to_lr(conv: nn.Conv2d, scale: int) -> list[nn.Module]:
         k, d = conv.kernel_size[axis], conv.dilation[axis]
         pl, pr = pads[axis]
         change = pl + pr - d * (k - 1)
-        if change % r:
-            raise SubpixelError(
-                f"the HR convolution changes the size by {change} pixels along axis {axis} (kernel {k}, dilation "
-                f"{d}, padding {pl}+{pr}), not a multiple of scale={r}: its output is not a whole LR tensor"
-            )
+        what = f"the HR convolution changes the size by {change} pixels along axis {axis} (kernel {k}, dilation {d}, padding {pl}+{pr})"
         s, j_min = _conv_selection(r, k, d, pl)
-        j_max = j_min + s.shape[2] - 1
         sels.append(s)
-        lr_pads.append((-j_min, change // r + j_max))
+        lr_pads.append(_lr_padding(change, r, j_min, s.shape[2], what))
     w = conv.weight
     # W_lr[o, a, b, i, p, q, jh, jw] = Σ_{th, tw} S_h[a, p, jh, th] S_w[b, q, jw, tw] w[o, i, th, tw]
     w_lr = torch.einsum("apjt,bqkv,oitv->oabipqjk", sels[0].to(w), sels[1].to(w), w.detach())
@@ -203,15 +206,10 @@ def _conv_transpose_to_lr(layer: nn.ConvTranspose2d, scale: int) -> list[nn.Modu
         k, d, p = layer.kernel_size[axis], layer.dilation[axis], layer.padding[axis]
         a = layer.output_padding[axis]
         change = d * (k - 1) + a + 1 - 2 * p - r  # HR length − r·L
-        if change % r:
-            raise SubpixelError(
-                f"the ConvTranspose2d output size is r·L{change:+d} along axis {axis}, not a multiple of "
-                f"scale={r}: it is not a whole LR tensor"
-            )
+        what = f"the ConvTranspose2d output size is r·L{change:+d} along axis {axis}"
         s, j_min = _transpose_selection(r, k, d, p)
-        j_max = j_min + s.shape[1] - 1
         sels.append(s)
-        lr_pads.append((-j_min, change // r + j_max))
+        lr_pads.append(_lr_padding(change, r, j_min, s.shape[1], what))
     g = layer.groups
     w = layer.weight.detach()  # (C_in, C_out/g, kh, kw) -> (C_out, C_in/g, kh, kw)
     c_in, c_out_g = w.shape[0], w.shape[1]
