@@ -174,25 +174,12 @@ class EvaluationResult:
     def _mean(self, who: str, metric: str) -> float:
         return float(np.mean([getattr(getattr(i, who), metric) for i in self.images]))
 
-    @property
-    def mean_psnr(self) -> float:
-        """The model's mean Y-PSNR (dB)."""
-        return self._mean("model", "psnr")
-
-    @property
-    def mean_ssim(self) -> float:
-        """The model's mean SSIM."""
-        return self._mean("model", "ssim")
-
-    @property
-    def bicubic_mean_psnr(self) -> float:
-        """Bicubic's mean Y-PSNR (dB)."""
-        return self._mean("bicubic", "psnr")
-
-    @property
-    def bicubic_mean_ssim(self) -> float:
-        """Bicubic's mean SSIM."""
-        return self._mean("bicubic", "ssim")
+    mean_psnr = property(lambda self: self._mean("model", "psnr"), doc="The model's mean Y-PSNR (dB).")
+    mean_ssim = property(lambda self: self._mean("model", "ssim"), doc="The model's mean SSIM.")
+    bicubic_mean_psnr = property(
+        lambda self: self._mean("bicubic", "psnr"), doc="Bicubic's mean Y-PSNR (dB)."
+    )
+    bicubic_mean_ssim = property(lambda self: self._mean("bicubic", "ssim"), doc="Bicubic's mean SSIM.")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""

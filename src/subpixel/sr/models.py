@@ -199,7 +199,33 @@ def _hidden_layers(
     return nn.Sequential(*layers)
 
 
-class ESPCN(nn.Module):
+class _SRNetwork(nn.Module):
+    """What :class:`ESPCN` and :class:`RepESPCN` share: an :class:`ESPCNConfig` and what it says."""
+
+    config: ESPCNConfig
+
+    @property
+    def scale(self) -> int:
+        """The upscaling factor ``r``."""
+        return self.config.scale
+
+    @property
+    def channels(self) -> ChannelMode:
+        """``"y"`` or ``"rgb"``."""
+        return self.config.channels
+
+    def multiply_adds_per_pixel(self) -> float:
+        """Multiply-adds per HR output pixel of the deployed network (weights only; activations, the shuffle and
+        the nearest skip are free): every layer runs on the LR grid, so the per-LR-pixel count divided by ``r²``.
+
+        Examples:
+            >>> round(ESPCN(3).multiply_adds_per_pixel())  # (25·64 + 9·64·32 + 9·32·9) / 9
+            2514
+        """
+        return self.config.multiply_adds_per_pixel()
+
+
+class ESPCN(_SRNetwork):
     """The efficient sub-pixel convolutional network.
 
     Args:
@@ -277,30 +303,9 @@ class ESPCN(nn.Module):
             nn.init.zeros_(self.upsample.bias)
 
     @property
-    def scale(self) -> int:
-        """The upscaling factor ``r``."""
-        return self.config.scale
-
-    @property
-    def channels(self) -> ChannelMode:
-        """``"y"`` or ``"rgb"``."""
-        return self.config.channels
-
-    @property
     def lr_receptive_radius(self) -> int:
         """LR pixels beyond its own on each side that an output pixel depends on (for tiling with overlap)."""
         return sum(k // 2 for k in self.config.kernel_sizes)
-
-    def multiply_adds_per_pixel(self) -> float:
-        """Multiply-adds per HR output pixel (weights only; activations and the shuffle are free).
-
-        Every layer runs on the LR grid, so this is the per-LR-pixel count divided by ``r²``.
-
-        Examples:
-            >>> round(ESPCN(3).multiply_adds_per_pixel())  # (25·64 + 9·64·32 + 9·32·9) / 9
-            2514
-        """
-        return self.config.multiply_adds_per_pixel()
 
     def forward(self, input: Tensor) -> Tensor:
         """Upscale ``input`` by ``scale``.
@@ -320,7 +325,7 @@ class ESPCN(nn.Module):
         return f"scale={self.scale}, channels={self.channels!r}"
 
 
-class RepESPCN(nn.Module):
+class RepESPCN(_SRNetwork):
     """The training form of an ESPCN whose convolutions are re-parameterizable blocks; :meth:`collapse` deploys it.
 
     Every convolution of an :class:`ESPCN` of the same config (hidden LR convolutions and the sub-pixel layer's
@@ -390,16 +395,6 @@ class RepESPCN(nn.Module):
         )
         #: one bias per output channel, shared by its r² phases (the sub-pixel layer's bias)
         self.tail_bias = nn.Parameter(torch.zeros(self.config.in_channels, **factory))
-
-    @property
-    def scale(self) -> int:
-        """The upscaling factor ``r``."""
-        return self.config.scale
-
-    @property
-    def channels(self) -> ChannelMode:
-        """``"y"`` or ``"rgb"``."""
-        return self.config.channels
 
     def forward(self, input: Tensor) -> Tensor:
         """Upscale ``input`` by ``scale`` (every block as its collapsed convolution, differentiably).
@@ -471,10 +466,6 @@ class RepESPCN(nn.Module):
         ):
             self.tail.set_kernel(weight, None)
             self.tail_bias.copy_(model.upsample.bias)  # type: ignore[arg-type]
-
-    def multiply_adds_per_pixel(self) -> float:
-        """Multiply-adds per HR pixel of the deployed (collapsed) network, :meth:`ESPCN.multiply_adds_per_pixel`."""
-        return self.config.multiply_adds_per_pixel()
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, channels={self.channels!r}, skip={self.config.skip!r}"
