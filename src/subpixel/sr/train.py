@@ -23,6 +23,7 @@ rank 0 writes files, and the run records a digest of every rank's final weights.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import hashlib
 import json
@@ -510,6 +511,20 @@ def _finished_run(config: TrainConfig, weights: Path, ckpt_path: Path) -> tuple[
     return False, step
 
 
+def _check_creatable(folder: Path) -> None:
+    """Fail now, before any work, when ``folder`` cannot be created (a file stands in its path); it is created
+    only once the data is known to be usable.
+
+    Raises:
+        NotADirectoryError: an existing part of the path is not a folder.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+
+
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, ckpt_path: Path) -> tuple[int, float]:
     """Load a checkpoint's model, optimiser and RNG state; returns ``(step, elapsed seconds)``."""
     tensors, meta = load_checkpoint(ckpt_path)
@@ -570,6 +585,8 @@ def train(config: TrainConfig) -> Path:
         finished, resume_step = _finished_run(config, weights, ckpt_path)
         if finished:
             return weights
+        if main:
+            _check_creatable(out)
         torch.manual_seed(config.seed)
         model = config.build_model().to(device)
         if config.channels_last:
