@@ -170,6 +170,33 @@ def test_cli_reports_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "not found" in capsys.readouterr().err
 
 
+def test_cli_runs_the_rep_families(tmp_path: Path, write_synthetic_images) -> None:
+    """``subpixel study --families rep hr-rep``: the shipped network and its HR-space counterpart, collapsed."""
+    from subpixel.cli import main
+
+    for name in ("T91", "Set5"):
+        write_synthetic_images(tmp_path / "data" / name, 2, (48, 48), 0)
+    out = tmp_path / "out"
+    argv = [
+        "study",
+        "--quick",
+        "--families",
+        "rep",
+        "hr-rep",
+        "--multiples",
+        "0.25",
+        "--steps",
+        "2",
+        "--patch-size",
+        "8",
+    ]
+    argv += ["--train", str(tmp_path / "data" / "T91"), "--test", str(tmp_path / "data" / "Set5")]
+    assert main([*argv, "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert {r["network"] for r in saved["runs"]} == {"rep-13-13", "hr-rep-5-4"}
+    assert "rep-13-13" in (out / "results.md").read_text()
+
+
 @pytest.mark.slow
 def test_quick_study_on_the_standard_sets(shared_sr_data: Path, tmp_path: Path) -> None:
     """`subpixel study --quick`: the whole pipeline on the real data (about a minute)."""
