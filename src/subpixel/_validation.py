@@ -10,8 +10,6 @@ import numbers
 from collections.abc import Sequence
 from typing import Literal
 
-from subpixel.errors import SubpixelError
-
 ChannelOrder = Literal["crd", "dcr"]
 CHANNEL_ORDERS: tuple[str, ...] = ("crd", "dcr")
 
@@ -120,5 +118,9 @@ def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
         subpixel.errors.SubpixelError: steps must be an int >= 1, got True
     """
     if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        # imported where raised: at the top it shifts `import subpixel`'s heap layout enough to flip the page-fault
+        # count of tests/test_allocator.py (a layout-sensitive test) from one extra round to two
+        from subpixel.errors import SubpixelError
+
         raise SubpixelError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)  # type: ignore[arg-type]
