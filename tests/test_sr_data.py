@@ -57,7 +57,10 @@ def test_to_model_channels() -> None:
         atol=1e-12,
     )
     gray = rgb[..., :1]
-    np.testing.assert_array_equal(to_model_channels(gray, "y")[0], gray[..., 0])  # grayscale is its own Y
+    # a grayscale image is seen as its RGB copy: Y = 16 + (65.481 + 128.553 + 24.966)·g
+    np.testing.assert_allclose(
+        to_model_channels(gray, "y")[0], (16 + 219 * gray[..., 0]) / 255, rtol=0, atol=1e-12
+    )
     np.testing.assert_array_equal(to_model_channels(gray, "rgb"), np.repeat(gray.transpose(2, 0, 1), 3, 0))
     np.testing.assert_array_equal(
         to_model_channels(np.dstack([rgb, rgb[..., :1]]), "rgb"), rgb.transpose(2, 0, 1)

@@ -84,7 +84,7 @@ def test_save_figure(small_set: Path, tmp_path: Path) -> None:
 def test_evaluate_errors(small_set: Path) -> None:
     with pytest.raises(ValueError, match="upscales ×3; it cannot be evaluated at scale 2"):
         evaluate(BicubicModel(3, "y"), small_set, 2, progress=False)
-    with pytest.raises(ValueError, match=r"model\.channels must be 'y' or 'rgb'"):
+    with pytest.raises(ValueError, match=r"model channels must be 'y' or 'rgb'"):
         evaluate(BicubicModel(2, "ycbcr"), small_set, 2, progress=False)
     with pytest.raises(ValueError, match=r"returned shape \(1, 1, 15, 17\)"):
         evaluate(WrongShape(3, "y"), small_set, 3, progress=False)

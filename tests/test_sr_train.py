@@ -137,8 +137,61 @@ def test_unfinished_run_needs_resume_or_force(hr_folder: Path, tmp_path: Path, o
     with pytest.raises(ValueError, match="widths"):
         train(tiny_config(hr_folder, out, steps=20, widths=(8, 8), resume=True))
     (out / CHECKPOINT).write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=r"checkpoint.*checkpoint\.safetensors.*not readable"):
+    with pytest.raises(ValueError, match=r"checkpoint.*checkpoint\.safetensors.*not a readable"):
         train(tiny_config(hr_folder, out, steps=20, resume=True))
+
+
+def test_resume_with_more_steps_extends_a_finished_run(
+    hr_folder: Path, tmp_path: Path, one_thread: None
+) -> None:
+    """``--resume --steps 20`` on a finished 10-step run trains steps 11..20 (the 10-step weights are kept)."""
+    out = tmp_path / "run"
+    first = train(tiny_config(hr_folder, out, steps=10))
+    before = first.read_bytes()
+    assert train(tiny_config(hr_folder, out, steps=20, resume=True)) == first
+    assert json.loads((out / "model.json").read_text())["training"]["steps"] == 20
+    assert first.read_bytes() != before
+    assert (out / "model_step10.safetensors").read_bytes() == before and (out / "model_step10.json").is_file()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [5, 10, 15, 20]
+    # the same number of steps again: nothing to do, nothing written
+    after = first.read_bytes()
+    assert train(tiny_config(hr_folder, out, steps=20, resume=True)) == first and first.read_bytes() == after
+    with pytest.raises(ValueError, match=r"step 20; --steps 15 is fewer"):
+        train(tiny_config(hr_folder, out, steps=15, resume=True))
+
+
+def test_resume_refuses_another_scale_even_when_finished(
+    hr_folder: Path, tmp_path: Path, one_thread: None
+) -> None:
+    out = tmp_path / "run"
+    weights = train(tiny_config(hr_folder, out, steps=10))
+    before = weights.read_bytes()
+    for steps in (10, 20):  # finished (nothing to extend) or extended: a ×3 run cannot resume a ×2 checkpoint
+        with pytest.raises(ValueError, match=r"scale=2, the run asks for 3"):
+            train(tiny_config(hr_folder, out, steps=steps, scale=3, resume=True))
+    assert weights.read_bytes() == before and not (out / "model_step10.safetensors").exists()
+
+
+def test_bad_data_leaves_no_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subpixel.cli import main
+
+    (tmp_path / "nodata").mkdir()
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "nodata"), "--out", str(out), "--no-progress", *TINY]) == 2
+    assert "nodata" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_scale_one_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subpixel.cli import main
+
+    with pytest.raises(ValueError, match=r"scale must be an int >= 2, got 1"):
+        TrainConfig(data=["."], out=".", scale=1)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path), "--out", str(out), "--no-progress", "--scale", "1"]
+    assert main(argv) == 2
+    assert "scale" in capsys.readouterr().err and not out.exists()
 
 
 def test_cli_errors(hr_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,8 +20,10 @@ import pytest
 import torch
 
 from subpixel.cli.study import add_arguments, run
+from subpixel.sr.evaluate import model_upscaler
+from subpixel.sr.models import load_state, save_state
 from subpixel.study import experiment
-from subpixel.study.experiment import StudyConfig, load_weights, plan, run_study, y_upscaler
+from subpixel.study.experiment import StudyConfig, plan, run_study
 from subpixel.study.families import build
 
 
@@ -99,9 +101,9 @@ def test_weights_are_saved_as_safetensors_and_reproduce_the_scores(study: Study)
     config = study.config(study.out)
     for row, record in zip(plan(config), study.results["runs"], strict=True):
         model = build(row["spec"])
-        meta = load_weights(model, study.out / record["weights"])
+        meta = load_state(model, study.out / record["weights"])
         assert (meta["network"], meta["seed"]) == (record["network"], "0")
-        res = run_protocol(y_upscaler(model.eval()), config.test[0], config.scale)
+        res = run_protocol(model_upscaler(model.eval(), channels="y"), config.test[0], config.scale)
         assert res.mean_psnr == record["scores"]["test"]["psnr"]
 
 
@@ -207,7 +209,7 @@ def test_corrupt_or_missing_weights_are_retrained(study: Study, tmp_path: Path, 
     assert str(corrupt) in warnings[0] and "not a readable safetensors file" in warnings[0]
     assert str(missing) in warnings[1] and "missing" in warnings[1]
     assert _psnrs(results) == _psnrs(study.results)
-    load_weights(build(plan(study.config(out))[0]["spec"]), corrupt)  # rewritten whole
+    load_state(build(plan(study.config(out))[0]["spec"]), corrupt)  # rewritten whole
 
 
 def test_weights_of_another_run_are_not_reused(study: Study, tmp_path: Path, trainings: list[str]) -> None:
@@ -215,9 +217,7 @@ def test_weights_of_another_run_are_not_reused(study: Study, tmp_path: Path, tra
     out = study.copy(tmp_path / "out")
     names = [r["network"] for r in study.results["runs"]]
     target = out / "models" / f"{names[1]}-seed0.safetensors"
-    experiment.save_weights(
-        build(plan(study.config(out))[1]["spec"]), target, {"network": names[1], "seed": "0"}
-    )
+    save_state(build(plan(study.config(out))[1]["spec"]), target, {"network": names[1], "seed": "0"})
     lines, log = _logger()
     run_study(study.config(out, resume=True), log=log)
     assert trainings == [f"{names[1]} seed 0"]

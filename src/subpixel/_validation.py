@@ -104,3 +104,21 @@ def as_factor(
             f"got {tensor_dim} dims"
         )
     return factors
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int (not a bool) ``>= minimum``; raise :class:`~subpixel.errors.SubpixelError`.
+
+    The one check behind every "must be a positive int" (``minimum=0``: a non-negative int).
+
+    Examples:
+        >>> check_positive_int(3, "scale", minimum=2)
+        3
+        >>> check_positive_int(True, "steps")
+        Traceback (most recent call last):
+        ...
+        subpixel.errors.SubpixelError: steps must be an int >= 1, got True
+    """
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        raise SubpixelError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from pathlib import Path
 from subpixel.cli._args import positive_int
 from subpixel.cli._errors import require
 from subpixel.errors import SubpixelError
+from subpixel.study.families import FAMILIES
 
 __all__ = ["add_arguments", "run"]
 
@@ -49,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--families",
         nargs="+",
         default=["hr", "deconv", "lr"],
-        choices=["hr", "deconv", "lr"],
-        help="families",
+        choices=list(FAMILIES),
+        help="families (default hr deconv lr; 'rep' is the shipped re-parameterized LR-space network and "
+        "'hr-rep' its HR-space counterpart, both trained as re-parameterizable blocks and run collapsed)",
     )
     parser.add_argument(
         "--data", type=Path, default=None, help=f"folder with T91/, BSDS200/, Set5/, Set14/ ({_DATA_HINT})"

@@ -2,7 +2,7 @@
 
 * :class:`ESPCN` and its :class:`ESPCNConfig` (the deployed network: LR convolutions, one sub-pixel layer, an
   optional nearest-neighbour skip); :class:`RepESPCN`, its re-parameterized training form
-  (:mod:`subpixel.sr.reparam`); :func:`save` / :func:`load` (safetensors + JSON config);
+  (:mod:`subpixel.sr.rep_blocks`); :func:`save` / :func:`load` (safetensors + JSON config);
   :func:`pretrained` (bundled ×2, ×3, ×4 weights of the ``"rep"`` and ``"espcn"`` families, no network).
 * :mod:`subpixel.sr.data`: random aligned LR/HR patches from folders of HR images.
 * :mod:`subpixel.sr.train`: ``subpixel train`` and :func:`subpixel.sr.train.train`.

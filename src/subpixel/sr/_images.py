@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import numpy as np
 from torch import Tensor
 
+from subpixel.errors import SubpixelError
+
 ImageT = TypeVar("ImageT", np.ndarray, Tensor)
 
 _INTEGER_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -19,7 +21,7 @@ _INTEGER_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 def _check_scale_int(scale: Any, name: str = "scale") -> int:
     if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {scale!r}")
+        raise SubpixelError(f"{name} must be an integer >= 1, got {scale!r}")
     return int(scale)
 
 
@@ -32,9 +34,9 @@ def _check_image(img: Any, name: str = "img") -> np.ndarray:
             f"{name} must be a numpy array of shape (H, W) or (H, W, C), got {type(img).__name__}"
         )
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3)):
-        raise ValueError(f"{name} must have shape (H, W) or (H, W, C) with C = 1 or 3, got {img.shape}")
+        raise SubpixelError(f"{name} must have shape (H, W) or (H, W, C) with C = 1 or 3, got {img.shape}")
     if img.shape[0] < 1 or img.shape[1] < 1:
-        raise ValueError(f"{name} must not be empty, got shape {img.shape}")
+        raise SubpixelError(f"{name} must not be empty, got shape {img.shape}")
     if not (np.issubdtype(img.dtype, np.floating) or img.dtype in _INTEGER_MAX):
         raise TypeError(f"{name} must be floating point in [0, 1] or uint8/uint16, got dtype {img.dtype}")
     return img

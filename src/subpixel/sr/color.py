@@ -3,7 +3,8 @@
 Step 3 and 4 of the protocol (../shared/GUIDE.md §3): the super-resolved image is clamped and rounded to 8 bits
 (:func:`quantize_uint8`), then scored on Y of BT.601 YCbCr (:func:`to_y`, :func:`rgb_to_ycbcr`); a grayscale image
 is its own Y. YCbCr is on the 8-bit scale: ``Y ∈ [16, 235]`` and ``Cb, Cr ∈ [16, 240]`` for RGB in [0, 1]
-(MATLAB's ``255 * rgb2ycbcr(double(rgb) / 255)``). A Y-channel model sees ``Y / 255``.
+(MATLAB's ``255 * rgb2ycbcr(double(rgb) / 255)``). A Y-channel model sees ``Y / 255`` (:func:`model_y`: a
+grayscale image as its RGB copy).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from subpixel.errors import SubpixelError
 from subpixel.sr._images import _INTEGER_MAX, ImageT, _to_float01
 
-__all__ = ["quantize_uint8", "rgb_to_ycbcr", "to_y", "ycbcr_to_rgb"]
+__all__ = ["gray_from_model_y", "model_y", "quantize_uint8", "rgb_to_ycbcr", "to_y", "ycbcr_to_rgb"]
 
 # BT.601 studio range, RGB in [0, 1] -> YCbCr on the 8-bit scale (MATLAB rgb2ycbcr's matrix and offset).
 _YCBCR_MATRIX = np.array(
@@ -63,7 +65,7 @@ def rgb_to_ycbcr(img: ImageT, *, channel_axis: int = -1) -> ImageT:
     """
     x, is_torch = _channels_last(img, channel_axis)
     if x.shape[-1] != 3:
-        raise ValueError(
+        raise SubpixelError(
             f"img must have 3 channels (R, G, B) on axis {channel_axis}, got shape {tuple(img.shape)}"
         )
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
@@ -107,7 +109,7 @@ def ycbcr_to_rgb(img: ImageT, *, channel_axis: int = -1) -> ImageT:
     else:
         raise TypeError(f"img must be a numpy array or a torch tensor, got {type(img).__name__}")
     if x.shape[-1] != 3:
-        raise ValueError(
+        raise SubpixelError(
             f"img must have 3 channels (Y, Cb, Cr) on axis {channel_axis}, got shape {tuple(img.shape)}"
         )
     inverse = np.linalg.inv(_YCBCR_MATRIX)
@@ -145,11 +147,55 @@ def to_y(img: ImageT, *, channel_axis: int = -1) -> ImageT:
     if x.shape[-1] == 1:
         return x[..., 0] * 255.0
     if x.shape[-1] != 3:
-        raise ValueError(
+        raise SubpixelError(
             f"img must have 1 (gray) or 3 (RGB) channels on axis {channel_axis}, got {tuple(img.shape)}"
         )
     m = _YCBCR_MATRIX[0]
     return _YCBCR_OFFSET[0] + m[0] * x[..., 0] + m[1] * x[..., 1] + m[2] * x[..., 2]  # rgb_to_ycbcr's Y
+
+
+def model_y(img: ImageT, *, channel_axis: int = -1) -> ImageT:
+    """What a Y-channel model sees: BT.601 Y divided by 255, a grayscale image taken as its RGB copy.
+
+    The one definition used by training, evaluation, the study and upscaling: ``(16 + 65.481·R + 128.553·G +
+    24.966·B) / 255`` for RGB in [0, 1], and for a grayscale image ``g`` the same formula with ``R = G = B = g``
+    (``(16 + 219·g) / 255``), so a gray picture and its RGB copy give the model the same input. (Scoring is
+    another matter: the protocol scores a grayscale image on its own values, :func:`to_y`.)
+
+    Args:
+        img: numpy array or tensor with 1 (gray) or 3 (RGB) channels on ``channel_axis``, float in [0, 1] or
+            uint8 / uint16.
+        channel_axis: the channel axis.
+
+    Returns:
+        ``Y / 255`` with the channel axis removed (float64 for numpy, float for tensors).
+
+    Shape:
+        ``(..., C, ...) -> (..., ...)``, C = 1 or 3.
+
+    Examples:
+        >>> model_y(np.array([[[0.5]]])) == model_y(np.array([[[0.5, 0.5, 0.5]]]))
+        array([[ True]])
+        >>> gray_from_model_y(model_y(np.array([[[0.0], [1.0]]])))
+        array([[0., 1.]])
+    """
+    x, is_torch = _channels_last(img, channel_axis)
+    if x.shape[-1] == 1:
+        x = x.expand(*x.shape[:-1], 3) if is_torch else np.repeat(x, 3, axis=-1)
+    if x.shape[-1] != 3:
+        raise SubpixelError(
+            f"img must have 1 (gray) or 3 (RGB) channels on axis {channel_axis}, got {tuple(img.shape)}"
+        )
+    return to_y(x) / 255.0
+
+
+def gray_from_model_y(y: ImageT) -> ImageT:
+    """The gray value whose :func:`model_y` is ``y``: ``(255·y − 16) / 219`` (a Y model's output for a gray image).
+
+    Shape:
+        any; elementwise.
+    """
+    return (y * 255.0 - 16.0) / 219.0
 
 
 def quantize_uint8(img: ImageT) -> ImageT:

@@ -4,7 +4,8 @@ How a sample is made:
 
 1. Once per process, every HR image is read (:func:`subpixel.imageio.read_image`; PNG, BMP, JPEG, TIFF, 8 or
    16 bit, grayscale or colour), converted to the model's channels (the Y of BT.601 ``rgb2ycbcr`` divided by
-   255, grayscale being its own Y, or RGB), cropped to a multiple of the scale (``modcrop``) and downscaled
+   255, a grayscale image taken as its RGB copy: :func:`~subpixel.sr.color.model_y`; or RGB),
+   cropped to a multiple of the scale (``modcrop``) and downscaled
    **whole** with the protocol's MATLAB bicubic :func:`~subpixel.sr.protocol.imresize`; the LR image is rounded
    to 8-bit levels, as the test sets' LR images are. Both are kept in memory as float32.
 2. A sample is an aligned pair: an LR patch of ``patch_size`` pixels at ``(y, x)`` and the HR patch of
@@ -49,7 +50,7 @@ from torch.utils.data import Dataset
 
 from subpixel.errors import SubpixelError
 from subpixel.imageio import IMAGE_EXTENSIONS, read_image
-from subpixel.sr.color import quantize_uint8, to_y
+from subpixel.sr.color import model_y, quantize_uint8
 from subpixel.sr.resize import imresize
 
 __all__ = [
@@ -100,8 +101,8 @@ def to_model_channels(image: np.ndarray, channels: str) -> np.ndarray:
 
     Args:
         image: ``(H, W, C)`` in [0, 1], C in {1, 2, 3, 4} (alpha is dropped).
-        channels: ``"y"``: BT.601 studio-range Y divided by 255 (grayscale is its own Y); ``"rgb"``: RGB
-            (grayscale repeated).
+        channels: ``"y"``: :func:`~subpixel.sr.color.model_y` (BT.601 studio-range Y divided by 255; a
+            grayscale image as its RGB copy); ``"rgb"``: RGB (grayscale repeated).
 
     Returns:
         float64 array ``(C', H, W)``, C' = 1 or 3.
@@ -116,7 +117,7 @@ def to_model_channels(image: np.ndarray, channels: str) -> np.ndarray:
     x = np.asarray(image, dtype=np.float64)
     gray = x.shape[2] <= 2
     if channels == "y":
-        return (to_y(x[..., :1] if gray else x[..., :3]) / 255.0)[None]
+        return model_y(x[..., :1] if gray else x[..., :3])[None]
     if channels == "rgb":
         rgb = np.repeat(x[..., :1], 3, axis=2) if gray else x[..., :3]
         return np.ascontiguousarray(rgb.transpose(2, 0, 1))

@@ -6,12 +6,13 @@ Y of BT.601, border crop = scale, PSNR and SSIM per image, means over the set.
 
 How a model sees an image (the convention of training, :func:`subpixel.sr.data.to_model_channels`):
 
-* ``channels == "y"``: the input is the LR image's Y divided by 255, ``rgb_to_ycbcr(lr)[..., 0] / 255`` (so
-  in [16/255, 235/255]; a grayscale image is its own Y, i.e. the gray values in [0, 1]); the output is read the
-  same way, as ``Y / 255``, and scored on Y directly (rounded to 8-bit levels of Y). Colour figures take Cb and
-  Cr from the bicubic image.
-* ``channels == "rgb"``: the input is RGB in [0, 1] (a grayscale image repeated three times; the output's mean
-  over the channels is then the gray result); the output is RGB in [0, 1], scored through its Y.
+* ``channels == "y"``: the input is the LR image's Y divided by 255 (:func:`~subpixel.sr.color.model_y`: in
+  [16/255, 235/255]; a grayscale image as its RGB copy, ``(16 + 219·g) / 255``, exactly as upscaling takes it);
+  the output is read the same way, as ``Y / 255``, and scored on Y directly (rounded to 8-bit levels of Y); for
+  a grayscale image the output is turned back into gray values (:func:`~subpixel.sr.color.gray_from_model_y`),
+  which the protocol scores as their own Y. Colour figures take Cb and Cr from the bicubic image.
+* ``channels == "rgb"``: the input is RGB in [0, 1] (a grayscale image repeated three times; the gray result is
+  then the gray value of the output's Y); the output is RGB in [0, 1], scored through its Y.
 
 Python API: :func:`evaluate` (one folder), :func:`format_table`, :func:`save_figure`; the standing beside the
 published references (:data:`PUBLISHED_RESULTS`): :func:`standing`, :func:`format_standing`, :func:`save_macs_figure`. Command line
@@ -44,9 +45,10 @@ import torch
 from torch import nn
 
 from subpixel.errors import SubpixelError
-from subpixel.sr.color import quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
+from subpixel.sr.color import gray_from_model_y, model_y, quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
+from subpixel.sr.data import to_model_channels
 from subpixel.sr.metrics import Score, score_pair
-from subpixel.sr.protocol import Upscaler, score_images
+from subpixel.sr.protocol import UpscaleFn, score_images
 from subpixel.sr.resize import bicubic_upscaler
 from subpixel.sr.testsets import find_test_images
 
@@ -73,31 +75,28 @@ PROTOCOL_DESCRIPTION = (
 )
 
 
-def _model_input(lr: np.ndarray, channels: str) -> np.ndarray:
-    """``(C, h, w)`` float64 model input from an LR image ``(h, w, C)`` in [0, 1], as training builds it."""
-    from subpixel.sr.data import to_model_channels
-
-    return to_model_channels(lr, channels)
-
-
-def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None) -> Upscaler:
-    """Wrap an SR model as an :data:`~subpixel.sr.protocol.Upscaler` (see the module docs for the convention).
+def model_upscaler(
+    model: nn.Module, *, channels: str | None = None, device: torch.device | str | None = None
+) -> UpscaleFn:
+    """Wrap an SR model as an :data:`~subpixel.sr.protocol.UpscaleFn` (see the module docs for the convention).
 
     Args:
-        model: a module with ``.channels`` (``"y"`` or ``"rgb"``) whose forward maps ``(N, C, h, w)`` to
-            ``(N, C, h·r, w·r)``; it runs in eval mode without gradients.
+        model: a module whose forward maps ``(N, C, h, w)`` to ``(N, C, h·r, w·r)``; it runs in eval mode
+            without gradients.
+        channels: ``"y"`` or ``"rgb"``; by default the model's ``.channels``.
         device: where to run it (default: where its parameters are).
 
     Returns:
         ``(lr, scale) -> sr``: ``lr`` float ``(h, w, C)`` in [0, 1]; ``sr`` the ``(h·r, w·r)`` plane ``Y / 255``
-        for a Y model, else ``(h·r, w·r, C)`` (gray for a gray ``lr``).
+        for a Y model, else ``(h·r, w·r, C)``; for a gray ``lr`` the ``(h·r, w·r)`` gray plane.
 
     Raises:
-        ValueError: ``model.channels`` is missing or not ``"y"`` / ``"rgb"``.
+        SubpixelError: ``channels`` (or ``model.channels``) is missing or not ``"y"`` / ``"rgb"``.
     """
-    channels = getattr(model, "channels", None)
+    if channels is None:
+        channels = getattr(model, "channels", None)
     if channels not in ("y", "rgb"):
-        raise SubpixelError(f"model.channels must be 'y' or 'rgb', got {channels!r}")
+        raise SubpixelError(f"model channels must be 'y' or 'rgb', got {channels!r}")
     parameter = next(iter(model.parameters()), None)
     dtype = parameter.dtype if parameter is not None and parameter.dtype.is_floating_point else torch.float32
     run_device = (
@@ -107,7 +106,9 @@ def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None
         model = model.to(run_device)
 
     def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(_model_input(lr, channels)))[None].to(run_device, dtype)
+        x = torch.from_numpy(np.ascontiguousarray(to_model_channels(lr, channels)))[None].to(
+            run_device, dtype
+        )
         model.eval()
         with torch.inference_mode():
             out = model(x)
@@ -117,10 +118,11 @@ def model_upscaler(model: nn.Module, *, device: torch.device | str | None = None
                 f"the model returned shape {tuple(out.shape)} for input {tuple(x.shape)}; expected {expected}"
             )
         sr = out[0].detach().to("cpu", torch.float64).numpy()
-        if channels == "y":
-            return sr[0]
-        rgb = sr.transpose(1, 2, 0)
-        return rgb.mean(axis=2, keepdims=True) if lr.shape[2] == 1 else rgb
+        gray = lr.shape[2] <= 2
+        y = sr[0] if channels == "y" else (model_y(sr, channel_axis=0) if gray else None)
+        if y is None:
+            return sr.transpose(1, 2, 0)
+        return gray_from_model_y(y) if gray else y
 
     return upscale
 
@@ -169,25 +171,15 @@ class EvaluationResult:
     scale: int
     images: tuple[ImageEvaluation, ...]
 
-    @property
-    def mean_psnr(self) -> float:
-        """The model's mean Y-PSNR (dB)."""
-        return float(np.mean([i.model.psnr for i in self.images]))
+    def _mean(self, who: str, metric: str) -> float:
+        return float(np.mean([getattr(getattr(i, who), metric) for i in self.images]))
 
-    @property
-    def mean_ssim(self) -> float:
-        """The model's mean SSIM."""
-        return float(np.mean([i.model.ssim for i in self.images]))
-
-    @property
-    def bicubic_mean_psnr(self) -> float:
-        """Bicubic's mean Y-PSNR (dB)."""
-        return float(np.mean([i.bicubic.psnr for i in self.images]))
-
-    @property
-    def bicubic_mean_ssim(self) -> float:
-        """Bicubic's mean SSIM."""
-        return float(np.mean([i.bicubic.ssim for i in self.images]))
+    mean_psnr = property(lambda self: self._mean("model", "psnr"), doc="The model's mean Y-PSNR (dB).")
+    mean_ssim = property(lambda self: self._mean("model", "ssim"), doc="The model's mean SSIM.")
+    bicubic_mean_psnr = property(
+        lambda self: self._mean("bicubic", "psnr"), doc="Bicubic's mean Y-PSNR (dB)."
+    )
+    bicubic_mean_ssim = property(lambda self: self._mean("bicubic", "ssim"), doc="Bicubic's mean SSIM.")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -226,7 +218,7 @@ def _display_pictures(hr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray) -> di
 
 
 def evaluate(
-    model_or_upscaler: nn.Module | Upscaler,
+    model_or_upscaler: nn.Module | UpscaleFn,
     data_dir: str | Path,
     scale: int,
     *,
@@ -238,7 +230,7 @@ def evaluate(
 
     Args:
         model_or_upscaler: an ``nn.Module`` with ``.channels`` (and ``.scale``, checked against ``scale``), run
-            through :func:`model_upscaler`; or an :data:`~subpixel.sr.protocol.Upscaler` callable.
+            through :func:`model_upscaler`; or an :data:`~subpixel.sr.protocol.UpscaleFn` callable.
         data_dir: a standard test set (``img_NNN_SRF_{r}_HR.png`` + ``_LR.png``) or a plain folder of HR images.
         scale: the SR scale factor ``r``.
         device: where to run a model.

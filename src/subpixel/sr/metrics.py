@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from subpixel.errors import SubpixelError
 from subpixel.sr._images import _check_image, _check_scale_int, _to_float01
 from subpixel.sr.color import quantize_uint8, to_y
 
@@ -30,14 +31,14 @@ def _crop_pair(a: Any, b: Any, border: Any) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"the two images must have the same shape, got {a.shape} and {b.shape}")
+        raise SubpixelError(f"the two images must have the same shape, got {a.shape} and {b.shape}")
     if a.ndim not in (2, 3):
-        raise ValueError(f"images must have shape (H, W) or (H, W, C), got {a.shape}")
+        raise SubpixelError(f"images must have shape (H, W) or (H, W, C), got {a.shape}")
     if isinstance(border, bool) or not isinstance(border, numbers.Integral) or border < 0:
-        raise ValueError(f"border must be an integer >= 0, got {border!r}")
+        raise SubpixelError(f"border must be an integer >= 0, got {border!r}")
     h, w = a.shape[:2]
     if h <= 2 * border or w <= 2 * border:
-        raise ValueError(f"border={border} crops away all of an image of {h}×{w} pixels")
+        raise SubpixelError(f"border={border} crops away all of an image of {h}×{w} pixels")
     if border:
         a, b = a[border:-border, border:-border], b[border:-border, border:-border]
     return a, b
@@ -119,10 +120,10 @@ def ssim(a: np.ndarray, b: np.ndarray, *, border: int, data_range: float = 255.0
     a, b = _crop_pair(a, b, border)
     if a.ndim == 3:
         if a.shape[2] != 1:
-            raise ValueError(f"ssim takes one channel (the protocol scores Y), got shape {a.shape}")
+            raise SubpixelError(f"ssim takes one channel (the protocol scores Y), got shape {a.shape}")
         a, b = a[..., 0], b[..., 0]
     if min(a.shape) < _SSIM_WINDOW:
-        raise ValueError(
+        raise SubpixelError(
             f"ssim needs at least {_SSIM_WINDOW}×{_SSIM_WINDOW} pixels after cropping border={border}, "
             f"got {a.shape[0]}×{a.shape[1]}"
         )
@@ -180,7 +181,7 @@ def score_pair(hr: np.ndarray, sr: np.ndarray, scale: int) -> Score:
     hr_channels = 1 if hr.ndim == 2 else hr.shape[2]
     sr_channels = 1 if sr.ndim == 2 else sr.shape[2]
     if sr.shape[:2] != hr.shape[:2] or sr_channels not in (1, 3):
-        raise ValueError(
+        raise SubpixelError(
             f"sr must have the shape of hr {hr.shape} (or be its Y plane of shape {hr.shape[:2]}), got {sr.shape}"
         )
     if hr_channels == 1 and sr_channels == 3:  # an RGB model's output for a grayscale image: its channel mean

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,11 +31,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subpixel._atomic import atomic_write
+from subpixel._validation import check_positive_int
 from subpixel.errors import SubpixelError
 from subpixel.init import icnr_
 from subpixel.layers import SubPixelConv2d
+from subpixel.sr.rep_blocks import RepConv2d, applicable_branches
 
 __all__ = [
+    "ACTIVATIONS",
     "DEFAULT_MODEL",
     "ESPCN",
     "FAMILIES",
@@ -45,19 +48,25 @@ __all__ = [
     "RepESPCN",
     "config_path",
     "load",
+    "load_state",
+    "make_activation",
     "nearest_skip",
     "pretrained",
     "pretrained_models",
     "pretrained_scales",
     "read_config",
+    "read_tensors",
     "save",
+    "save_state",
+    "write_tensors",
 ]
 
 #: the ``format`` field of the JSON file written beside the weights
 FORMAT = "subpixel.sr.espcn"
 #: channel modes: ``"y"`` (the Y of BT.601 YCbCr, divided by 255) or ``"rgb"``
 ChannelMode = Literal["y", "rgb"]
-_ACTIVATIONS = ("tanh", "relu", "prelu", "identity")
+#: the activations of the hidden layers (:func:`make_activation`)
+ACTIVATIONS = ("tanh", "relu", "prelu", "identity")
 #: global skips: none, or the input upsampled by nearest neighbour added to the output
 SKIPS = ("none", "nearest")
 _WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -97,8 +106,7 @@ class ESPCNConfig:
     skip: str = "none"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or self.scale < 1:
-            raise SubpixelError(f"scale must be a positive int, got {self.scale!r}")
+        check_positive_int(self.scale, "scale")
         if self.channels not in ("y", "rgb"):
             raise SubpixelError(f"channels must be 'y' or 'rgb', got {self.channels!r}")
         widths = tuple(self.widths)
@@ -112,8 +120,8 @@ class ESPCNConfig:
             )
         if any(not isinstance(k, int) or isinstance(k, bool) or k < 1 or k % 2 == 0 for k in kernels):
             raise SubpixelError(f"kernel_sizes must be odd positive ints, got {self.kernel_sizes!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise SubpixelError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.activation not in ACTIVATIONS:
+            raise SubpixelError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.skip not in SKIPS:
             raise SubpixelError(f"skip must be one of {SKIPS}, got {self.skip!r}")
         object.__setattr__(self, "widths", widths)
@@ -143,7 +151,9 @@ class ESPCNConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise SubpixelError(f"unknown ESPCN config keys {sorted(unknown)}; expected some of {sorted(known)}")
+            raise SubpixelError(
+                f"unknown ESPCN config keys {sorted(unknown)}; expected some of {sorted(known)}"
+            )
         if "scale" not in data:
             raise SubpixelError("ESPCN config has no 'scale'")
         values = dict(data)
@@ -153,17 +163,69 @@ class ESPCNConfig:
         return cls(**values)
 
 
-def _activation(name: str, width: int, factory: dict[str, Any]) -> nn.Module:
+def make_activation(name: str, width: int, factory: dict[str, Any] | None = None) -> nn.Module:
+    """The activation module ``name`` (one of :data:`ACTIVATIONS`) after a layer of ``width`` channels.
+
+    ``factory`` holds ``device``/``dtype`` for PReLU's per-channel parameter.
+
+    Examples:
+        >>> make_activation("prelu", 4).weight.shape
+        torch.Size([4])
+    """
     if name == "tanh":
         return nn.Tanh()
     if name == "relu":
         return nn.ReLU()
     if name == "prelu":
-        return nn.PReLU(width, **factory)
-    return nn.Identity()
+        return nn.PReLU(width, **(factory or {}))
+    if name == "identity":
+        return nn.Identity()
+    raise SubpixelError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
-class ESPCN(nn.Module):
+def _hidden_layers(
+    config: ESPCNConfig, factory: dict[str, Any], conv: Callable[[int, int, int], nn.Module]
+) -> nn.Sequential:
+    """The hidden LR layers of ``config``: ``conv(c_in, width, k)`` then the activation, per width.
+
+    Shape:
+        - input: ``(N, C, h, w)``; output: ``(N, widths[-1], h, w)``.
+    """
+    layers: list[nn.Module] = []
+    c_in = config.in_channels
+    for width, k in zip(config.widths, config.kernel_sizes[:-1], strict=True):
+        layers += [conv(c_in, width, k), make_activation(config.activation, width, factory)]
+        c_in = width
+    return nn.Sequential(*layers)
+
+
+class _SRNetwork(nn.Module):
+    """What :class:`ESPCN` and :class:`RepESPCN` share: an :class:`ESPCNConfig` and what it says."""
+
+    config: ESPCNConfig
+
+    @property
+    def scale(self) -> int:
+        """The upscaling factor ``r``."""
+        return self.config.scale
+
+    @property
+    def channels(self) -> ChannelMode:
+        """``"y"`` or ``"rgb"``."""
+        return self.config.channels
+
+    def multiply_adds_per_pixel(self) -> float:
+        """Multiply-adds per HR output pixel of the deployed network (weights only; activations, the shuffle and
+        the nearest skip are free): every layer runs on the LR grid, so the per-LR-pixel count divided by ``r²``.
+
+        Examples:
+            >>> round(ESPCN(3).multiply_adds_per_pixel())  # (25·64 + 9·64·32 + 9·32·9) / 9
+            2514
+        """
+        return self.config.multiply_adds_per_pixel()
+
+
+class ESPCN(_SRNetwork):
     """The efficient sub-pixel convolutional network.
 
     Args:
@@ -200,24 +262,13 @@ class ESPCN(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.config = ESPCNConfig(
-            scale=scale,
-            channels=channels,
-            widths=tuple(widths),
-            kernel_sizes=tuple(kernel_sizes),
-            activation=activation,
-            skip=skip,
-        )
+        self.config = ESPCNConfig(scale, channels, tuple(widths), tuple(kernel_sizes), activation, skip)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        layers: list[nn.Module] = []
-        c_in = self.config.in_channels
-        for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
-            layers.append(nn.Conv2d(c_in, width, k, padding=k // 2, **factory))
-            layers.append(_activation(activation, width, factory))
-            c_in = width
-        self.features = nn.Sequential(*layers)
+        self.features = _hidden_layers(
+            self.config, factory, lambda c_in, width, k: nn.Conv2d(c_in, width, k, padding=k // 2, **factory)
+        )
         self.upsample = SubPixelConv2d.from_lr_kernel(
-            c_in, self.config.in_channels, scale, self.config.kernel_sizes[-1], **factory
+            self.config.widths[-1], self.config.in_channels, scale, self.config.kernel_sizes[-1], **factory
         )
         self.reset_parameters()
 
@@ -252,30 +303,9 @@ class ESPCN(nn.Module):
             nn.init.zeros_(self.upsample.bias)
 
     @property
-    def scale(self) -> int:
-        """The upscaling factor ``r``."""
-        return self.config.scale
-
-    @property
-    def channels(self) -> ChannelMode:
-        """``"y"`` or ``"rgb"``."""
-        return self.config.channels
-
-    @property
     def lr_receptive_radius(self) -> int:
         """LR pixels beyond its own on each side that an output pixel depends on (for tiling with overlap)."""
         return sum(k // 2 for k in self.config.kernel_sizes)
-
-    def multiply_adds_per_pixel(self) -> float:
-        """Multiply-adds per HR output pixel (weights only; activations and the shuffle are free).
-
-        Every layer runs on the LR grid, so this is the per-LR-pixel count divided by ``r²``.
-
-        Examples:
-            >>> round(ESPCN(3).multiply_adds_per_pixel())  # (25·64 + 9·64·32 + 9·32·9) / 9
-            2514
-        """
-        return self.config.multiply_adds_per_pixel()
 
     def forward(self, input: Tensor) -> Tensor:
         """Upscale ``input`` by ``scale``.
@@ -295,11 +325,11 @@ class ESPCN(nn.Module):
         return f"scale={self.scale}, channels={self.channels!r}"
 
 
-class RepESPCN(nn.Module):
+class RepESPCN(_SRNetwork):
     """The training form of an ESPCN whose convolutions are re-parameterizable blocks; :meth:`collapse` deploys it.
 
     Every convolution of an :class:`ESPCN` of the same config (hidden LR convolutions and the sub-pixel layer's
-    LR convolution) is a :class:`~subpixel.sr.reparam.RepConv2d` here: a sum of linear branches that
+    LR convolution) is a :class:`~subpixel.sr.rep_blocks.RepConv2d` here: a sum of linear branches that
     :meth:`collapse` folds, exactly, into the one kernel of a plain :class:`ESPCN`. What is saved, loaded,
     exported, counted and used to upscale is that collapsed ESPCN; this class only exists while training.
 
@@ -310,7 +340,7 @@ class RepESPCN(nn.Module):
         scale: upscaling factor ``r``.
         channels: ``"y"`` or ``"rgb"``.
         widths, kernel_sizes, activation, skip: as :class:`ESPCN` (the deployed architecture).
-        branches: the :data:`~subpixel.sr.reparam.BRANCHES` of the hidden blocks (edge branches need 3×3
+        branches: the :data:`~subpixel.sr.rep_blocks.BRANCHES` of the hidden blocks (edge branches need 3×3
             kernels; ``"identity"`` is used only where a block keeps its channel count).
         tail_branches: the branches of the sub-pixel layer's LR convolution.
         device, dtype: factory arguments.
@@ -343,52 +373,28 @@ class RepESPCN(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        from subpixel.sr.reparam import EDGE_FILTERS, RepConv2d
-
-        self.config = ESPCNConfig(
-            scale=scale,
-            channels=channels,
-            widths=tuple(widths),
-            kernel_sizes=tuple(kernel_sizes),
-            activation=activation,
-            skip=skip,
-        )
+        self.config = ESPCNConfig(scale, channels, tuple(widths), tuple(kernel_sizes), activation, skip)
         self.branches, self.tail_branches = tuple(branches), tuple(tail_branches)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
-
-        def usable(names: tuple[str, ...], c_in: int, c_out: int, k: int) -> tuple[str, ...]:
-            kept = tuple(
-                b
-                for b in names
-                if not (b == "identity" and c_in != c_out) and not (b in EDGE_FILTERS and k != 3)
-            )
-            return kept or ("conv",)
-
-        layers: list[nn.Module] = []
-        c_in = self.config.in_channels
-        for width, k in zip(self.config.widths, self.config.kernel_sizes[:-1]):
-            layers.append(
-                RepConv2d(c_in, width, k, branches=usable(self.branches, c_in, width, k), **factory)
-            )
-            layers.append(_activation(activation, width, factory))
-            c_in = width
-        self.features = nn.Sequential(*layers)
+        self.features = _hidden_layers(
+            self.config,
+            factory,
+            lambda c_in, width, k: RepConv2d(
+                c_in, width, k, branches=applicable_branches(self.branches, c_in, width, k), **factory
+            ),
+        )
+        c_in = self.config.widths[-1]
         k, c_out = self.config.kernel_sizes[-1], self.config.in_channels * scale**2
         self.tail = RepConv2d(
-            c_in, c_out, k, branches=usable(self.tail_branches, c_in, c_out, k), bias=False, **factory
+            c_in,
+            c_out,
+            k,
+            branches=applicable_branches(self.tail_branches, c_in, c_out, k),
+            bias=False,
+            **factory,
         )
         #: one bias per output channel, shared by its r² phases (the sub-pixel layer's bias)
         self.tail_bias = nn.Parameter(torch.zeros(self.config.in_channels, **factory))
-
-    @property
-    def scale(self) -> int:
-        """The upscaling factor ``r``."""
-        return self.config.scale
-
-    @property
-    def channels(self) -> ChannelMode:
-        """``"y"`` or ``"rgb"``."""
-        return self.config.channels
 
     def forward(self, input: Tensor) -> Tensor:
         """Upscale ``input`` by ``scale`` (every block as its collapsed convolution, differentiably).
@@ -412,8 +418,6 @@ class RepESPCN(nn.Module):
         Shape:
             - input: ``(N, C, h, w)``; output: ``(N, C, h·r, w·r)``.
         """
-        from subpixel.sr.reparam import RepConv2d
-
         x = input
         for module in self.features:
             x = module.forward_branches(x) if isinstance(module, RepConv2d) else module(x)
@@ -424,8 +428,6 @@ class RepESPCN(nn.Module):
     @torch.no_grad()
     def collapse(self) -> ESPCN:
         """The plain :class:`ESPCN` computing the same function (same device and dtype; eval mode)."""
-        from subpixel.sr.reparam import RepConv2d
-
         ref = self.tail_bias
         model = ESPCN.from_config(self.config, device=ref.device, dtype=ref.dtype)
         for source, target in zip(self.features, model.features):
@@ -447,8 +449,6 @@ class RepESPCN(nn.Module):
         The hidden layers must have the same shapes; the sub-pixel layer is taken only when its shape fits
         (a model of another scale keeps this one's fresh sub-pixel layer).
         """
-        from subpixel.sr.reparam import RepConv2d
-
         if len(model.features) != len(self.features):
             raise SubpixelError(
                 f"a model with {len(model.features)} feature modules cannot seed {len(self.features)}"
@@ -466,10 +466,6 @@ class RepESPCN(nn.Module):
         ):
             self.tail.set_kernel(weight, None)
             self.tail_bias.copy_(model.upsample.bias)  # type: ignore[arg-type]
-
-    def multiply_adds_per_pixel(self) -> float:
-        """Multiply-adds per HR pixel of the deployed (collapsed) network, :meth:`ESPCN.multiply_adds_per_pixel`."""
-        return self.config.multiply_adds_per_pixel()
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, channels={self.channels!r}, skip={self.config.skip!r}"
@@ -499,6 +495,75 @@ def _add_skip(output: Tensor, input: Tensor, config: ESPCNConfig) -> Tensor:
         - output: ``(N, C, h·r, w·r)``; input: ``(N, C, h, w)``.
     """
     return output + nearest_skip(input, config.scale) if config.skip == "nearest" else output
+
+
+def write_tensors(
+    path: str | os.PathLike[str], tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write ``tensors`` (and string ``metadata``) as one safetensors file, atomically, creating its folder.
+
+    The project's one safetensors writer: weights (:func:`save`, :func:`save_state`) and training checkpoints.
+
+    Shape:
+        - every tensor is stored with its shape and dtype (moved to the CPU, made contiguous).
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    blob = save(data, metadata=dict(metadata) if metadata is not None else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_bytes(blob))
+
+
+def read_tensors(
+    path: str | os.PathLike[str], what: str = "weights file"
+) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Read a safetensors file: ``(tensors, metadata)``; the project's one safetensors reader.
+
+    Raises:
+        SubpixelError: the file is missing or not a readable safetensors file (the message names ``what`` and the
+            file).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise SubpixelError(f"{what} {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    return tensors, metadata
+
+
+def save_state(
+    module: nn.Module, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write any module's ``state_dict`` (parameters and buffers) to ``path`` as safetensors, atomically.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_state(nn.Conv2d(1, 2, 3), Path(folder) / "net.safetensors", {"network": "conv"})
+        ...     load_state(nn.Conv2d(1, 2, 3), Path(folder) / "net.safetensors")["network"]
+        'conv'
+    """
+    write_tensors(path, module.state_dict(), metadata)
+
+
+def load_state(module: nn.Module, path: str | os.PathLike[str]) -> dict[str, str]:
+    """Load a :func:`save_state` file into ``module`` (every key and shape must match); returns its metadata.
+
+    Raises:
+        SubpixelError: the file is missing, not a readable safetensors file, or does not fit ``module`` (the
+            message names the file).
+    """
+    tensors, metadata = read_tensors(path)
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise SubpixelError(f"weights file {str(path)!r} does not fit the network: {exc}") from exc
+    return metadata
 
 
 def config_path(weights: str | os.PathLike[str]) -> Path:
@@ -536,19 +601,15 @@ def save(
         >>> load(path).config.widths
         (8,)
     """
-    from safetensors.torch import save_file
-
     model = getattr(model, "module", model)
     if not isinstance(model, ESPCN):
         raise TypeError(f"model must be an ESPCN, got {type(model).__name__}")
     path = Path(path)
     if path.suffix != ".safetensors":
         raise SubpixelError(f"path must end with .safetensors, got {str(path)!r}")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     document = {"format": FORMAT, "config": model.config.to_dict(), **dict(metadata or {})}
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
+    write_tensors(path, model.state_dict(), {"format": FORMAT})
     atomic_write(config_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
@@ -590,9 +651,6 @@ def load(
     Raises:
         ValueError: the file is missing, corrupt, or its tensors do not fit the config.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise SubpixelError(f"weights file {str(path)!r} does not exist")
@@ -601,10 +659,7 @@ def load(
         model = ESPCN.from_config(document["config"])
     except (TypeError, ValueError) as exc:
         raise SubpixelError(f"config file {str(config_path(path))!r} is invalid: {exc}") from exc
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise SubpixelError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    tensors, _ = read_tensors(path)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from subpixel.errors import SubpixelError
+
 __all__ = ["SCHEDULES", "optimization_step", "scheduled_lr"]
 
 #: The learning-rate schedules: cosine decay from ``lr`` to ``lr_min``; ``lr`` divided by 10 at 50 % and
@@ -51,9 +53,9 @@ def scheduled_lr(lr: float, lr_min: float, schedule: str, step: int, steps: int)
         (0.0001, 0.001)
     """
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+        raise SubpixelError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        raise SubpixelError(f"steps must be an integer >= 1, got {steps!r}")
     t = min(max(step / steps, 0.0), 1.0)
     if schedule == "constant":
         return lr

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from subpixel.errors import SubpixelError
 from subpixel.sr._images import _check_scale_int
 from subpixel.sr.color import quantize_uint8, rgb_to_ycbcr, to_y, ycbcr_to_rgb
 from subpixel.sr.metrics import Score, psnr, score_pair, ssim
@@ -74,7 +75,7 @@ __all__ = [
     "Score",
     "ScoredImage",
     "TestImage",
-    "Upscaler",
+    "UpscaleFn",
     "bicubic_upscaler",
     "find_test_images",
     "imresize",
@@ -93,17 +94,20 @@ __all__ = [
     "ycbcr_to_rgb",
 ]
 
-#: An upscaler: ``(lr, scale) -> sr``. ``lr`` is float64 ``(h, w, C)`` in [0, 1] (C = 1 or 3); ``sr`` is the
-#: ``(h·r, w·r, C)`` image in [0, 1], or, from a Y-channel model, the ``(h·r, w·r)`` plane ``Y / 255``.
-Upscaler = Callable[[np.ndarray, int], np.ndarray]
+#: An upscaling function for the protocol (not :class:`subpixel.upscaling.image.Upscaler`): ``(lr, scale) -> sr``.
+#: ``lr`` is float64 ``(h, w, C)`` in [0, 1] (C = 1 or 3); ``sr`` is the ``(h·r, w·r, C)`` image in [0, 1], or,
+#: from a Y-channel model, the ``(h·r, w·r)`` plane ``Y / 255`` (for a gray ``lr``, the gray plane).
+UpscaleFn = Callable[[np.ndarray, int], np.ndarray]
 
 
-def _upscale_checked(upscaler: Upscaler, lr: np.ndarray, hr: np.ndarray, scale: int, name: str) -> np.ndarray:
+def _upscale_checked(
+    upscaler: UpscaleFn, lr: np.ndarray, hr: np.ndarray, scale: int, name: str
+) -> np.ndarray:
     """Run ``upscaler`` and check that it returned ``hr``'s shape or its Y plane."""
     sr = np.asarray(upscaler(lr, scale))
     ok = sr.shape[:2] == hr.shape[:2] and (sr.ndim == 2 or (sr.ndim == 3 and sr.shape[2] in (1, 3)))
     if not ok:
-        raise ValueError(
+        raise SubpixelError(
             f"upscaler returned shape {sr.shape} for image {name!r}; expected {hr.shape} (or the Y plane "
             f"{hr.shape[:2]}) from an LR image of shape {lr.shape} at scale {scale}"
         )
@@ -186,7 +190,7 @@ def _as_loaded(
 
 
 def score_images(
-    upscaler: Upscaler,
+    upscaler: UpscaleFn,
     images: Iterable[TestImage | LoadedImage | tuple[np.ndarray, np.ndarray]],
     scale: int,
     *,
@@ -196,7 +200,7 @@ def score_images(
     """The protocol's one evaluation loop: read (if needed), upscale and score each image, one at a time.
 
     Args:
-        upscaler: ``(lr, scale) -> sr`` (see :data:`Upscaler`).
+        upscaler: ``(lr, scale) -> sr`` (see :data:`UpscaleFn`).
         images: :class:`TestImage` (read here by :func:`load_test_image`), :class:`LoadedImage`, or ``(hr, lr)``
             float pairs already read (``hr`` ``(H, W, C)``, ``lr`` ``(H / r, W / r, C)``, in [0, 1]).
         scale: the SR scale factor ``r``.
@@ -228,12 +232,12 @@ def score_images(
 
 
 def run_protocol(
-    upscaler: Upscaler, data_dir: str | Path, scale: int, *, progress: bool = False
+    upscaler: UpscaleFn, data_dir: str | Path, scale: int, *, progress: bool = False
 ) -> ProtocolResult:
     """Score an upscaler on a test-set folder by the whole protocol (steps 1 to 5).
 
     Args:
-        upscaler: ``(lr, scale) -> sr`` (see :data:`Upscaler`), e.g. :func:`bicubic_upscaler`.
+        upscaler: ``(lr, scale) -> sr`` (see :data:`UpscaleFn`), e.g. :func:`bicubic_upscaler`.
         data_dir: a standard test set (``img_NNN_SRF_{r}_HR.png`` + ``_LR.png``) or a plain folder of HR images.
         scale: the SR scale factor ``r``.
         progress: show a progress bar.

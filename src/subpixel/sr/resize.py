@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from subpixel.bicubic import cubic
+from subpixel.errors import SubpixelError
 from subpixel.sr._images import _INTEGER_MAX, ImageT, _check_image, _check_scale_int, _to_float01
 
 __all__ = ["bicubic_upscaler", "imresize", "make_lr", "modcrop"]
@@ -54,7 +55,7 @@ def modcrop(img: ImageT, scale: int) -> ImageT:
     r = _check_scale_int(scale)
     if isinstance(img, Tensor):
         if img.dim() < 2:
-            raise ValueError(f"img must be a tensor of shape (*, H, W), got shape {tuple(img.shape)}")
+            raise SubpixelError(f"img must be a tensor of shape (*, H, W), got shape {tuple(img.shape)}")
         h, w = img.shape[-2:]
         return img[..., : h - h % r, : w - w % r]
     if not isinstance(img, np.ndarray) or img.ndim < 2:
@@ -103,7 +104,7 @@ def _resize_plan(
 ) -> tuple[tuple[float, float], tuple[int, int]]:
     """Per-axis scale factors and output sizes, as MATLAB derives one from the other."""
     if (scale is None) == (output_shape is None):
-        raise ValueError("give exactly one of scale and output_shape")
+        raise SubpixelError("give exactly one of scale and output_shape")
     if output_shape is not None:
         if (
             not isinstance(output_shape, Sequence)
@@ -112,14 +113,16 @@ def _resize_plan(
                 isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in output_shape
             )
         ):
-            raise ValueError(f"output_shape must be two positive ints (height, width), got {output_shape!r}")
+            raise SubpixelError(
+                f"output_shape must be two positive ints (height, width), got {output_shape!r}"
+            )
         out = (int(output_shape[0]), int(output_shape[1]))
         return (out[0] / in_shape[0], out[1] / in_shape[1]), out
     scales = scale if isinstance(scale, Sequence) and not isinstance(scale, str) else (scale, scale)
     if len(scales) != 2 or not all(
         isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s > 0 for s in scales
     ):
-        raise ValueError(
+        raise SubpixelError(
             f"scale must be a positive finite number or a (height, width) pair of them, got {scale!r}"
         )
     s = (float(scales[0]), float(scales[1]))
@@ -175,13 +178,13 @@ def imresize(
     """
     if isinstance(img, Tensor):
         if img.dim() < 2 or img.shape[-1] < 1 or img.shape[-2] < 1:
-            raise ValueError(
+            raise SubpixelError(
                 f"img must be a non-empty tensor of shape (*, H, W), got shape {tuple(img.shape)}"
             )
         in_shape = (int(img.shape[-2]), int(img.shape[-1]))
     elif isinstance(img, np.ndarray):
         if img.ndim not in (2, 3) or img.shape[0] < 1 or img.shape[1] < 1:
-            raise ValueError(
+            raise SubpixelError(
                 f"img must be a non-empty numpy array of shape (H, W) or (H, W, C), got {img.shape}"
             )
         in_shape = (int(img.shape[0]), int(img.shape[1]))
@@ -263,7 +266,7 @@ def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     hr = _check_image(hr, "hr")
     hr = modcrop(hr, r)
     if hr.shape[0] < r or hr.shape[1] < r:
-        raise ValueError(f"hr of shape {hr.shape} is smaller than one LR pixel at scale {r}")
+        raise SubpixelError(f"hr of shape {hr.shape} is smaller than one LR pixel at scale {r}")
     return _to_float01(imresize(hr, 1.0 / r))
 
 

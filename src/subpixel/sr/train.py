@@ -23,13 +23,14 @@ rank 0 writes files, and the run records a digest of every rank's final weights.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import hashlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,18 +38,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from subpixel._atomic import atomic_write
 from subpixel._paths import portable_paths
+from subpixel._validation import check_positive_int
 from subpixel.errors import SubpixelError
 from subpixel.sr.data import PatchDataset
-from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, save
+from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, config_path, read_tensors, save, write_tensors
 from subpixel.sr.optim import optimization_step, scheduled_lr
 from subpixel.sr.protocol import find_test_images, load_test_image, score_images
 
-__all__ = ["TrainConfig", "learning_rate", "train"]
+__all__ = ["TrainConfig", "learning_rate", "run_steps", "train"]
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
@@ -143,23 +145,19 @@ class TrainConfig:
         self.kernel_sizes = tuple(self.kernel_sizes)  # type: ignore[arg-type]
         if self.precision not in ("fp32", "bf16"):
             raise SubpixelError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        positive = ("scale", "patch_size", "batch_size", "steps")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SubpixelError(f"{name} must be a positive int, got {value!r}")
+        for name in ("patch_size", "batch_size", "steps"):
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.scale, "scale", minimum=2)  # a ×1 "super-resolution" model is not one
         for name in ("val_every", "checkpoint_every", "log_every", "workers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise SubpixelError(f"{name} must be a non-negative int, got {value!r}")
+            check_positive_int(getattr(self, name), name, minimum=0)
         if not (self.lr > 0 and self.lr_min >= 0):
             raise SubpixelError(f"lr must be > 0 and lr_min >= 0, got lr={self.lr!r}, lr_min={self.lr_min!r}")
         if self.schedule not in ("cosine", "step", "constant"):
             raise SubpixelError(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
         if self.loss not in ("l1", "l2"):
             raise SubpixelError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
-        if self.threads is not None and self.threads < 1:
-            raise SubpixelError(f"threads must be a positive int or None, got {self.threads!r}")
+        if self.threads is not None:
+            check_positive_int(self.threads, "threads")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -239,9 +237,7 @@ def save_checkpoint(
     config: TrainConfig,
 ) -> None:
     """Write a checkpoint as one safetensors file (tensors + JSON metadata), atomically."""
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_tensors, opt_plain = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -252,20 +248,15 @@ def save_checkpoint(
         "optimizer": opt_plain,
         "config": config.to_dict(),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)}))
+    write_tensors(path, tensors, {"checkpoint": json.dumps(meta)})
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint: (tensors, metadata). ``ValueError`` naming the file when it is not one."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
+    """Read a checkpoint: (tensors, metadata). :class:`SubpixelError` naming the file when it is not one."""
+    tensors, metadata = read_tensors(path, "checkpoint")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = (handle.metadata() or {}).get("checkpoint")
-        tensors = load_file(str(path))
-        meta = json.loads(raw) if raw else None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        meta = json.loads(metadata["checkpoint"]) if "checkpoint" in metadata else None
+    except ValueError as exc:
         raise SubpixelError(f"checkpoint {str(path)!r} is not readable: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
         raise SubpixelError(f"checkpoint {str(path)!r} has no subpixel checkpoint metadata")
@@ -403,14 +394,186 @@ def _plot(path: Path, entries: list[dict[str, Any]], title: str) -> None:
     plt.close(fig)
 
 
+def run_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    rate: Callable[[int], float],
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    start: int = 0,
+    device: torch.device | None = None,
+    channels_last: bool = False,
+    bf16: bool = False,
+    forward: nn.Module | None = None,
+) -> Iterator[tuple[int, float, float]]:
+    """The training loop: one :func:`~subpixel.sr.optim.optimization_step` per batch (``subpixel train`` and the
+    study both run it).
+
+    Args:
+        model: the model (put in training mode here); its parameters are ``optimizer``'s.
+        optimizer: the optimiser.
+        batches: ``(lr, hr)`` batches, one per step from ``start`` on.
+        rate: the learning rate of a 0-based step.
+        loss_fn: ``loss_fn(prediction, target)``.
+        start: the step of the first batch (a resumed run's).
+        device: where to move each batch (default: leave it).
+        channels_last: give the model channels-last input.
+        bf16: bf16 autocast for the forward pass.
+        forward: what to call for the prediction (a compiled ``model``); default ``model``.
+
+    Yields:
+        ``(step, loss, rate)`` after every optimiser step, ``step`` counting the steps done (1-based).
+
+    Shape:
+        - batches: lr ``(N, C, h, w)``, hr ``(N, C, h·r, w·r)``.
+    """
+    model.train()
+    step = start
+    for lr_batch, hr_batch in batches:
+        lr_now = rate(step)
+        if device is not None:
+            lr_batch = lr_batch.to(device, non_blocking=True)
+            hr_batch = hr_batch.to(device, non_blocking=True)
+        if channels_last:
+            lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
+        loss = optimization_step(
+            forward or model, optimizer, loss_fn, lr_batch, hr_batch, lr=lr_now, bf16=bf16
+        )
+        step += 1
+        yield step, float(loss), lr_now
+
+
+def _finished_run(config: TrainConfig, weights: Path, ckpt_path: Path) -> tuple[bool, int | None]:
+    """What to do with a run folder before training: ``(finished, checkpoint step)``.
+
+    ``finished`` is true when the run holds final weights for ``config.steps`` and nothing is left to do.
+    A checkpoint of another architecture, or one past ``config.steps``, is refused; resuming a finished run with
+    more ``steps`` extends it (its finished weights are kept as ``model_step{N}.safetensors``).
+
+    Raises:
+        FileExistsError: finished weights or a checkpoint, and neither ``resume`` nor ``force``.
+        SubpixelError: a checkpoint that does not match ``config``.
+    """
+    if config.force:
+        return False, None
+    if weights.exists() and not config.resume:
+        raise FileExistsError(
+            f"{weights} exists (a finished run); use another --out, --resume with more --steps to train it "
+            "further, or --force to train again and overwrite it"
+        )
+    if ckpt_path.exists() and not config.resume:
+        raise FileExistsError(
+            f"{ckpt_path} exists (an unfinished run); pass --resume to continue it or --force to start over"
+        )
+    if not config.resume:
+        return False, None
+    if not ckpt_path.exists():
+        if weights.exists():
+            print(
+                f"{weights} exists and the run has no checkpoint: nothing to resume (to train these weights "
+                f"further, start a new run with --init {weights} --out NEW_DIR)",
+                file=sys.stderr,
+            )
+            return True, None
+        return False, None
+    _, meta = load_checkpoint(ckpt_path)
+    saved = TrainConfig(**{**meta["config"], "out": config.out})
+    for key in ("model", "scale", "channels", "widths", "kernel_sizes", "activation", "skip"):
+        if getattr(saved, key) != getattr(config, key):
+            raise SubpixelError(
+                f"checkpoint {str(ckpt_path)!r} has {key}={getattr(saved, key)!r}, the run asks for "
+                f"{getattr(config, key)!r} (resume with the run's own options, or use --force or another --out)"
+            )
+    step = int(meta["step"])
+    if step > config.steps:
+        raise SubpixelError(
+            f"checkpoint {str(ckpt_path)!r} is at step {step}; --steps {config.steps} is fewer (pass --steps "
+            f"{step} or more to resume it)"
+        )
+    if weights.exists():
+        if step == config.steps:
+            print(
+                f"{weights} exists: the run finished at {step} steps, nothing to resume (pass --steps larger "
+                f"than {step} with --resume to train it further)",
+                file=sys.stderr,
+            )
+            return True, step
+        kept = weights.with_name(f"model_step{step}{weights.suffix}")
+        if kept.exists() or config_path(kept).exists():
+            raise FileExistsError(f"{kept} exists; move it away to extend the run in {weights.parent}")
+        os.replace(config_path(weights), config_path(kept))
+        os.replace(weights, kept)
+        print(
+            f"extending the run from {step} to {config.steps} steps; its weights at step {step} are kept as {kept}",
+            file=sys.stderr,
+        )
+    return False, step
+
+
+def _check_creatable(folder: Path) -> None:
+    """Fail now, before any work, when ``folder`` cannot be created (a file stands in its path); it is created
+    only once the data is known to be usable.
+
+    Raises:
+        NotADirectoryError: an existing part of the path is not a folder.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, ckpt_path: Path) -> tuple[int, float]:
+    """Load a checkpoint's model, optimiser and RNG state; returns ``(step, elapsed seconds)``."""
+    tensors, meta = load_checkpoint(ckpt_path)
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["step"]), float(meta["elapsed_s"])
+
+
+def _progress_bar(config: TrainConfig, start: int) -> Any:
+    from tqdm.auto import tqdm  # the 'sr' extra
+
+    return tqdm(
+        total=config.steps,
+        initial=start,
+        desc=f"train x{config.scale}",
+        unit="step",
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    )
+
+
+def _save_final(
+    trained: ESPCN | RepESPCN,
+    weights: Path,
+    config: TrainConfig,
+    log: list[dict[str, Any]],
+    summary: dict[str, Any],
+) -> None:
+    """Write the deployed (collapsed) model, its training summary and the curves."""
+    deployed = trained.collapse() if isinstance(trained, RepESPCN) else trained
+    deployed = deployed.to(memory_format=torch.contiguous_format)
+    summary = {
+        **summary,
+        "multiply_adds_per_pixel": deployed.multiply_adds_per_pixel(),
+        "torch": torch.__version__,
+    }
+    save(deployed, weights, metadata={"training": portable_paths({**config.to_dict(), **summary})})
+    if log:
+        _plot(weights.parent / "curves.png", log, f"{config.model} x{config.scale}")
+
+
 def train(config: TrainConfig) -> Path:
-    """Run (or resume) a training run; returns the path of the final weights.
+    """Run (or resume, or extend) a training run; returns the path of the final weights.
 
     Raises:
         FileExistsError: ``out`` holds finished weights or a checkpoint and neither ``resume`` nor ``force``
             was given.
-        ValueError: bad data (unreadable or too-small images), a corrupt checkpoint, or a checkpoint of a
-            different architecture.
+        SubpixelError: bad data (none, unreadable or too-small images), a corrupt checkpoint, or a checkpoint of
+            a different architecture or past ``steps``.
     """
     out = Path(config.out)
     weights, ckpt_path, log_path = out / WEIGHTS, out / CHECKPOINT, out / LOG
@@ -419,18 +582,11 @@ def train(config: TrainConfig) -> Path:
         torch.set_num_threads(config.threads)
     main = rank == 0
     try:
-        if weights.exists() and not config.force:
-            if config.resume:
-                if main:
-                    print(f"{weights} exists: the run is finished, nothing to resume", file=sys.stderr)
-                return weights
-            raise FileExistsError(
-                f"{weights} exists (a finished run); use another --out, or --force to train again and overwrite it"
-            )
-        if ckpt_path.exists() and not (config.resume or config.force):
-            raise FileExistsError(
-                f"{ckpt_path} exists (an unfinished run); pass --resume to continue it or --force to start over"
-            )
+        finished, resume_step = _finished_run(config, weights, ckpt_path)
+        if finished:
+            return weights
+        if main:
+            _check_creatable(out)
         torch.manual_seed(config.seed)
         model = config.build_model().to(device)
         if config.channels_last:
@@ -438,28 +594,11 @@ def train(config: TrainConfig) -> Path:
         if config.init is not None:
             _init_from(model, config)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        start, elapsed_before = 0, 0.0
-        if config.resume and ckpt_path.exists() and not config.force:
-            tensors, meta = load_checkpoint(ckpt_path)
-            saved = TrainConfig(**{**meta["config"], "out": config.out})
-            for key in ("model", "scale", "channels", "widths", "kernel_sizes", "activation", "skip"):
-                if getattr(saved, key) != getattr(config, key):
-                    raise SubpixelError(
-                        f"checkpoint {str(ckpt_path)!r} has {key}={getattr(saved, key)!r}, "
-                        f"the run asks for {getattr(config, key)!r}"
-                    )
-            model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-            model.load_state_dict(model_state)
-            optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
-            torch.set_rng_state(tensors["rng.torch"])
-            start, elapsed_before = int(meta["step"]), float(meta["elapsed_s"])
+        start, elapsed_before = _restore(model, optimizer, ckpt_path) if resume_step is not None else (0, 0.0)
         if world > 1:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-        log = _read_log(log_path, start) if start else []
         dataset = PatchDataset(
             config.data,
             config.scale,
@@ -476,40 +615,33 @@ def train(config: TrainConfig) -> Path:
                 f"left out {len(dataset.skipped)} images smaller than one HR patch: {names}", file=sys.stderr
             )
         val_data = _prepare_validation(config.val, config.scale) if config.val and main else None
+        if main:  # only once the data is known to be usable: a bad --data leaves no run folder behind
+            out.mkdir(parents=True, exist_ok=True)
+        log = _read_log(log_path, start) if start else []
         loader = DataLoader(
             dataset,
             batch_sampler=_StepBatches(start, config.steps, config.batch_size, world, rank),
             num_workers=config.workers,
             pin_memory=device.type == "cuda",
         )
-        loss_fn = nn.MSELoss() if config.loss == "l2" else nn.L1Loss()
-        forward = torch.compile(model) if config.compile else model
-        bar = None
-        if main and config.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=config.steps,
-                initial=start,
-                desc=f"train x{config.scale}",
-                unit="step",
-                mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            )
-        model.train()
+        bar = _progress_bar(config, start) if main and config.progress else None
         t0 = time.perf_counter()
         last_t, last_step, running, running_n = t0, start, 0.0, 0
         step = start
-        for lr_batch, hr_batch in loader:
-            rate = learning_rate(config, step)
-            lr_batch = lr_batch.to(device, non_blocking=True)
-            hr_batch = hr_batch.to(device, non_blocking=True)
-            if config.channels_last:
-                lr_batch = lr_batch.contiguous(memory_format=torch.channels_last)
-            loss = optimization_step(
-                forward, optimizer, loss_fn, lr_batch, hr_batch, lr=rate, bf16=config.precision == "bf16"
-            )
-            step += 1
-            running += float(loss)
+        steps = run_steps(
+            model,
+            optimizer,
+            loader,
+            rate=lambda s: learning_rate(config, s),
+            loss_fn=nn.MSELoss() if config.loss == "l2" else nn.L1Loss(),
+            start=start,
+            device=device,
+            channels_last=config.channels_last,
+            bf16=config.precision == "bf16",
+            forward=torch.compile(model) if config.compile else None,
+        )
+        for step, loss, rate in steps:
+            running += loss
             running_n += 1
             if not main:
                 continue
@@ -527,14 +659,8 @@ def train(config: TrainConfig) -> Path:
                 entry = {"step": step, "elapsed_s": elapsed_before + time.perf_counter() - t0, **entry}
                 log.append(entry)
                 if bar is not None:
-                    bar.set_postfix(
-                        {
-                            k: f"{v:.4g}"
-                            for k, v in entry.items()
-                            if k in ("loss", "val_psnr", "patches_per_s")
-                        },
-                        refresh=False,
-                    )
+                    shown = ("loss", "val_psnr", "patches_per_s")
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k in shown}, refresh=False)
             if bar is not None:
                 bar.update(1)
             if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps:
@@ -555,25 +681,14 @@ def train(config: TrainConfig) -> Path:
             dist.all_gather_object(gathered, digests[0])
             digests = gathered
         if main:
-            trained = getattr(model, "module", model)
-            deployed = trained.collapse() if isinstance(trained, RepESPCN) else trained
-            deployed = deployed.to(memory_format=torch.contiguous_format)
             summary = {
                 "steps": step,
                 "world_size": world,
                 "wall_time_s": elapsed_before + time.perf_counter() - t0,
                 "final_val_psnr": next((e["val_psnr"] for e in reversed(log) if "val_psnr" in e), None),
                 "rank_weight_digests": digests,
-                "multiply_adds_per_pixel": deployed.multiply_adds_per_pixel(),
-                "torch": torch.__version__,
             }
-            save(
-                deployed,
-                weights,
-                metadata={"training": portable_paths({**config.to_dict(), **summary})},
-            )
-            if log:
-                _plot(out / "curves.png", log, f"{config.model} x{config.scale}")
+            _save_final(getattr(model, "module", model), weights, config, log, summary)
         if world > 1:
             dist.barrier()
             # release DDP (its reducer holds the process group) before the group is destroyed below

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from subpixel.bicubic import cubic  # the one Keys kernel, re-exported for the study
+from subpixel._validation import check_positive_int
+from subpixel.bicubic import cubic, interpolation_taps  # the one Keys kernel and its taps, re-exported
+from subpixel.errors import SubpixelError
 
 __all__ = ["POINTWISE_ACTIVATIONS", "BicubicUpsample2d", "cubic", "interpolation_taps"]
 
@@ -32,42 +34,6 @@ POINTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Hardswish,
     nn.Softplus,
 )
-
-
-def interpolation_taps(scale: int, mode: str, a: float = -0.5) -> Tensor:
-    """The polyphase filters of an interpolator at integer scale ``r`` (half-pixel centres, no antialiasing).
-
-    Output sample ``u·r + φ`` sits at input position ``u + δ_φ`` with ``δ_φ = (φ + ½)/r − ½``, so it is
-    ``Σ_j x[u + j]·taps[φ, j + P]`` with ``taps[φ, j + P] = kernel(δ_φ − j)``, ``j ∈ [−P, P]``.
-
-    Args:
-        scale: the integer factor ``r ≥ 1``.
-        mode: ``"nearest"`` (P = 0), ``"bilinear"`` (triangle kernel, P = 1) or ``"bicubic"`` (:func:`cubic`, P = 2).
-        a: the cubic kernel's parameter (bicubic only).
-
-    Returns:
-        float64 tensor of shape ``(r, 2P + 1)``.
-
-    Examples:
-        >>> interpolation_taps(2, "bilinear")
-        tensor([[0.2500, 0.7500, 0.0000],
-                [0.0000, 0.7500, 0.2500]], dtype=torch.float64)
-    """
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-        raise ValueError(f"scale must be a positive int, got {scale!r}")
-    phase = torch.arange(scale, dtype=torch.float64)
-    delta = (phase + 0.5) / scale - 0.5
-    if mode == "nearest":
-        return torch.ones(scale, 1, dtype=torch.float64)
-    if mode == "bilinear":
-        half = 1
-        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
-        return (1 - dist.abs()).clamp(min=0)
-    if mode == "bicubic":
-        half = 2
-        dist = delta[:, None] - torch.arange(-half, half + 1, dtype=torch.float64)[None, :]
-        return cubic(dist, a)
-    raise ValueError(f"mode must be 'nearest', 'bilinear' or 'bicubic', got {mode!r}")
 
 
 def _taps_to_conv_transpose(taps: Tensor) -> tuple[Tensor, int]:
@@ -126,12 +92,10 @@ class BicubicUpsample2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
-            raise ValueError(f"scale must be a positive int, got {scale!r}")
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        check_positive_int(scale, "scale")
+        check_positive_int(channels, "channels")
         if edge not in ("replicate", "zeros"):
-            raise ValueError(f"edge must be 'replicate' or 'zeros', got {edge!r}")
+            raise SubpixelError(f"edge must be 'replicate' or 'zeros', got {edge!r}")
         self.scale, self.channels, self.a, self.edge = scale, channels, a, edge
         taps = interpolation_taps(scale, "bicubic", a)
         h, pad = _taps_to_conv_transpose(taps)
@@ -145,7 +109,7 @@ class BicubicUpsample2d(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         """Upsample ``input`` of shape ``(N, C, H, W)`` to ``(N, C, r·H, r·W)``."""
         if input.dim() != 4 or input.shape[1] != self.channels:
-            raise ValueError(f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}")
+            raise SubpixelError(f"input must have shape (N, {self.channels}, H, W), got {tuple(input.shape)}")
         pad = self.padding[0]
         if self.edge == "replicate":
             input = F.pad(input, (self.half,) * 4, mode="replicate")

@@ -9,16 +9,18 @@
 3. trains every network with the same recipe: the same patches in the same order
    (:class:`~subpixel.sr.data.PatchDataset` over the training folders: sample ``i`` depends only on the seed and
    ``i``), the same initialisation seed, Adam with the learning rate of :func:`subpixel.sr.optim.scheduled_lr`,
-   MSE loss, the same number of steps. The project's ``subpixel.sr.train.train`` trains only
-   :class:`~subpixel.sr.models.ESPCN` models, so the loop here is a small one over any ``nn.Module``;
-4. evaluates each on the test folders by the SR protocol (:func:`subpixel.sr.protocol.run_protocol`: MATLAB
-   bicubic LR, Y channel, 8-bit rounding, border crop ``r``);
+   MSE loss, the same number of steps, by ``subpixel train``'s loop (:func:`subpixel.sr.train.run_steps`); the
+   rep families train as re-parameterizable blocks and are collapsed (:func:`~subpixel.study.families.deploy`);
+4. evaluates each on the test folders by the SR protocol (:func:`subpixel.sr.protocol.run_protocol` with
+   :func:`subpixel.sr.evaluate.model_upscaler`, as ``subpixel evaluate`` runs a Y model: MATLAB bicubic LR, Y
+   channel, 8-bit rounding, border crop ``r``);
 5. times a forward pass on a 1080p frame (LR ``1080/r × 1920/r`` → 1080×1920) for every network, interleaved
    (each round times every network once), median over rounds;
 6. writes ``results.json``, ``results.md`` and two figures, ``psnr_vs_macs.png`` and ``psnr_vs_time.png``.
 
 After every (network, seed) run the trained weights go to ``<out>/models/<network>-seed<seed>.safetensors``
-(:func:`save_weights`: safetensors, with the run's identity and training configuration as metadata), then the
+(:func:`subpixel.sr.models.save_state`: safetensors, with the run's identity and training configuration as
+metadata; a rep family's collapsed network), then the
 run's record to ``results.json``; both are written atomically. With ``resume=True`` (``subpixel study
 --resume``) a run that was killed, or a finished one given more seeds, goes on where it stopped: the configuration
 recorded in ``results.json`` must match the current one on every key of :data:`RUN_KEYS` (:func:`config_mismatches`;
@@ -29,6 +31,7 @@ redone over all runs of the current plan.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -47,12 +50,20 @@ from torch import nn
 
 from subpixel._atomic import atomic_write
 from subpixel._paths import portable_paths
+from subpixel._validation import check_positive_int
 from subpixel.errors import SubpixelError
+from subpixel.sr.data import PatchDataset, list_images
+from subpixel.sr.evaluate import model_upscaler
+from subpixel.sr.models import load_state, save_state
+from subpixel.sr.optim import scheduled_lr
+from subpixel.sr.protocol import bicubic_upscaler, run_protocol
+from subpixel.sr.train import run_steps
 from subpixel.study.families import (
     FAMILIES,
     FRAME_HR,
     FamilySpec,
     build,
+    deploy,
     espcn_macs_per_pixel,
     solve_widths,
 )
@@ -64,10 +75,8 @@ __all__ = [
     "StudyConfig",
     "config_mismatches",
     "identity_rows",
-    "load_weights",
     "plan",
     "run_study",
-    "save_weights",
     "time_frames",
     "train_model",
 ]
@@ -135,12 +144,9 @@ class StudyConfig:
     command: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for name in ("scale", "steps", "batch_size", "patch_size", "timing_rounds", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SubpixelError(f"{name} must be a positive int, got {value!r}")
-        if self.scale < 2:
-            raise SubpixelError(f"scale must be >= 2, got {self.scale}")
+        for name in ("steps", "batch_size", "patch_size", "timing_rounds", "threads"):
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.scale, "scale", minimum=2)
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
             raise SubpixelError(
@@ -192,7 +198,7 @@ def plan(config: StudyConfig) -> list[dict[str, Any]]:
                     "spec": spec,
                     "macs_per_pixel": macs,
                     "deviation": macs / target - 1,
-                    "params": sum(p.numel() for p in build(spec).parameters()),
+                    "params": sum(p.numel() for p in deploy(build(spec)).parameters()),
                 }
             )
     return rows
@@ -245,7 +251,8 @@ def train_model(
     progress: bool = False,
     desc: str = "train",
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with Adam, MSE loss and the project's cosine learning-rate schedule.
+    """Train ``model`` on ``dataset`` with Adam, MSE loss and the cosine schedule: ``subpixel train``'s loop
+    (:func:`subpixel.sr.train.run_steps`), without its run folder.
 
     Step ``s`` uses samples ``s·batch_size … (s+1)·batch_size − 1`` of the dataset, so every model sees the same
     batches in the same order.
@@ -253,32 +260,31 @@ def train_model(
     Returns:
         ``{"seconds": …, "final_loss": …, "loss": [mean loss per 1% of the steps]}``.
     """
-    from subpixel.sr.optim import optimization_step, scheduled_lr
-
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    model.train()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # the 'sr' extra
 
         bar = tqdm(total=steps, desc=desc, unit="step", leave=False)
     losses: list[float] = []
     curve: list[float] = []
     every = max(1, steps // 100)
     start = time.perf_counter()
-    for step, (lr_batch, hr_batch) in enumerate(loader):
-        if step >= steps:
-            break
-        rate = scheduled_lr(lr, lr_min, "cosine", step, steps)
-        loss = optimization_step(model, optimizer, nn.functional.mse_loss, lr_batch, hr_batch, lr=rate)
-        losses.append(float(loss))
-        if (step + 1) % every == 0:
+    for step, loss, _ in run_steps(
+        model,
+        optimizer,
+        itertools.islice(loader, steps),
+        rate=lambda s: scheduled_lr(lr, lr_min, "cosine", s, steps),
+        loss_fn=nn.functional.mse_loss,
+    ):
+        losses.append(loss)
+        if step % every == 0:
             curve.append(float(np.mean(losses[-every:])))
         if bar is not None:
             bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{losses[-1]:.2e}")
+            if step % 20 == 1:
+                bar.set_postfix(loss=f"{loss:.2e}")
     if bar is not None:
         bar.close()
     model.eval()
@@ -287,19 +293,6 @@ def train_model(
         "final_loss": float(np.mean(losses[-every:])),
         "loss": curve,
     }
-
-
-def y_upscaler(model: nn.Module) -> Callable[[np.ndarray, int], np.ndarray]:
-    """An upscaler for :func:`subpixel.sr.protocol.run_protocol`: LR image -> Y plane ``Y/255`` of the model."""
-    from subpixel.sr.protocol import to_y
-
-    def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-        y = to_y(lr) / 255.0
-        with torch.inference_mode():
-            out = model(torch.from_numpy(y).float()[None, None])
-        return out[0, 0].double().numpy()
-
-    return upscale
 
 
 def time_frames(
@@ -373,59 +366,6 @@ def config_mismatches(recorded: dict[str, Any], config: StudyConfig) -> list[str
     return [f"{key}: recorded {old[key]!r}, now {new[key]!r}" for key in RUN_KEYS if old[key] != new[key]]
 
 
-def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write ``model``'s ``state_dict`` (parameters and buffers) to ``path`` as safetensors, atomically.
-
-    Args:
-        model: any module.
-        path: the ``.safetensors`` file (written to a temporary name in the same folder, then renamed).
-        metadata: strings stored in the file's header (read back by :func:`load_weights`).
-
-    Shape:
-        - every tensor of the ``state_dict`` is stored with its shape (float32 stays float32).
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as folder:
-        ...     path = Path(folder) / "net.safetensors"
-        ...     save_weights(nn.Conv2d(1, 2, 3), path, {"network": "conv"})
-        ...     load_weights(nn.Conv2d(1, 2, 3), path)["network"]
-        'conv'
-    """
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    _write_bytes(Path(path), save(tensors, metadata=metadata))
-
-
-def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
-    """Load a :func:`save_weights` file into ``model`` (every key and shape must match).
-
-    Returns:
-        The file's metadata.
-
-    Shape:
-        - the file's tensors must have the names and shapes of ``model.state_dict()``.
-
-    Raises:
-        ValueError: the file is missing, not a readable safetensors file, or does not fit ``model`` (the message
-            names the file).
-    """
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise SubpixelError(f"weights file {str(path)!r} is not a readable safetensors file: {exc}") from exc
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise SubpixelError(f"weights file {str(path)!r} does not fit the network: {exc}") from exc
-    return metadata
-
-
 def _earlier_runs(
     path: Path, config: StudyConfig, log: Callable[[str], None]
 ) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -461,9 +401,9 @@ def _reuse(
     if not weights.is_file():
         log(f"warning: weights file {weights} is missing; {what}")
         return None
-    model = build(spec)
+    model = deploy(build(spec))
     try:
-        metadata = load_weights(model, weights)
+        metadata = load_state(model, weights)
     except ValueError as exc:
         log(f"warning: {exc}; {what}")
         return None
@@ -492,9 +432,6 @@ def _git_commit() -> str:
 
 def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole study (see the module docstring); returns the results written to ``results.json``."""
-    from subpixel.sr.data import PatchDataset, list_images
-    from subpixel.sr.protocol import bicubic_upscaler, run_protocol
-
     torch.set_num_threads(config.threads)
     out = Path(config.out)
     rows = plan(config)
@@ -506,6 +443,56 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
             f"an earlier run's results.json exists in {out}: starting afresh and overwriting it "
             "(pass --resume to reuse its trained networks)"
         )
+    _log_plan(config, rows, log)
+    identity = identity_rows([row["spec"] for row in rows], config.frame)
+    for item in identity:
+        log(
+            f"identity {item['network']}: LR form max |error| {item['max_abs_error']:.1e} (float64); MACs/HR px "
+            f"HR {item['hr_macs']:.0f}, LR dense {item['lr_macs']:.0f}, LR non-zero {item['lr_macs_nonzero']:.0f}; "
+            f"params HR {item['hr_params']:,}, LR {item['lr_params']:,}"
+        )
+    files = list_images(config.train)[: config.max_train_images]
+    if not files:
+        raise SubpixelError(f"no training images found in {config.train}")
+    results = _new_results(config, len(files), identity)
+    for folder in config.test:
+        res = run_protocol(bicubic_upscaler, folder, config.scale)
+        results["baseline"][res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
+    log("bicubic: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results["baseline"].items()))
+
+    trained: dict[str, nn.Module] = {}
+    run_config = json.dumps(_run_values(asdict(config)), sort_keys=True)
+    for seed in config.seeds:
+        dataset: list[PatchDataset] = []  # made once per seed, when the first network needs it
+        for row in rows:
+            spec: FamilySpec = row["spec"]
+            weights = out / "models" / f"{spec.name}-seed{seed}.safetensors"
+            record = earlier.get((row["budget"], spec.name, seed))
+            reused = None if record is None else _reuse(weights, spec, seed, run_config, log)
+            if record is not None and reused is not None:
+                results["runs"].append(record)
+                results["reused"].append(f"{spec.name} seed {seed}")
+                log(f"{spec.name:<16} seed {seed}: reused {weights.name}: " + _scores_text(record["scores"]))
+            else:
+                if not dataset:
+                    dataset.append(_patches(config, files, seed))
+                reused, record = _train_one(config, row, seed, dataset[0], weights, run_config)
+                results["runs"].append(record)
+                log(
+                    f"{spec.name:<16} seed {seed}: "
+                    + _scores_text(record["scores"])
+                    + f" (trained {record['train_seconds']:.0f} s)"
+                )
+                _write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+            trained[f"{spec.name}/{seed}"] = reused
+    if results["reused"]:
+        log(f"reused {len(results['reused'])} of {len(results['runs'])} runs from the earlier results.json")
+    _finish(config, rows, trained, results, log)
+    return results
+
+
+def _log_plan(config: StudyConfig, rows: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+    """Log the networks of the plan, their MACs and their deviation from the budgets."""
     log(
         f"scale ×{config.scale}; reference budget {config.budget}: {config.reference_macs():.1f} MACs per HR pixel"
     )
@@ -518,20 +505,10 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     worst = max(abs(row["deviation"]) for row in rows)
     log(f"largest deviation from the budgets: {worst:.2%} (tolerance ±5%)")
 
-    identity = identity_rows([row["spec"] for row in rows], config.frame)
-    for item in identity:
-        log(
-            f"identity {item['network']}: LR form max |error| {item['max_abs_error']:.1e} (float64); MACs/HR px "
-            f"HR {item['hr_macs']:.0f}, LR dense {item['lr_macs']:.0f}, LR non-zero {item['lr_macs_nonzero']:.0f}; "
-            f"params HR {item['hr_params']:,}, LR {item['lr_params']:,}"
-        )
 
-    files = list_images(config.train)
-    if config.max_train_images is not None:
-        files = files[: config.max_train_images]
-    if not files:
-        raise SubpixelError(f"no training images found in {config.train}")
-    results: dict[str, Any] = {
+def _new_results(config: StudyConfig, train_images: int, identity: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``results.json`` document before any run: configuration, environment, identity rows."""
+    return {
         # paths relative to the working directory: the record is shipped, the machine's folders are not
         "config": portable_paths(asdict(config)),
         "environment": {
@@ -543,92 +520,88 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
             "threads": config.threads,
             "commit": _git_commit(),
         },
-        "train_images": len(files),
+        "train_images": train_images,
         "reference_macs_per_pixel": config.reference_macs(),
         "identity": identity,
         "baseline": {},
         "runs": [],
+        "reused": [],
         "complete": False,
     }
+
+
+def _patches(config: StudyConfig, files: list[Path], seed: int) -> PatchDataset:
+    """The training samples of one seed (the same for every network)."""
+    return PatchDataset(
+        [str(f) for f in files],
+        config.scale,
+        patch_size=config.patch_size,
+        seed=seed,
+        length=config.steps * config.batch_size,
+        progress=config.progress,
+    )
+
+
+def _scores_text(scores: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in scores.items())
+
+
+def _train_one(
+    config: StudyConfig,
+    row: dict[str, Any],
+    seed: int,
+    dataset: PatchDataset,
+    weights: Path,
+    run_config: str,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train, deploy, store and score one (network, seed): ``(deployed network, run record)``."""
+    spec: FamilySpec = row["spec"]
+    torch.manual_seed(seed)
+    training_form = build(spec)
+    stats = train_model(
+        training_form,
+        dataset,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        lr_min=config.lr_min,
+        progress=config.progress,
+        desc=f"{spec.name} seed {seed}",
+    )
+    model = deploy(training_form)  # a rep family's collapsed network; the others as trained
+    save_state(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
+    scores = {}
     for folder in config.test:
-        res = run_protocol(bicubic_upscaler, folder, config.scale)
-        results["baseline"][res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
-    log("bicubic: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results["baseline"].items()))
+        res = run_protocol(model_upscaler(model, channels="y"), folder, config.scale)
+        scores[res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
+    record = {
+        "budget": row["budget"],
+        "budget_macs": row["budget_macs"],
+        "family": spec.family,
+        "network": spec.name,
+        "widths": list(spec.widths),
+        "params": row["params"],
+        "macs_per_pixel": row["macs_per_pixel"],
+        "deviation": row["deviation"],
+        "seed": seed,
+        "weights": f"models/{weights.name}",
+        "train_seconds": stats["seconds"],
+        "final_loss": stats["final_loss"],
+        "loss_curve": stats["loss"],
+        "scores": scores,
+    }
+    return model, record
 
-    trained: dict[str, nn.Module] = {}
-    run_config = json.dumps(_run_values(asdict(config)), sort_keys=True)
-    results["reused"] = []
-    for seed in config.seeds:
-        dataset = None
-        for row in rows:
-            spec: FamilySpec = row["spec"]
-            weights = out / "models" / f"{spec.name}-seed{seed}.safetensors"
-            record = earlier.get((row["budget"], spec.name, seed))
-            reused = None if record is None else _reuse(weights, spec, seed, run_config, log)
-            if record is not None and reused is not None:
-                results["runs"].append(record)
-                results["reused"].append(f"{spec.name} seed {seed}")
-                trained[f"{spec.name}/{seed}"] = reused
-                log(
-                    f"{spec.name:<16} seed {seed}: reused {weights.name}: "
-                    + ", ".join(
-                        f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in record["scores"].items()
-                    )
-                )
-                continue
-            if dataset is None:
-                dataset = PatchDataset(
-                    [str(f) for f in files],
-                    config.scale,
-                    patch_size=config.patch_size,
-                    seed=seed,
-                    length=config.steps * config.batch_size,
-                    progress=config.progress,
-                )
-            torch.manual_seed(seed)
-            model = build(spec)
-            stats = train_model(
-                model,
-                dataset,
-                steps=config.steps,
-                batch_size=config.batch_size,
-                lr=config.lr,
-                lr_min=config.lr_min,
-                progress=config.progress,
-                desc=f"{spec.name} seed {seed}",
-            )
-            save_weights(model, weights, {"network": spec.name, "seed": str(seed), "run_config": run_config})
-            scores = {}
-            for folder in config.test:
-                res = run_protocol(y_upscaler(model), folder, config.scale)
-                scores[res.dataset] = {"psnr": res.mean_psnr, "ssim": res.mean_ssim}
-            run = {
-                "budget": row["budget"],
-                "budget_macs": row["budget_macs"],
-                "family": spec.family,
-                "network": spec.name,
-                "widths": [spec.w1, spec.w2],
-                "params": row["params"],
-                "macs_per_pixel": row["macs_per_pixel"],
-                "deviation": row["deviation"],
-                "seed": seed,
-                "weights": f"models/{weights.name}",
-                "train_seconds": stats["seconds"],
-                "final_loss": stats["final_loss"],
-                "loss_curve": stats["loss"],
-                "scores": scores,
-            }
-            results["runs"].append(run)
-            log(
-                f"{spec.name:<16} seed {seed}: "
-                + ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in scores.items())
-                + f" (trained {stats['seconds']:.0f} s)"
-            )
-            trained[f"{spec.name}/{seed}"] = model
-            _write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
-    if results["reused"]:
-        log(f"reused {len(results['reused'])} of {len(results['runs'])} runs from the earlier results.json")
 
+def _finish(
+    config: StudyConfig,
+    rows: list[dict[str, Any]],
+    trained: dict[str, nn.Module],
+    results: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """Time every network of the first seed on a frame, then write ``results.json``, the table and the figures."""
+    out = Path(config.out)
     lr_shape = (1, 1, config.frame[0] // config.scale, config.frame[1] // config.scale)
     timed = {row["spec"].name: trained[f"{row['spec'].name}/{config.seeds[0]}"] for row in rows}
     timing = time_frames(timed, lr_shape, config.timing_rounds, progress=config.progress)
@@ -642,7 +615,6 @@ def run_study(config: StudyConfig, *, log: Callable[[str], None] = print) -> dic
     log(
         f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'psnr_vs_macs.png'}, {out / 'psnr_vs_time.png'}"
     )
-    return results
 
 
 def _aggregate(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -705,6 +677,8 @@ _STYLE: dict[str, dict[str, Any]] = {
     "hr": {"marker": "o", "color": "tab:blue", "lw": 2},
     "deconv": {"marker": "s", "color": "tab:orange", "lw": 4, "ms": 9, "alpha": 0.6},
     "lr": {"marker": "^", "color": "tab:green", "lw": 1.5, "ls": "--"},
+    "rep": {"marker": "D", "color": "tab:red", "lw": 2},
+    "hr-rep": {"marker": "v", "color": "tab:purple", "lw": 2, "ls": ":"},
 }
 
 

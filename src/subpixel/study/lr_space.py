@@ -33,12 +33,15 @@ only ``C_out·C_in·k²`` free numbers (see :func:`hr_to_lr_weight_map`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from subpixel._validation import check_positive_int
 from subpixel.convert import to_conv_transpose
+from subpixel.errors import SubpixelError
 from subpixel.layers import SubPixelConv2d
 from subpixel.shuffle import PixelShuffle2d
 from subpixel.study.blocks import (
@@ -111,6 +114,14 @@ def _conv_with_padding(
     return layers
 
 
+def _lr_padding(change: int, r: int, j_min: int, taps: int, what: str) -> tuple[int, int]:
+    """LR zero padding ``(before, after)`` of a polyphase kernel with ``taps`` taps from ``j_min`` on, for an HR
+    layer that changes the size by ``change`` pixels (refused unless a multiple of ``r``: ``what`` says where)."""
+    if change % r:
+        raise SubpixelError(f"{what}: not a multiple of scale={r}, so its output is not a whole LR tensor")
+    return -j_min, change // r + j_min + taps - 1
+
+
 def _same_padding(k: int, d: int) -> tuple[int, int]:
     total = d * (k - 1)
     return total // 2, total - total // 2
@@ -145,9 +156,9 @@ def hr_conv_to_lr(conv: nn.Conv2d, scale: int) -> list[nn.Module]:
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
     if conv.stride != (1, 1):
-        raise ValueError(f"only stride-1 HR convolutions have an LR form here, got stride={conv.stride}")
+        raise SubpixelError(f"only stride-1 HR convolutions have an LR form here, got stride={conv.stride}")
     if conv.padding_mode != "zeros":
-        raise ValueError(
+        raise SubpixelError(
             f"only padding_mode='zeros' is supported (HR zero padding = LR zero padding), got {conv.padding_mode!r}"
         )
     r = scale
@@ -166,15 +177,10 @@ def hr_conv_to_lr(conv: nn.Conv2d, scale: int) -> list[nn.Module]:
         k, d = conv.kernel_size[axis], conv.dilation[axis]
         pl, pr = pads[axis]
         change = pl + pr - d * (k - 1)
-        if change % r:
-            raise ValueError(
-                f"the HR convolution changes the size by {change} pixels along axis {axis} (kernel {k}, dilation "
-                f"{d}, padding {pl}+{pr}), not a multiple of scale={r}: its output is not a whole LR tensor"
-            )
+        what = f"the HR convolution changes the size by {change} pixels along axis {axis} (kernel {k}, dilation {d}, padding {pl}+{pr})"
         s, j_min = _conv_selection(r, k, d, pl)
-        j_max = j_min + s.shape[2] - 1
         sels.append(s)
-        lr_pads.append((-j_min, change // r + j_max))
+        lr_pads.append(_lr_padding(change, r, j_min, s.shape[2], what))
     w = conv.weight
     # W_lr[o, a, b, i, p, q, jh, jw] = Σ_{th, tw} S_h[a, p, jh, th] S_w[b, q, jw, tw] w[o, i, th, tw]
     w_lr = torch.einsum("apjt,bqkv,oitv->oabipqjk", sels[0].to(w), sels[1].to(w), w.detach())
@@ -190,25 +196,20 @@ def _conv_transpose_to_lr(layer: nn.ConvTranspose2d, scale: int) -> list[nn.Modu
     """LR layers equal to ``pixel_unshuffle(layer(x), r)`` for a ConvTranspose2d with stride ``r``."""
     r = scale
     if tuple(layer.stride) != (r, r):
-        raise ValueError(
+        raise SubpixelError(
             f"the resampling ConvTranspose2d must have stride ({r}, {r}), got {tuple(layer.stride)}"
         )
     if layer.padding_mode != "zeros":
-        raise ValueError(f"ConvTranspose2d padding_mode must be 'zeros', got {layer.padding_mode!r}")
+        raise SubpixelError(f"ConvTranspose2d padding_mode must be 'zeros', got {layer.padding_mode!r}")
     sels, lr_pads = [], []
     for axis in range(2):
         k, d, p = layer.kernel_size[axis], layer.dilation[axis], layer.padding[axis]
         a = layer.output_padding[axis]
         change = d * (k - 1) + a + 1 - 2 * p - r  # HR length − r·L
-        if change % r:
-            raise ValueError(
-                f"the ConvTranspose2d output size is r·L{change:+d} along axis {axis}, not a multiple of "
-                f"scale={r}: it is not a whole LR tensor"
-            )
+        what = f"the ConvTranspose2d output size is r·L{change:+d} along axis {axis}"
         s, j_min = _transpose_selection(r, k, d, p)
-        j_max = j_min + s.shape[1] - 1
         sels.append(s)
-        lr_pads.append((-j_min, change // r + j_max))
+        lr_pads.append(_lr_padding(change, r, j_min, s.shape[1], what))
     g = layer.groups
     w = layer.weight.detach()  # (C_in, C_out/g, kh, kw) -> (C_out, C_in/g, kh, kw)
     c_in, c_out_g = w.shape[0], w.shape[1]
@@ -241,7 +242,7 @@ def _interpolator_to_lr(taps: Tensor, channels: int, edge: str, like: Tensor) ->
 def _upsample_to_lr(layer: nn.Module, scale: int, channels: int | None, like: Tensor) -> list[nn.Module]:
     if isinstance(layer, BicubicUpsample2d):
         if layer.scale != scale:
-            raise ValueError(f"BicubicUpsample2d has scale {layer.scale}, expected {scale}")
+            raise SubpixelError(f"BicubicUpsample2d has scale {layer.scale}, expected {scale}")
         # its own (possibly float32-rounded) weights, through the transposed-convolution map
         if layer.edge == "zeros":
             return _conv_transpose_to_lr(layer.as_conv_transpose(), scale)
@@ -255,13 +256,15 @@ def _upsample_to_lr(layer: nn.Module, scale: int, channels: int | None, like: Te
     sf = layer.scale_factor
     factors = sf if isinstance(sf, tuple) else (sf, sf)
     if layer.size is not None or any(float(f) != scale for f in factors):
-        raise ValueError(f"nn.Upsample must have scale_factor={scale} (no size), got {layer}")
+        raise SubpixelError(f"nn.Upsample must have scale_factor={scale} (no size), got {layer}")
     if layer.mode not in ("nearest", "bilinear", "bicubic"):
-        raise ValueError(f"nn.Upsample mode must be 'nearest', 'bilinear' or 'bicubic', got {layer.mode!r}")
+        raise SubpixelError(
+            f"nn.Upsample mode must be 'nearest', 'bilinear' or 'bicubic', got {layer.mode!r}"
+        )
     if layer.align_corners:
-        raise ValueError("nn.Upsample with align_corners=True is not a polyphase filter at integer scale")
+        raise SubpixelError("nn.Upsample with align_corners=True is not a polyphase filter at integer scale")
     if channels is None:
-        raise ValueError(
+        raise SubpixelError(
             "the number of channels before nn.Upsample is unknown: pass in_channels= or example_input=, or follow "
             "it with a Conv2d"
         )
@@ -333,67 +336,26 @@ def to_lr_space(
     """
     if not isinstance(hr_network, nn.Sequential):
         raise TypeError(f"hr_network must be an nn.Sequential, got {type(hr_network).__name__}")
-    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 2:
-        raise ValueError(f"scale must be an int >= 2, got {scale!r}")
+    check_positive_int(scale, "scale", minimum=2)
     fallback = example_input if example_input is not None else torch.zeros((), dtype=torch.float32)
     like = next((t for t in (*hr_network.parameters(), *hr_network.buffers())), fallback)
-    if example_input is not None:
-        if not isinstance(example_input, Tensor) or example_input.dim() != 4:
-            shape = (
-                tuple(example_input.shape)
-                if isinstance(example_input, Tensor)
-                else type(example_input).__name__
-            )
-            raise ValueError(f"example_input must be a tensor of shape (N, C, H, W), got {shape}")
-        c = int(example_input.shape[1])
-        if in_channels is not None and in_channels != c:
-            raise ValueError(
-                f"in_channels={in_channels} disagrees with example_input of shape {tuple(example_input.shape)}"
-            )
-        in_channels = c
+    channels = _input_channels(in_channels, example_input)
     out: list[nn.Module] = []
-    channels = in_channels
     upsampled = False
-    r2 = scale * scale
     for index, layer in enumerate(hr_network):
         where = f"hr_network[{index}] ({type(layer).__name__})"
         if isinstance(layer, nn.Upsample | BicubicUpsample2d | nn.ConvTranspose2d | SubPixelConv2d):
             if upsampled:
-                raise ValueError(f"{where}: a second resampler; only one upsampling layer is supported")
+                raise SubpixelError(f"{where}: a second resampler; only one upsampling layer is supported")
             following = _channels_from_next_conv(list(hr_network)[index + 1 :])
-            if isinstance(layer, nn.Upsample):
-                if channels is None:
-                    channels = following
-                elif following is not None and following != channels:
-                    raise ValueError(
-                        f"{where}: {channels} channels reach it (in_channels / example_input / earlier layers), but "
-                        f"the layer after it takes {following}"
-                    )
-            try:
-                out.extend(_upsample_to_lr(layer, scale, channels, like))
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from exc
+            out.extend(_resampler_to_lr(layer, where, scale, channels, following, like))
             upsampled = True
             channels = getattr(layer, "out_channels", None) or getattr(layer, "channels", channels)
         elif isinstance(layer, nn.Conv2d):
-            if upsampled:
-                try:
-                    out.extend(hr_conv_to_lr(layer, scale))
-                except ValueError as exc:
-                    raise ValueError(f"{where}: {exc}") from exc
-            else:
-                out.append(_copy(layer))
+            out.extend(_hr_layer(hr_conv_to_lr, layer, where, scale) if upsampled else [_copy(layer)])
             channels = layer.out_channels
         elif isinstance(layer, nn.PReLU):
-            if upsampled and layer.num_parameters > 1:
-                new = nn.PReLU(
-                    layer.num_parameters * r2, device=layer.weight.device, dtype=layer.weight.dtype
-                )
-                with torch.no_grad():
-                    new.weight.copy_(layer.weight.repeat_interleave(r2))
-                out.append(new)
-            else:
-                out.append(_copy(layer))
+            out.append(_prelu_to_lr(layer, scale) if upsampled else _copy(layer))
         elif isinstance(layer, _POINTWISE):
             out.append(_copy(layer))
         else:
@@ -401,9 +363,62 @@ def to_lr_space(
                 f"{where} is not supported: expected a resampler, a stride-1 Conv2d or a pointwise activation"
             )
     if not upsampled:
-        raise ValueError("hr_network has no resampler (nn.Upsample, BicubicUpsample2d or ConvTranspose2d)")
+        raise SubpixelError("hr_network has no resampler (nn.Upsample, BicubicUpsample2d or ConvTranspose2d)")
     out.append(PixelShuffle2d(scale, order="crd"))
     return nn.Sequential(*out)
+
+
+def _input_channels(in_channels: int | None, example_input: Tensor | None) -> int | None:
+    """The network input's channels from ``in_channels`` and ``example_input`` (which must agree), if known."""
+    if example_input is None:
+        return in_channels
+    if not isinstance(example_input, Tensor) or example_input.dim() != 4:
+        shape = (
+            tuple(example_input.shape) if isinstance(example_input, Tensor) else type(example_input).__name__
+        )
+        raise SubpixelError(f"example_input must be a tensor of shape (N, C, H, W), got {shape}")
+    c = int(example_input.shape[1])
+    if in_channels is not None and in_channels != c:
+        raise SubpixelError(
+            f"in_channels={in_channels} disagrees with example_input of shape {tuple(example_input.shape)}"
+        )
+    return c
+
+
+def _resampler_to_lr(
+    layer: nn.Module, where: str, scale: int, channels: int | None, following: int | None, like: Tensor
+) -> list[nn.Module]:
+    """The LR layers of the network's resampler; an ``nn.Upsample`` takes its channels from its neighbours."""
+    if isinstance(layer, nn.Upsample):
+        if channels is None:
+            channels = following
+        elif following is not None and following != channels:
+            raise SubpixelError(
+                f"{where}: {channels} channels reach it (in_channels / example_input / earlier layers), but "
+                f"the layer after it takes {following}"
+            )
+    return _hr_layer(lambda m, r: _upsample_to_lr(m, r, channels, like), layer, where, scale)
+
+
+def _hr_layer(
+    convert: Callable[[Any, int], list[nn.Module]], layer: nn.Module, where: str, scale: int
+) -> list[nn.Module]:
+    """``convert(layer, scale)``, its errors prefixed with the layer's place in the network."""
+    try:
+        return convert(layer, scale)
+    except ValueError as exc:
+        raise SubpixelError(f"{where}: {exc}") from exc
+
+
+def _prelu_to_lr(layer: nn.PReLU, scale: int) -> nn.PReLU:
+    """A PReLU after the upsampling: one parameter per channel becomes one per channel and phase."""
+    if layer.num_parameters == 1:
+        return _copy(layer)  # type: ignore[return-value]
+    r2 = scale * scale
+    new = nn.PReLU(layer.num_parameters * r2, device=layer.weight.device, dtype=layer.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(layer.weight.repeat_interleave(r2))
+    return new
 
 
 def _copy(layer: nn.Module) -> nn.Module:

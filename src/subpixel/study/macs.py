@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from subpixel.errors import SubpixelError
 from subpixel.functional import lr_geometry
 from subpixel.layers import SubPixelConvNd
 from subpixel.study.blocks import POINTWISE_ACTIVATIONS, BicubicUpsample2d
@@ -232,7 +233,7 @@ def count_macs(
         or not input_shape
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in input_shape)
     ):
-        raise ValueError(f"input_shape must be a sequence of positive ints, got {input_shape!r}")
+        raise SubpixelError(f"input_shape must be a sequence of positive ints, got {input_shape!r}")
     params = sum(p.numel() for p in model.parameters())
     for name, m in _layers(model):
         if not _is_leaf(m) and any(True for _ in m.parameters(recurse=False)):

@@ -5,8 +5,8 @@ The colour handling is ESPCN's: a ``"y"`` model sees ``Y / 255`` of BT.601 studi
 are upscaled with MATLAB's bicubic (:func:`bicubic_upscale`, equal to :func:`subpixel.sr.protocol.imresize` for
 integer factors, computed as a sub-pixel convolution) and the result goes back to RGB
 (:func:`subpixel.sr.protocol.ycbcr_to_rgb`).
-A grayscale image is RGB with equal channels (so its Y is ``16 + 219·gray`` on the 8-bit scale and its chroma
-is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
+A grayscale image is RGB with equal channels (:func:`subpixel.sr.color.model_y`, the definition that training
+and evaluation use too: its Y is ``16 + 219·gray`` on the 8-bit scale and its chroma is constant). An alpha channel is upscaled bicubically. An ``"rgb"`` model sees RGB directly.
 
 The whole per-tile computation (colour conversion, model, bicubic planes) is local, so
 :func:`subpixel.upscaling.tiling.tiled_map` runs it in tiles, and the output is quantized tile by tile into the
@@ -40,23 +40,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from subpixel.bicubic import cubic
+from subpixel.bicubic import interpolation_taps
 from subpixel.errors import SubpixelError
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
-from subpixel.upscaling.tiling import (
-    DEFAULT_MAX_MEMORY,
-    bytes_per_lr_pixel,
-    choose_tile_size,
-    parse_size,
-    receptive_radius,
-    tiled_map,
-)
+from subpixel.sr.color import gray_from_model_y, model_y
+from subpixel.upscaling.tiling import receptive_radius, tile_side, tiled_map
 
 __all__ = [
     "BICUBIC_RADIUS",
     "UpscaleResult",
     "Upscaler",
-    "bicubic_phase_weights",
     "bicubic_upscale",
     "inplace_activations",
     "make_runner",
@@ -77,22 +70,6 @@ Runner = Callable[[Tensor], Tensor]
 BICUBIC_RADIUS = 2
 #: float32 HR channels of per-tile buffers in :func:`sr_pipeline` (YCbCr planes, RGB, alpha, the tile copy).
 _PIPELINE_HR_CHANNELS = 12
-
-
-def bicubic_phase_weights(scale: int) -> np.ndarray:
-    """The ``(scale, 5)`` taps of MATLAB bicubic upscaling by an integer factor, one row per output phase.
-
-    Output pixel ``p·r + φ`` sits at LR coordinate ``p + (φ + 0.5) / r − 0.5``; it weighs LR pixels ``p − 2 ..
-    p + 2`` by Keys' cubic (:func:`subpixel.bicubic.cubic`, a = −0.5) of their distance, normalised to sum 1.
-
-    Examples:
-        >>> bicubic_phase_weights(2).round(4)
-        array([[-0.0234,  0.2266,  0.8672, -0.0703,  0.    ],
-               [ 0.    , -0.0703,  0.8672,  0.2266, -0.0234]])
-    """
-    delta = (np.arange(scale) + 0.5) / scale - 0.5
-    weights = cubic(delta[:, None] - np.arange(-2, 3)[None, :])
-    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
@@ -122,7 +99,7 @@ def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
     if scale == 1:
         return x
     n, c, h, w = x.shape
-    taps = torch.as_tensor(bicubic_phase_weights(scale), dtype=x.dtype, device=x.device)
+    taps = interpolation_taps(scale, "bicubic").to(dtype=x.dtype, device=x.device)  # (r, 5)
     # phase (i, j) of the r×r block is output channel i·r + j (CRD order): its 5×5 kernel is the outer product
     kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
     planes = torch.nn.functional.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
@@ -439,21 +416,19 @@ def sr_pipeline(runner: Runner, channels: str, scale: int) -> Callable[[Tensor],
         c = x.shape[1]
         if c not in (1, 2, 3, 4):
             raise ValueError(f"image tiles must have 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {c}")
-        colour_channels = 1 if c in (1, 2) else 3
-        colour = x[:, :colour_channels].to(torch.float32)
-        rgb = colour.expand(-1, 3, -1, -1) if colour_channels == 1 else colour
+        gray = c in (1, 2)
+        colour = x[:, : 1 if gray else 3].to(torch.float32)
         if channels == "y":
-            ycbcr = _convert_colour(rgb, "to_ycbcr")
-            y_sr = runner(ycbcr[:, :1] / 255.0) * 255.0
-            if colour_channels == 1:  # constant chroma (128 up to rounding): no need to resize it
-                chroma = ycbcr[:, 1:, :1, :1].expand(-1, -1, y_sr.shape[-2], y_sr.shape[-1])
+            y_sr = runner(model_y(colour, channel_axis=1)[:, None])  # the one definition of a Y model's input
+            if gray:  # back to one plane: the gray whose Y this is
+                out = gray_from_model_y(y_sr)
             else:
-                chroma = bicubic(ycbcr[:, 1:])
-            out = _convert_colour(torch.cat([y_sr, chroma.to(y_sr.dtype)], dim=1), "to_rgb")
+                chroma = bicubic(_convert_colour(colour, "to_ycbcr")[:, 1:])
+                out = _convert_colour(torch.cat([y_sr * 255.0, chroma.to(y_sr.dtype)], dim=1), "to_rgb")
         else:
-            out = runner(rgb)
-        if colour_channels == 1:  # back to one plane: the gray whose Y this is
-            out = (_convert_colour(out, "to_ycbcr")[:, :1] - 16.0) / 219.0
+            out = runner(colour.expand(-1, 3, -1, -1) if gray else colour)
+            if gray:
+                out = gray_from_model_y(model_y(out, channel_axis=1))[:, None]
         out = out.to(torch.float32)
         if c in (2, 4):
             out = torch.cat([out, bicubic(x[:, c - 1 :].to(torch.float32))], dim=1)
@@ -545,9 +520,9 @@ def upscale_pixels(
         raise ValueError(f"bit_depth must be None, 8 or 16, got {bit_depth!r}")
     height, width, c = pixels.shape
     radius = max(receptive_radius(model), BICUBIC_RADIUS)
-    if tile is None:
-        budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_size(max_memory)
-        tile = choose_tile_size(budget, bytes_per_lr_pixel(model, scale, _PIPELINE_HR_CHANNELS), radius)
+    tile = tile_side(
+        model, scale, radius, tile=tile, max_memory=max_memory, extra_hr_channels=_PIPELINE_HR_CHANNELS
+    )
     fn = sr_pipeline(runner or make_runner(model), channels, scale)
     lr = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).unsqueeze(0)
     if bit_depth is None:
@@ -705,9 +680,7 @@ def upscale_file(
         raise SubpixelError(f"refusing to write the output over its input {source}")
     image = load_image(source, max_pixels=upscaler.max_pixels)
     pixels = image.pixels
-    if image.mode == "L":
-        pass
-    elif image.mode == "LA":
+    if image.mode == "LA":
         pixels = pixels[..., [0, 3]]
     has_alpha = image.has_alpha
     if has_alpha and fmt in ("JPEG", "BMP"):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from subpixel._validation import check_positive_int
 from subpixel.errors import SubpixelError
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "parse_size",
     "plan_tiles",
     "receptive_radius",
+    "tile_side",
     "tiled_map",
     "tiled_upscale",
 ]
@@ -116,12 +118,6 @@ class Tile:
     in_x1: int
 
 
-def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SubpixelError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 def plan_tiles(height: int, width: int, tile: int, radius: int) -> list[Tile]:
     """Cut an LR image into tiles of at most ``tile × tile`` output pixels, each read with ``radius`` of context.
 
@@ -139,10 +135,10 @@ def plan_tiles(height: int, width: int, tile: int, radius: int) -> list[Tile]:
         >>> [(t.y0, t.y1, t.in_y0, t.in_y1) for t in plan_tiles(10, 4, 5, 2)]
         [(0, 5, 0, 7), (5, 10, 3, 10)]
     """
-    _check_positive_int(height, "height")
-    _check_positive_int(width, "width")
-    _check_positive_int(tile, "tile")
-    _check_positive_int(radius, "radius", minimum=0)
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
+    check_positive_int(tile, "tile")
+    check_positive_int(radius, "radius", minimum=0)
 
     def cuts(length: int) -> list[tuple[int, int]]:
         count = math.ceil(length / tile)
@@ -232,10 +228,10 @@ def receptive_radius(model: nn.Module, radius: int | None = None) -> int:
         (3, 5)
     """
     if radius is not None:
-        return _check_positive_int(radius, "radius", minimum=0)
+        return check_positive_int(radius, "radius", minimum=0)
     declared = getattr(model, "lr_receptive_radius", None)
     if declared is not None:
-        return _check_positive_int(int(declared), "model.lr_receptive_radius", minimum=0)
+        return check_positive_int(int(declared), "model.lr_receptive_radius", minimum=0)
     return estimate_receptive_radius(model)
 
 
@@ -301,6 +297,35 @@ def choose_tile_size(max_memory: int, per_lr_pixel: int, radius: int, *, minimum
     return side
 
 
+def tile_side(
+    model: nn.Module,
+    scale: int,
+    radius: int,
+    *,
+    tile: int | None = None,
+    max_memory: int | str | None = None,
+    extra_hr_channels: int = 0,
+    batch: int = 1,
+) -> int:
+    """The tile side to run ``model`` with: ``tile`` when given, else the largest that fits ``max_memory``.
+
+    The one tile-size rule of :func:`tiled_upscale` and :func:`subpixel.upscaling.image.upscale_pixels`:
+    :func:`choose_tile_size` of the budget (``max_memory`` parsed by :func:`parse_size`, default
+    :data:`DEFAULT_MAX_MEMORY`) and :func:`bytes_per_lr_pixel` times ``batch``.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2))
+        >>> tile_side(net, 2, 1, tile=64)
+        64
+        >>> tile_side(net, 2, 1, max_memory="1M") == choose_tile_size(2**20, bytes_per_lr_pixel(net, 2), 1)
+        True
+    """
+    if tile is not None:
+        return check_positive_int(tile, "tile")
+    budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_size(max_memory)
+    return choose_tile_size(budget, bytes_per_lr_pixel(model, scale, extra_hr_channels) * batch, radius)
+
+
 def tiled_map(
     fn: Callable[[Tensor], Tensor],
     lr: Tensor,
@@ -340,7 +365,7 @@ def tiled_map(
     """
     if not isinstance(lr, Tensor) or lr.dim() != 4:
         raise SubpixelError(f"lr must be a tensor of shape (N, C, H, W), got {getattr(lr, 'shape', type(lr))}")
-    r = _check_positive_int(scale, "scale")
+    r = check_positive_int(scale, "scale")
     _, _, height, width = lr.shape
     out: Tensor | None = None
     for t in plan_tiles(int(height), int(width), tile, radius):
@@ -400,10 +425,8 @@ def tiled_upscale(
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise SubpixelError(f"model must have an int attribute scale >= 1, got scale={scale!r}")
     reach = receptive_radius(model, radius)
-    if tile is None:
-        budget = DEFAULT_MAX_MEMORY if max_memory is None else parse_size(max_memory)
-        tile = choose_tile_size(budget, bytes_per_lr_pixel(model, scale) * max(1, lr.shape[0]), reach)
+    side = tile_side(model, scale, reach, tile=tile, max_memory=max_memory, batch=max(1, lr.shape[0]))
     with torch.inference_mode():
-        result = tiled_map(model, lr, scale, radius=reach, tile=_check_positive_int(tile, "tile"))
+        result = tiled_map(model, lr, scale, radius=reach, tile=side)
     assert result is not None
     return result

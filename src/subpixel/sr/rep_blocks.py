@@ -42,10 +42,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from subpixel._validation import check_positive_int
+from subpixel.errors import SubpixelError
+
 __all__ = [
     "BRANCHES",
     "EDGE_FILTERS",
     "RepConv2d",
+    "applicable_branches",
     "collapse_branches",
     "compose_1x1_kxk",
 ]
@@ -59,6 +63,28 @@ EDGE_FILTERS: dict[str, tuple[tuple[float, ...], ...]] = {
     "sobel_y": ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0)),
     "laplacian": ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0)),
 }
+
+
+def applicable_branches(
+    names: Sequence[str], in_channels: int, out_channels: int, kernel_size: int
+) -> tuple[str, ...]:
+    """The branches of ``names`` that a block of this shape can have (``("conv",)`` when none can).
+
+    ``"identity"`` needs ``in_channels == out_channels``; the edge branches need ``kernel_size == 3``.
+
+    Examples:
+        >>> applicable_branches(("conv", "sobel_x", "identity"), 1, 8, 3)
+        ('conv', 'sobel_x')
+        >>> applicable_branches(("identity",), 1, 8, 5)
+        ('conv',)
+    """
+    kept = tuple(
+        b
+        for b in names
+        if not (b == "identity" and in_channels != out_channels)
+        and not (b in EDGE_FILTERS and kernel_size != 3)
+    )
+    return kept or ("conv",)
 
 
 def compose_1x1_kxk(
@@ -170,18 +196,17 @@ class RepConv2d(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("expand", expand)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
+            raise SubpixelError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
         branches = tuple(branches)
         unknown = [b for b in branches if b not in BRANCHES]
         if unknown or not branches or len(set(branches)) != len(branches):
-            raise ValueError(f"branches must be distinct names from {BRANCHES}, got {branches!r}")
+            raise SubpixelError(f"branches must be distinct names from {BRANCHES}, got {branches!r}")
         if kernel_size != 3 and any(b in EDGE_FILTERS for b in branches):
-            raise ValueError(f"edge branches {tuple(EDGE_FILTERS)} need kernel_size=3, got {kernel_size}")
+            raise SubpixelError(f"edge branches {tuple(EDGE_FILTERS)} need kernel_size=3, got {kernel_size}")
         if "identity" in branches and in_channels != out_channels:
-            raise ValueError(
+            raise SubpixelError(
                 f"the 'identity' branch needs in_channels == out_channels, got {in_channels} and {out_channels}"
             )
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
@@ -288,12 +313,12 @@ class RepConv2d(nn.Module):
             - weight: ``(C_out, C_in, k, k)``; bias: ``(C_out,)`` or ``None`` (for a block without bias).
         """
         if "conv" not in self.branches:
-            raise ValueError(f"set_kernel needs a 'conv' branch, the block has {self.branches}")
+            raise SubpixelError(f"set_kernel needs a 'conv' branch, the block has {self.branches}")
         expected = (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
         if tuple(weight.shape) != expected:
-            raise ValueError(f"weight must have shape {expected}, got {tuple(weight.shape)}")
+            raise SubpixelError(f"weight must have shape {expected}, got {tuple(weight.shape)}")
         if (bias is None) != (self.bias is None):
-            raise ValueError(f"bias must be {'given' if self.bias is not None else 'None'} for this block")
+            raise SubpixelError(f"bias must be {'given' if self.bias is not None else 'None'} for this block")
         kernel = weight.clone()
         if "identity" in self.branches:
             kernel = kernel - _branch_kernel(self, "identity")[0]

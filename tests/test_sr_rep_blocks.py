@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, load, save
-from subpixel.sr.reparam import BRANCHES, EDGE_FILTERS, RepConv2d, compose_1x1_kxk
+from subpixel.sr.rep_blocks import BRANCHES, EDGE_FILTERS, RepConv2d, compose_1x1_kxk
 
 F64 = torch.float64
 
