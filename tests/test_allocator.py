@@ -43,8 +43,9 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again() -> None:
     assert kept["info"]["keep_freed_memory"] is True and default["info"]["keep_freed_memory"] is False
     # default glibc: every 64 MiB block is a fresh mmap, all its pages faulted in again (8 rounds)
     assert default["faults"] > 6 * pages
-    # kept: the heap keeps the freed block; its pages are faulted in at most once more, not 8 times
-    assert kept["faults"] < 2 * pages
+    # kept: the heap keeps the freed block; its pages are faulted in once or twice more (depending on where the
+    # heap's top lies after `import subpixel`, which moves with unrelated changes to the package), not 8 times
+    assert kept["faults"] < 3 * pages
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True])
