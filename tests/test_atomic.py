@@ -1,4 +1,4 @@
-"""The one atomic-write helper (issue 13, defects 5 and 8): permissions, clean-up, errors naming the final file."""
+"""The one atomic-write helper: permissions, clean-up, errors naming the final file."""
 
 from __future__ import annotations
 

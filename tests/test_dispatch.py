@@ -255,7 +255,7 @@ def test_plans_are_keyed_by_grad_mode_and_memory_format() -> None:
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 @pytest.mark.parametrize("algorithm", dispatch.ALGORITHMS)
 def test_output_size_with_large_output_padding_on_a_tiny_input(ndim: int, algorithm: str) -> None:
-    """Issue 14: forward(x, output_size=...) crashed where torch's layer works (large output padding, tiny input)."""
+    """forward(x, output_size=...) once crashed where torch's layer works (large output padding, tiny input)."""
     torch.manual_seed(0)
     ct = CT[ndim](1, 2, kernel_size=2, stride=4, padding=1, dilation=2).double()
     layer = subpixel.from_conv_transpose(ct)

@@ -186,7 +186,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc").is_dir() or os.name != "posix", reason="needs /proc and POSIX signals")
 def test_a_hanging_compiler_is_bounded_and_reaped(tmp_path: Path):
-    """Issue 13, defect 10: a compiler that hangs costs the build timeout, not 30 s, and leaves no process."""
+    """A compiler that hangs costs the build timeout, not 30 s, and leaves no process."""
     pid_file = tmp_path / "child.pid"
     fake_cc = tmp_path / "cc"
     fake_cc.write_text(f"#!/bin/sh\nsleep 120 &\necho $! > {pid_file}\nwait\n")

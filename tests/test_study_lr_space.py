@@ -284,7 +284,7 @@ def test_refusals() -> None:
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
 def test_upsample_first_network_takes_its_channels_from_the_next_conv(mode: str) -> None:
-    """The classic SRCNN arrangement, nn.Upsample first, with no in_channels (issue 14)."""
+    """The classic SRCNN arrangement, nn.Upsample first, with no in_channels."""
     hr = nn.Sequential(
         nn.Upsample(scale_factor=3, mode=mode),
         nn.Conv2d(1, 64, 9, padding=4),

@@ -118,7 +118,7 @@ def test_collect_jobs(tmp_path: Path) -> None:
     assert collect_jobs([a], None, 4, None)[0] == [(a, tmp_path / "a_x4.png")]
 
 
-# ---------------------------------------------------------------------------------- issue 13: lost or eaten results
+# ------------------------------------------------------------------------------------------ lost or eaten results
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:

@@ -35,7 +35,7 @@ def test_demo_with_given_weights_and_image(tmp_path: Path, capsys: pytest.Captur
     assert f"comparison: {figure.resolve()}" in out
     assert load_image(figure).format == "PNG"
     assert main(["demo", "--scale", "3", "--weights", str(weights), "-o", str(tmp_path / "x.png")]) == 2
-    # the weights know their scale (issue 13, defect 9 for the demo too)
+    # the weights know their scale (for the demo too)
     assert (
         main(["demo", "--weights", str(weights), "--image", str(image), "-o", str(tmp_path / "y.png")]) == 0
     )

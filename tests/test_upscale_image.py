@@ -160,7 +160,7 @@ def test_compiled_runner_compiles_and_agrees() -> None:
 
 
 def test_integer_samples_are_read_by_dtype_and_float_must_be_in_unit_range() -> None:
-    """Issue 13, defect 1: uint8 from ``np.asarray(Image.open(...))`` came out posterised (55 % of values 255)."""
+    """uint8 from ``np.asarray(Image.open(...))`` came out posterised (55 % of values 255)."""
     from subpixel.sr import pretrained
 
     model = pretrained(2)
