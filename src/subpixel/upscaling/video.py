@@ -62,12 +62,9 @@ from subpixel.upscaling.image import (
     upscale_pixels,
 )
 from subpixel.upscaling.tiling import (
-    DEFAULT_MAX_MEMORY,
-    bytes_per_lr_pixel,
-    choose_tile_size,
-    parse_size,
     plan_tiles,
     receptive_radius,
+    tile_side,
     tiled_map,
 )
 
@@ -259,11 +256,16 @@ def video_upscaler(
 
 
 def _tile_for(upscaler: Upscaler, hr_channels: int, radius: int) -> int:
-    """The tile side in LR pixels for this upscaler's memory budget (as :func:`upscale_pixels` chooses it)."""
-    if upscaler.tile is not None:
-        return upscaler.tile
-    budget = DEFAULT_MAX_MEMORY if upscaler.max_memory is None else parse_size(upscaler.max_memory)
-    return choose_tile_size(budget, bytes_per_lr_pixel(upscaler.model, upscaler.scale, hr_channels), radius)
+    """The tile side in LR pixels for this upscaler's memory budget (:func:`~subpixel.upscaling.tiling.tile_side`,
+    as :func:`upscale_pixels` chooses it)."""
+    return tile_side(
+        upscaler.model,
+        upscaler.scale,
+        radius,
+        tile=upscaler.tile,
+        max_memory=upscaler.max_memory,
+        extra_hr_channels=hr_channels,
+    )
 
 
 def upscale_yuv420(
