@@ -76,3 +76,14 @@ def copy_kernel(request: pytest.FixtureRequest):
         pytest.skip(f"compiled copy kernel unavailable: {native.info()['error']}")
     with native.enabled(request.param == "native"):
         yield request.param
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ×2 ESPCN's weights file (seed 0), for tests of the commands that read weights."""
+    from subpixel.sr.models import ESPCN, save
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny_x2.safetensors"
+    save(ESPCN(2, widths=(4,), kernel_sizes=(3, 3)), path)
+    return path

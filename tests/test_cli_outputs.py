@@ -12,19 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from subpixel.cli import main
 from subpixel.imageio import load_image, write_image
-from subpixel.sr.models import ESPCN, save
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny_x2.safetensors"
-    save(ESPCN(2, widths=(4,), kernel_sizes=(3, 3)), path)
-    return path
 
 
 def _image(path: Path, h: int = 6, w: int = 8, c: int = 3, seed: int = 0) -> Path:
