@@ -10,6 +10,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
+
 from subpixel.errors import SubpixelError
 
 ChannelOrder = Literal["crd", "dcr"]
@@ -122,3 +124,40 @@ def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     if not _is_int(value) or value < minimum:  # type: ignore[operator]
         raise SubpixelError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)  # type: ignore[arg-type]
+
+
+def resolve_device(device: str | torch.device | None, name: str = "device") -> torch.device:
+    """The torch device for ``"auto"`` (CUDA when there is one, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+
+    Raises:
+        subpixel.SubpixelError: not a device name, or a CUDA device that is not present (the message says
+            which devices are).
+
+    Examples:
+        >>> resolve_device("cpu"), resolve_device(None).type in ("cpu", "cuda")
+        (device(type='cpu'), True)
+        >>> resolve_device("gpu")
+        Traceback (most recent call last):
+        ...
+        subpixel.errors.SubpixelError: device: expected auto, cpu, cuda or cuda:N, got 'gpu'
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError):
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda"):
+        raise SubpixelError(f"{name}: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SubpixelError(
+                f"{name}: {str(device)!r} asked for, but no CUDA GPU is available to this PyTorch "
+                f"({torch.__version__}); use cpu or auto"
+            )
+        if chosen.index is not None and chosen.index >= count:
+            raise SubpixelError(
+                f"{name}: {str(device)!r} asked for, but there are {count} CUDA GPU(s): cuda:0..cuda:{count - 1}"
+            )
+    return chosen

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from subpixel._atomic import atomic_write
 from subpixel._paths import portable_paths
-from subpixel._validation import check_positive_int
+from subpixel._validation import check_positive_int, resolve_device
 from subpixel.errors import SubpixelError
 from subpixel.sr.data import PatchDataset
 from subpixel.sr.models import ESPCN, FAMILIES, RepESPCN, config_path, read_tensors, save, write_tensors
@@ -307,9 +307,7 @@ def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         return rank, world, device
-    if device_name == "auto":
-        return 0, 1, torch.device("cuda" if use_cuda else "cpu")
-    return 0, 1, torch.device(device_name)
+    return 0, 1, resolve_device(device_name)
 
 
 def _init_from(model: ESPCN | RepESPCN, config: TrainConfig) -> None:
