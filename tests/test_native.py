@@ -206,3 +206,72 @@ def test_a_hanging_compiler_is_bounded_and_reaped(tmp_path: Path):
         time.sleep(0.1)
     assert not _alive(child), f"the compiler's child process {child} was left running"
     assert not list(cache.glob("*.so")) and not list(cache.glob(".strided_copy-*"))
+
+
+def _prelu_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """PReLU in float64 from its definition, rounded once to x's dtype (as a product of two x-dtype numbers)."""
+    w = weight.double().view(1, -1, *([1] * (x.dim() - 2)))
+    xd = x.double()
+    return torch.where(xd < 0, xd * w, xd).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "shape,memory_format",
+    [
+        ((2, 27, 13, 17), torch.channels_last),
+        ((2, 27, 13, 17), torch.contiguous_format),
+        ((1, 5, 3, 4, 6), torch.channels_last_3d),
+        ((3, 7, 29), torch.contiguous_format),
+        ((1, 40, 1, 1), torch.channels_last),
+    ],
+)
+@pytest.mark.parametrize("shared_slope", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prelu_in_place_equals_torch(dtype, shape, memory_format, shared_slope, threads):
+    torch.manual_seed(sum(shape))
+    x = (torch.randn(shape, dtype=torch.float64) * 4).to(dtype).contiguous(memory_format=memory_format)
+    for index, special in zip(
+        [(0,) * x.dim(), tuple(n - 1 for n in shape), (0, shape[1] - 1, *(n // 2 for n in shape[2:]))],
+        [float("-inf"), float("inf"), 0.0],
+        strict=True,
+    ):
+        x[index] = special
+    weight = torch.randn(1 if shared_slope else shape[1], dtype=torch.float64).to(dtype)
+    expected = _prelu_reference(x, weight)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = x.clone(memory_format=torch.preserve_format)
+        done = native.prelu_(y, weight)
+    finally:
+        torch.set_num_threads(before)
+    if not native.available():
+        assert not done
+        pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")
+    assert done
+    assert y.stride() == x.stride()
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    torch.testing.assert_close(y, torch.nn.functional.prelu(x, weight), rtol=0, atol=0)
+
+
+def test_prelu_keeps_nan_and_declines_what_it_does_not_handle():
+    x = torch.randn(1, 4, 5, 6)
+    x[0, 1, 2, 3] = float("nan")
+    weight = torch.rand(4)
+    y = x.clone()
+    if native.prelu_(y, weight):
+        assert torch.isnan(y[0, 1, 2, 3])
+    declined = [
+        (torch.randn(1, 4, 5, 6, dtype=torch.float64), weight.double()),  # dtype
+        (x, weight.bfloat16()),  # weight dtype differs
+        (x[:, :, ::2], weight),  # not dense
+        (x, torch.rand(3)),  # slope count
+        (torch.randn(1, 4, 5, 6, requires_grad=True), weight),  # autograd records it
+    ]
+    for tensor, slopes in declined:
+        before = tensor.detach().clone()
+        assert not native.prelu_(tensor, slopes)
+        torch.testing.assert_close(tensor.detach(), before, rtol=0, atol=0, equal_nan=True)
+    with native.enabled(False):
+        assert not native.prelu_(x.clone(), weight)

@@ -196,9 +196,12 @@ def test_file_and_api_agree_for_sixteen_bit_gray(tmp_path: Path, tiny: ESPCN) ->
     np.testing.assert_array_equal(got, np.round(expected.pixels[..., 0] * 65535).astype(np.uint16))
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["compiled-kernel", "torch-ops"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_the_runners_prelu_is_torchs_bit_for_bit(dtype: torch.dtype) -> None:
-    """The in-place PReLU of the runner (fast in bf16) equals torch's own PReLU, also for -0, NaN and one slope."""
+def test_the_runners_prelu_is_torchs_bit_for_bit(dtype: torch.dtype, kernel: bool) -> None:
+    """The in-place PReLU of the runner (fast in bf16) equals torch's own PReLU, also for -0, NaN and one slope,
+    with the compiled kernel and with the torch ops that replace it without a compiler."""
+    from subpixel import native
     from subpixel.upscaling.image import inplace_activations
 
     torch.manual_seed(0)
@@ -210,6 +213,7 @@ def test_the_runners_prelu_is_torchs_bit_for_bit(dtype: torch.dtype) -> None:
         with torch.inference_mode():
             want = net(x)
             assert inplace_activations(net) == 1 and type(net[1]) is not torch.nn.PReLU
-            got = net(x)
+            with native.enabled(kernel):
+                got = net(x)
         assert torch.equal(got.isnan(), want.isnan())
         assert torch.equal(got.nan_to_num(0.5), want.nan_to_num(0.5))
