@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 import subpixel.upscaling.video as video
-from _common import ROOT, machine_info
+from _common import ROOT, keep_freed_memory, machine_info
 from subpixel import timing
 from subpixel.upscaling.image import Upscaler, make_runner, resolve_precision
 from subpixel.upscaling.tiling import receptive_radius
@@ -369,6 +369,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    keep_freed_memory()  # as the subpixel command does, so that the in-process rows run as the command runs
     import av
 
     info = machine_info(
