@@ -37,11 +37,11 @@ from torch import Tensor
 from subpixel import config, derived, native
 from subpixel.algorithms import phase_axes, reachable_mask, zero_outside
 from subpixel.choice import choose
-from subpixel.config import ALGORITHMS, check_algorithm
+from subpixel.config import ALGORITHMS, Algorithm, check_algorithm
 from subpixel.eager import is_eager_plain
 from subpixel.errors import SubpixelError
 from subpixel.geometry import AxisGeometry, Spec, WeightSource, validate
-from subpixel.plans import Algorithm, Entry, Plan, cached_plans, clear_caches, entries, generation, remember
+from subpixel.plans import Entry, Plan, cached_plans, clear_caches, entries, generation, remember
 
 __all__ = [
     "ALGORITHMS",

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from subpixel import config
-from subpixel._validation import ChannelOrder, as_tuple, check_ndim
+from subpixel._validation import ChannelOrder, as_tuple
 from subpixel.algorithms import lr_conv_core
 from subpixel.dispatch import CallSite, forcing, plan_call, weight_source
 from subpixel.eager import is_eager_plain
@@ -112,7 +112,7 @@ def conv_transpose(
         >>> conv_transpose(torch.randn(1, 4, 8), torch.randn(4, 2, 4), stride=2, padding=1).shape
         torch.Size([1, 2, 16])
     """
-    n = check_ndim(weight.dim() - 2, "weight.dim() - 2")
+    n = spatial_dims(weight, "weight")
     return CONV_TRANSPOSE[n](input, weight, bias, stride, padding, output_padding, groups, dilation)
 
 

@@ -2,7 +2,8 @@
 
 :func:`lr_geometry` says how one spatial axis of a ConvTranspose becomes a stride-1 LR convolution, a shuffle and a
 crop; :func:`conv_transpose_weight_to_lr` and :func:`lr_weight_to_conv_transpose` map the weights (exact
-re-indexing, no arithmetic). The public names are re-exported by :mod:`subpixel.functional`, which explains the
+re-indexing, no arithmetic); :func:`validate` checks the arguments of a call in LR form into a :class:`Spec` and
+the per-axis geometry. The public names are re-exported by :mod:`subpixel.functional`, which explains the
 forms; :mod:`subpixel.algorithms` computes them.
 """
 
@@ -330,16 +331,28 @@ def lr_weight_to_conv_transpose(
     )
     weight = full[taps].contiguous()
     if check:
-        rest = full.clone()
-        rest[taps] = 0
-        if torch.count_nonzero(rest) > 0:
-            raise SubpixelError(
-                f"weight_lr has non-zero entries (max |w| = {rest.abs().max().item():.3g}) at LR positions that no "
-                f"ConvTranspose tap of kernel_size={kernel}, stride={strides}, dilation={dilations} reaches; "
-                "converting would change the layer. Pass check=False to drop them, or use a kernel_size that is "
-                "a multiple of the stride with dilation 1"
-            )
+        _refuse_dropped_taps(full, taps, kernel, strides, dilations)
     return weight
+
+
+def _refuse_dropped_taps(
+    full: Tensor, taps: tuple[slice, ...], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> None:
+    """:class:`SubpixelError` where ``full`` (the LR weight re-indexed to ``K·s`` taps per axis) is non-zero off
+    ``taps`` (the ConvTranspose's taps): converting would drop those entries.
+
+    Shape:
+        - full: ``(C_in, C_out/groups, K_1·s_1, .., K_n·s_n)``.
+    """
+    rest = full.clone()
+    rest[taps] = 0
+    if torch.count_nonzero(rest) > 0:
+        raise SubpixelError(
+            f"weight_lr has non-zero entries (max |w| = {rest.abs().max().item():.3g}) at LR positions that no "
+            f"ConvTranspose tap of kernel_size={kernel}, stride={strides}, dilation={dilations} reaches; "
+            "converting would change the layer. Pass check=False to drop them, or use a kernel_size that is "
+            "a multiple of the stride with dilation 1"
+        )
 
 
 #: the layout of the weight a call gives: ``"lr"`` (``weight_lr``) or ``"ct"`` (ConvTranspose, ``weight_ct``)

@@ -17,21 +17,18 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Literal
 
 from torch import Tensor
 
 from subpixel import config, derived
 from subpixel._validation import ChannelOrder
 from subpixel.algorithms import AxisPhase, Prepared
+from subpixel.config import Algorithm
 from subpixel.geometry import AxisGeometry, Spec
 
 __all__ = [
-    "Algorithm", "Entry", "Plan", "cached_plans", "clear_caches", "decisions", "entries", "generation", "remember",
+    "Entry", "Plan", "cached_plans", "clear_caches", "decisions", "entries", "generation", "remember",
 ]
-
-Algorithm = Literal["lr_shuffle", "phases", "conv_transpose"]
-
 
 @dataclass(frozen=True)
 class Plan:
