@@ -356,3 +356,10 @@ def test_output_beyond_every_input_sample_is_bias_only(bias):
     lr = conv_transpose_weight_to_lr(deconv.weight, (1, 1), (3, 3))
     y = lr_conv_shuffle(x, lr, deconv.bias, 1, 1, 2, 1, 3, 1)
     assert (y - ref).abs().max().item() <= TOL
+
+
+def test_conv_transpose_names_a_weight_of_the_wrong_rank() -> None:
+    """torch's transposed convolution exists in 1-3 D: a 6-D weight is refused with its name and shape."""
+    message = r"weight must have 3, 4 or 5 dims .*got shape \(2, 2, 1, 1, 1, 1\)"
+    with pytest.raises(subpixel.SubpixelError, match=message):
+        conv_transpose(torch.randn(1, 2, 3, 3, 3, 3), torch.randn(2, 2, 1, 1, 1, 1))

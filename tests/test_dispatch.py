@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import subpixel
-from subpixel import config, dispatch
+from subpixel import algorithms, choice, config, derived, dispatch
 from subpixel.errors import SubpixelError
 from subpixel.functional import conv_transpose_weight_to_lr, lr_conv_shuffle, lr_weight_to_conv_transpose
 
@@ -90,7 +90,7 @@ def test_module_equals_function_same_plan(cfg: dict, layout: str) -> None:
                 y_function = lr_conv_shuffle(x, m.weight, m.bias, *_args(m), order=m.order)
             else:  # the held ConvTranspose-layout parameter
                 weight_lr, weight_ct = None, m.parametrizations.weight.original
-                y_function = dispatch.run(x, None, m.bias, *_args(m), order=m.order, weight_ct=weight_ct)
+                y_function = lr_conv_shuffle(x, None, m.bias, *_args(m), order=m.order, weight_ct=weight_ct)
             plan_function = dispatch.plan(x, weight_lr, m.bias, *_args(m), order=m.order, weight_ct=weight_ct)
             assert m.plan(x) is plan_function  # one cached plan for both
         assert torch.equal(y_module, y_function)
@@ -397,7 +397,7 @@ def _scripted_timer(monkeypatch: pytest.MonkeyPatch, scores: dict[str, float]) -
         calls.append(tuple(names))
         return {a: scores[a] for a in names}, {}, 5
 
-    monkeypatch.setattr(dispatch, "measure", measure)
+    monkeypatch.setattr(choice, "measure", measure)
     return calls
 
 
@@ -477,13 +477,13 @@ def test_a_weight_computed_on_every_call_is_not_cached(
     """Weight norm on a converted layer: the ConvTranspose weight is a new tensor on every forward, so whatever is
     derived from it is computed on the call (and counted by the timing), never looked up in the cache."""
     cached = []
-    derive = dispatch._derive
+    derive = derived.cached
 
     def spy(weight, kind, make):
         cached.append(kind[0])
         return derive(weight, kind, make)
 
-    monkeypatch.setattr(dispatch, "_derive", spy)
+    monkeypatch.setattr(derived, "cached", spy)
     ct = torch.nn.utils.parametrizations.weight_norm(nn.ConvTranspose1d(4, 3, 16, 8, 4).double())
     m = subpixel.from_conv_transpose(ct)
     _, weight_ct, fixed, fresh = m._weights()
@@ -579,7 +579,7 @@ def test_a_layer_reuses_its_plan_only_while_the_call_is_the_same() -> None:
             m(x)
             assert m._site.plan.algorithm == "conv_transpose"
             # a non-zero LR entry that no tap reaches: only the LR form computes the layer now
-            unreached = ~dispatch.reachable_mask((3, 3), (2, 2), (1, 1))  # (R, K, K)
+            unreached = ~algorithms.reachable_mask((3, 3), (2, 2), (1, 1))  # (R, K, K)
             phase, i, j = (int(v) for v in unreached.nonzero()[0])
             m.weight[phase, :, i, j] = 1.0  # in place (a version bump): output channel 0, that phase (CRD)
             reference = lr_conv_shuffle(x, m.weight, m.bias, 2, 1, 0, 1, 1, 3, algorithm="lr_shuffle")

@@ -12,7 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from subpixel import SubPixelConv2d, SubPixelConv3d, convert_channel_order, dispatch, from_conv_transpose
+from subpixel import (
+    SubPixelConv2d,
+    SubPixelConv3d,
+    algorithms,
+    convert_channel_order,
+    dispatch,
+    from_conv_transpose,
+)
 from subpixel.algorithms import conv_transpose_core
 from subpixel.functional import conv_transpose_weight_to_lr
 
@@ -29,7 +36,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(1)
         return conv_transpose_core(*args, **kwargs)
 
-    monkeypatch.setattr(dispatch, "conv_transpose_core", spy)
+    monkeypatch.setattr(algorithms, "conv_transpose_core", spy)
     return calls
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import subpixel
-from subpixel import dispatch
+from subpixel import algorithms, dispatch
 from subpixel.algorithms import lr_conv_core, phase_conv_core, phase_plan, reachable_mask, zero_outside
 from subpixel.functional import lr_geometry
 
@@ -136,7 +136,7 @@ def test_phase_path_is_used_in_forward(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(1)
         return phase_conv_core(*args, **kwargs)
 
-    monkeypatch.setattr(dispatch, "phase_conv_core", spy)
+    monkeypatch.setattr(algorithms, "phase_conv_core", spy)
     ct = nn.ConvTranspose3d(2, 3, 3, 2, 1, 1).double()
     m = subpixel.from_conv_transpose(ct, weight_layout="lr")
     x = torch.randn(1, 2, 3, 4, 5, dtype=torch.float64)

@@ -20,7 +20,7 @@ from torch import nn
 
 import subpixel.eager as eager_mod
 import subpixel.shuffle as shuffle_mod
-from subpixel import dispatch, from_conv_transpose
+from subpixel import derived, from_conv_transpose
 from subpixel.functional import conv_transpose_weight_to_lr, lr_weight_to_conv_transpose
 from subpixel.shuffle import pixel_shuffle, pixel_unshuffle, shuffle_crop
 
@@ -288,8 +288,7 @@ def test_channels_last_model_equals_conv_transpose(ndim, k, s, p):
         if (
             plan.algorithm != "phases"
         ):  # the derived weight (DCR order, or re-indexed for conv_transpose) is cached
-            entry = dispatch._derived[id(layer.weight)]
-            cached = [w for w in entry[2].values() if isinstance(w, torch.Tensor)]
+            cached = [w for w in derived.held(layer.weight) if isinstance(w, torch.Tensor)]
             assert cached and all(w.is_contiguous(memory_format=fmt) for w in cached)
     xg = x.clone().requires_grad_(True)
     grad = torch.randn_like(deconv(x))

@@ -27,7 +27,8 @@ def check_order(order: str, name: str = "order") -> ChannelOrder:
     return order.lower()  # type: ignore[return-value]
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """An ``int`` (any integral number) that is not a ``bool``."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -48,12 +49,12 @@ def as_tuple(
         >>> as_tuple((1, 2), 2, "stride", minimum=1)
         (1, 2)
     """
-    if _is_int(value):
+    if is_int(value):
         values: tuple[int, ...] = (int(value),) * ndim  # type: ignore[arg-type]
     elif isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != ndim:
             raise SubpixelError(f"{name} must be an int or a sequence of {ndim} ints, got {value!r}")
-        if not all(_is_int(v) for v in value):
+        if not all(is_int(v) for v in value):
             raise TypeError(f"{name} must contain only ints, got {value!r}")
         values = tuple(int(v) for v in value)
     else:
@@ -61,51 +62,6 @@ def as_tuple(
     if minimum is not None and any(v < minimum for v in values):
         raise SubpixelError(f"{name} must be >= {minimum} on every axis, got {value!r}")
     return values
-
-
-def check_ndim(ndim: int, name: str = "ndim") -> int:
-    """Check that a number of spatial dimensions is 1, 2 or 3."""
-    if not _is_int(ndim) or ndim not in (1, 2, 3):
-        raise SubpixelError(f"{name} must be 1, 2 or 3 spatial dimensions, got {ndim!r}")
-    return int(ndim)
-
-
-def as_factor(
-    factor: int | Sequence[int], ndim: int | None, tensor_dim: int, name: str = "factor"
-) -> tuple[int, ...]:
-    """Resolve a shuffle factor and the number of spatial axes it applies to.
-
-    The number of spatial axes is ``ndim`` if given, else ``len(factor)`` for a sequence, else
-    ``tensor_dim - 2`` (a tensor of shape ``(N, C, *spatial)``).
-
-    Examples:
-        >>> as_factor(2, None, 4)
-        (2, 2)
-        >>> as_factor((2, 3), None, 5)
-        (2, 3)
-    """
-    if ndim is None:
-        if isinstance(factor, Sequence) and not isinstance(factor, str):
-            ndim = len(factor)
-        else:
-            ndim = tensor_dim - 2
-            if ndim not in (1, 2, 3):
-                raise SubpixelError(
-                    f"cannot infer the number of spatial dimensions from an input with {tensor_dim} dims "
-                    "(expected (N, C, *spatial) with 1 to 3 spatial dims); pass ndim= or a factor per axis"
-                )
-    check_ndim(ndim)
-    if not (_is_int(factor) or (isinstance(factor, Sequence) and not isinstance(factor, str))):
-        raise TypeError(f"{name} must be an int or a sequence of ints, got {factor!r}")
-    factors = as_tuple(factor, ndim, name)
-    if any(f < 1 for f in factors):
-        raise SubpixelError(f"{name} must be an integer >= 1 on every axis, got {factor!r}")
-    if tensor_dim < ndim + 1:
-        raise SubpixelError(
-            f"input must have at least {ndim + 1} dims (C and {ndim} spatial) for a {ndim}-D shuffle, "
-            f"got {tensor_dim} dims"
-        )
-    return factors
 
 
 def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
@@ -121,7 +77,7 @@ def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
         ...
         subpixel.errors.SubpixelError: steps must be an int >= 1, got True
     """
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+    if not is_int(value) or value < minimum:  # type: ignore[operator]
         raise SubpixelError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)  # type: ignore[arg-type]
 

@@ -1,25 +1,52 @@
-"""The exactly equivalent algorithms a transposed convolution can run as (chosen by :mod:`subpixel.dispatch`).
+"""The exactly equivalent algorithms a transposed convolution can run as, where each is valid, and how each runs.
 
-* :func:`lr_conv_core`: the LR convolution, periodic shuffling and the crop (one copy, shuffle and crop fused);
-* :func:`phase_conv_core`: one stride-1 convolution per output phase with only the taps that land there;
-* :func:`conv_transpose_core`: torch's transposed convolution with the exactly re-indexed weight.
+* ``"lr_shuffle"``, :func:`lr_conv_core`: the LR convolution, periodic shuffling and the crop (one copy, shuffle
+  and crop fused). Always valid: it is the layer's definition.
+* ``"phases"``, :func:`phase_conv_core`: one stride-1 convolution per output phase with only the taps that land
+  there, and only the outputs the crop keeps.
+* ``"conv_transpose"``, :func:`conv_transpose_core`: torch's transposed convolution with the exactly re-indexed
+  weight.
 
-All take checked, batched arguments; :mod:`subpixel.dispatch` validates, plans and says where each is valid.
+The computations take checked, batched arguments. Around them, what the route (:mod:`subpixel.dispatch`) asks of
+an algorithm: :func:`phase_axes` (what the per-phase form needs to know of a key, or that it saves no work),
+:func:`candidates` (where each algorithm is valid: exactness first), :func:`execute` (each algorithm with the
+weight in the layout it needs, derived weights cached through :mod:`subpixel.derived`) and :func:`prepare` (a
+plan's computation with everything but the tensors bound). A new algorithm is a computation here, a line in
+:func:`candidates`, a branch in :func:`execute` and its name in :data:`subpixel.config.ALGORITHMS`.
+
+**Validity.** An LR weight can hold entries where no ConvTranspose tap lands (kernel not divisible by the stride,
+or dilation). ``"phases"`` and ``"conv_transpose"`` drop those entries, so they are valid only (a) when the weight
+is zero there (:func:`zero_outside` with :func:`reachable_mask`, checked on the weight's values), and (b) when
+autograd records a gradient of an LR weight, only if there are no such entries at all: the LR layer's gradient for
+them is not zero, and an optimiser step would make them non-zero. A ConvTranspose-layout weight (or a
+parametrization marked ``subpixel_fixed_taps = True``) has no such entries: every algorithm is valid, in training
+too.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from subpixel import native
+from subpixel import config, derived, native
 from subpixel._validation import ChannelOrder
-from subpixel.geometry import CONV, CONV_TRANSPOSE, AxisGeometry
-from subpixel.shuffle import memory_format_of, shuffle_crop
+from subpixel.geometry import (
+    CONV,
+    CONV_TRANSPOSE,
+    AxisGeometry,
+    Spec,
+    WeightSource,
+    conv_transpose_weight_to_lr,
+    lr_weight_to_conv_transpose,
+)
+from subpixel.shuffle import convert_channel_order, memory_format_of, shuffle_crop
+
+#: a plan's computation: ``call(x, weight, bias, per_call)`` on a batched input (see :func:`prepare`)
+Prepared = Callable[[Tensor, Tensor, "Tensor | None", bool], Tensor]
 
 
 def lr_conv_core(
@@ -273,3 +300,136 @@ def conv_transpose_core(
     return CONV_TRANSPOSE[x.dim() - 2](
         x, weight_ct, bias, tuple(strides), tuple(padding), tuple(output_padding), groups, tuple(dilations)
     )
+
+
+# --- what the route asks of an algorithm -----------------------------------------------------------------------
+
+
+def phase_axes(
+    spec: Spec, geoms: Sequence[AxisGeometry], spatial: Sequence[int]
+) -> tuple[tuple[AxisPhase, ...], ...] | None:
+    """The per-axis phases of the per-phase form for one key, or ``None`` where it is no candidate: it would do
+    more than ``config.phase_max_work`` of the LR form's multiply-adds, need more than ``config.phase_max_convs``
+    convolutions, or none at all (the output is the bias alone)."""
+    axes, fraction = phase_plan(spatial, spec.kernel_size, spec.strides, spec.dilations, geoms)
+    if (
+        fraction <= config.current.phase_max_work
+        and math.prod(spec.strides) <= config.current.phase_max_convs
+        and phase_conv_count(axes, spatial) > 0
+    ):
+        return tuple(tuple(a) for a in axes)
+    return None
+
+
+def candidates(
+    spec: Spec,
+    mask: Tensor | None,
+    phases: Sequence[Sequence[AxisPhase]] | None,
+    zero_outside_taps: bool,
+    weight_grad: bool,
+) -> list[str]:
+    """The valid algorithms (module docstring): ``"lr_shuffle"`` always; the others where the weight's extra LR
+    entries are zero (``mask``: :func:`reachable_mask`, ``None`` where there are none) and, when autograd records
+    the weight, where it has none; ``"phases"`` where :func:`phase_axes` found it saves work."""
+    cands = ["lr_shuffle"]
+    if mask is None or (zero_outside_taps and not weight_grad):
+        if phases is not None:
+            cands.append("phases")
+        if all(
+            a < max(s, d) for a, s, d in zip(spec.output_padding, spec.strides, spec.dilations, strict=True)
+        ):
+            cands.append("conv_transpose")  # torch's own limit on output_padding
+    return cands
+
+
+def lr_order_for(spec: Spec, x: Tensor, weight_grad: bool) -> ChannelOrder:
+    """The LR weight order to convolve with: DCR for a channels-last input (its shuffle is a block copy), except
+    when autograd records an LR weight parameter and the compiled copy kernel shuffles CRD near bandwidth (no
+    per-call reorder of the weight and its gradient)."""
+    if spec.order == "dcr" or spec.groups != 1 or memory_format_of(x) == torch.contiguous_format:
+        return spec.order
+    if weight_grad and x.device.type == "cpu" and native.available():
+        return spec.order
+    return "dcr"
+
+
+def execute(
+    algorithm: str, plan_spec: Spec, geoms: Sequence[AxisGeometry], phases: Sequence[Sequence[AxisPhase]] | None,
+    lr_order: ChannelOrder,
+    x: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, per_call: bool,
+) -> Tensor:  # fmt: skip
+    """Run one algorithm on checked, batched arguments; ``weight`` in LR (``source == "lr"``) or ConvTranspose
+    (``"ct"``) layout; ``lr_order``: the order of the LR weight ``"lr_shuffle"`` convolves with
+    (:func:`lr_order_for`). A derived weight is computed on every call where ``per_call`` (autograd records
+    ``weight``, so that its gradient flows, or ``weight`` is a new tensor on every call), else cached
+    (:func:`subpixel.derived.cached`).
+
+    Shape:
+        - x: ``(N, C_in, *L_in)``; weight: ``(C_out·R, C_in/groups, *K)`` (``"lr"``) or ``(C_in, C_out/groups,
+          *k)`` (``"ct"``); output: ``(N, C_out, *L_out)``.
+    """
+    spec = plan_spec
+    if algorithm == "conv_transpose":
+        if source == "ct":
+            w_ct = weight  # torch's own layer, exactly: the weight as it is
+        else:
+            fmt = memory_format_of(x)
+
+            def make_ct() -> Tensor:
+                w = lr_weight_to_conv_transpose(
+                    weight, spec.kernel_size, spec.strides, spec.dilations, spec.groups, order=spec.order,
+                    check=False,
+                )  # fmt: skip
+                return w.contiguous(memory_format=fmt)
+
+            w_ct = make_ct() if per_call else derived.cached(weight, ("ct", spec, fmt), make_ct)  # type: ignore[assignment]
+        return conv_transpose_core(
+            x, w_ct, bias, spec.strides, spec.padding, spec.output_padding, spec.groups, spec.dilations
+        )  # fmt: skip
+    order = spec.order if algorithm == "phases" else lr_order
+    fmt = memory_format_of(x)
+    w = weight
+    if source == "ct":
+
+        def make_lr() -> Tensor:
+            return conv_transpose_weight_to_lr(
+                weight, spec.strides, spec.dilations, spec.groups, order=order, memory_format=fmt
+            )
+
+        w = make_lr() if per_call else derived.cached(weight, ("lr", spec, order, fmt), make_lr)  # type: ignore[assignment]
+    elif order != spec.order:
+
+        def make_dcr() -> Tensor:
+            return convert_channel_order(weight, spec.strides, spec.order, order, dim=0).contiguous(
+                memory_format=fmt
+            )
+
+        w = make_dcr() if per_call else derived.cached(weight, ("dcr", spec, fmt), make_dcr)  # type: ignore[assignment]
+    if algorithm == "phases":
+        return phase_conv_core(x, w, bias, phases, spec.groups, order)  # type: ignore[arg-type]
+    return lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, order)
+
+
+def prepare(
+    algorithm: str,
+    spec: Spec,
+    geoms: tuple[AxisGeometry, ...],
+    phases: tuple[tuple[AxisPhase, ...], ...] | None,
+    lr_order: ChannelOrder,
+    source: WeightSource,
+) -> Prepared:
+    """The plan's computation with everything but the tensors bound: torch's layer itself for a
+    ConvTranspose-layout weight, else :func:`execute`."""
+    if algorithm == "conv_transpose" and source == "ct":
+        conv_transpose = CONV_TRANSPOSE[spec.ndim]
+        arguments = (spec.strides, spec.padding, spec.output_padding, spec.groups, spec.dilations)
+
+        def call(x: Tensor, weight: Tensor, bias: Tensor | None, per_call: bool) -> Tensor:
+            return conv_transpose(x, weight, bias, *arguments)
+
+        return call
+
+    def call_execute(x: Tensor, weight: Tensor, bias: Tensor | None, per_call: bool) -> Tensor:
+        return execute(algorithm, spec, geoms, phases, lr_order, x, weight, source, bias, per_call)
+
+    return call_execute

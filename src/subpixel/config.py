@@ -45,13 +45,16 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from subpixel.errors import SubpixelError
 
-__all__ = ["ALGORITHMS", "Settings", "current", "on_change", "override", "reload", "update"]
+__all__ = ["ALGORITHMS", "Algorithm", "Settings", "current", "on_change", "override", "reload", "update"]
 
-#: the algorithms a transposed convolution in LR form may run (see :mod:`subpixel.dispatch`)
-ALGORITHMS: tuple[str, ...] = ("lr_shuffle", "phases", "conv_transpose")
+#: an algorithm a transposed convolution in LR form may run (see :mod:`subpixel.algorithms`)
+Algorithm = Literal["lr_shuffle", "phases", "conv_transpose"]
+#: their names, in the order the timed choice lists them
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 

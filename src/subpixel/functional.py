@@ -28,25 +28,32 @@ channel (``"crd"`` order: LR channel ``c·R + φ`` with ``R = ∏ s``). Groups m
 with non-zero entries where no tap lands (possible after training an LR layer freely) has no ConvTranspose
 equivalent with the same kernel size, and is refused unless ``check=False``.
 
-Where the code lives: the geometry and the weight maps in :mod:`subpixel.geometry`, the algorithms (LR conv +
-shuffle + crop, per-phase convolutions, torch's transposed convolution with the re-indexed weight) in
-:mod:`subpixel.algorithms`, and the choice among them in :mod:`subpixel.dispatch`, which
-:func:`lr_conv_shuffle` and :class:`~subpixel.SubPixelConvNd` both call. This module re-exports the public names.
+Where the code lives: the three forms are here (:func:`conv_transpose`, :func:`fractionally_strided_conv`,
+:func:`lr_conv_shuffle`, the route every LR-form call takes, layers included); the geometry and the weight maps in
+:mod:`subpixel.geometry` (their public names are re-exported here), the algorithms the LR form can run as (LR conv
++ shuffle + crop, per-phase convolutions, torch's transposed convolution with the re-indexed weight) in
+:mod:`subpixel.algorithms`, and the plan that picks one in :mod:`subpixel.dispatch`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from subpixel import dispatch
-from subpixel._validation import ChannelOrder, as_tuple, check_ndim
+from subpixel import config
+from subpixel._validation import ChannelOrder, as_tuple
+from subpixel.algorithms import lr_conv_core
+from subpixel.dispatch import CallSite, forcing, plan_call, weight_source
+from subpixel.eager import is_eager_plain
 from subpixel.geometry import (
     CONV,
     CONV_TRANSPOSE,
     AxisGeometry,
+    Spec,
+    WeightSource,
     check_groups,
     check_input,
     conv_transpose_output_size,
@@ -57,6 +64,7 @@ from subpixel.geometry import (
     output_padding_for_size,
     spatial_dims,
 )
+from subpixel.plans import generation
 
 __all__ = [
     "AxisGeometry",
@@ -104,7 +112,7 @@ def conv_transpose(
         >>> conv_transpose(torch.randn(1, 4, 8), torch.randn(4, 2, 4), stride=2, padding=1).shape
         torch.Size([1, 2, 16])
     """
-    n = check_ndim(weight.dim() - 2, "weight.dim() - 2")
+    n = spatial_dims(weight, "weight")
     return CONV_TRANSPOSE[n](input, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
@@ -168,7 +176,7 @@ def fractionally_strided_conv(
 
 def lr_conv_shuffle(
     input: Tensor,
-    weight_lr: Tensor,
+    weight_lr: Tensor | None,
     bias: Tensor | None = None,
     stride: IntOrTuple = 1,
     padding: IntOrTuple = 0,
@@ -179,15 +187,22 @@ def lr_conv_shuffle(
     *,
     order: ChannelOrder = "crd",
     algorithm: str | None = None,
+    weight_ct: Tensor | None = None,
+    fixed_taps: bool = False,
+    fresh_weight: bool = False,
+    site: CallSite | None = None,
 ) -> Tensor:
     """A transposed convolution computed as a stride-1 convolution in LR space, periodic shuffling and a crop.
 
     With ``weight_lr = conv_transpose_weight_to_lr(weight, stride, dilation, groups)`` this equals
-    ``conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)``.
+    ``conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation)``. It is the route
+    of every transposed convolution in LR form (:class:`~subpixel.SubPixelConvNd` calls it too): validate, plan
+    (cached; :mod:`subpixel.dispatch`) and run the plan's algorithm, the LR form or an exactly equivalent one
+    where it is valid and faster (:mod:`subpixel.algorithms`).
 
     Args:
         input: the LR input.
-        weight_lr: the LR weight (see :func:`conv_transpose_weight_to_lr`).
+        weight_lr: the LR weight (see :func:`conv_transpose_weight_to_lr`); ``None`` when ``weight_ct`` is given.
         bias: optional bias, one per output channel ``(C_out,)``.
         stride: the ConvTranspose stride = the shuffle factor.
         padding, output_padding, groups, dilation: as for ConvTranspose.
@@ -196,8 +211,21 @@ def lr_conv_shuffle(
         order: channel order of ``weight_lr``.
         algorithm: force an exactly equivalent algorithm (``"lr_shuffle"``, ``"phases"``, ``"conv_transpose"``)
             where it is valid; ``None``/``"auto"``: :func:`subpixel.dispatch.force_algorithm`,
-            ``$SUBPIXEL_ALGORITHM``, else the automatic choice. Every call goes through :func:`subpixel.dispatch.run`
-            (validate → plan → run), as :class:`~subpixel.SubPixelConvNd` does.
+            ``$SUBPIXEL_ALGORITHM``, else the automatic choice.
+        weight_ct: instead of ``weight_lr``, the ConvTranspose-layout weight the LR weight is an exact
+            re-indexing of (:func:`conv_transpose_weight_to_lr` with ``order``): ``"conv_transpose"`` then runs
+            torch's layer on it as it is, and the other algorithms re-index it (on every call while autograd
+            records it, so that its gradient flows; cached otherwise). Layers converted from a ConvTranspose hold
+            their weight so (:class:`subpixel.reparametrize.ConvTransposeToLR`).
+        fixed_taps: the caller's guarantee that the LR entries no ConvTranspose tap reaches are zero by
+            construction and that their gradients are discarded (the LR weight is computed from a
+            ConvTranspose-layout parameter, e.g. by a parametrization marked ``subpixel_fixed_taps = True``): the
+            other algorithms are then valid while autograd records the weight too.
+        fresh_weight: the weight is a new tensor on every call (computed by a parametrization such as weight
+            norm): weights derived from it are then computed on every call rather than cached, and the timed
+            choice counts that cost.
+        site: the caller's :class:`~subpixel.dispatch.CallSite` (a layer's), where the last plan is kept for the
+            next call.
 
     Returns:
         The HR output, contiguous in the memory format of the LR convolution's output (``channels_last`` input:
@@ -205,8 +233,9 @@ def lr_conv_shuffle(
 
     Shape:
         - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``.
-        - weight_lr: ``(C_out·R, C_in/groups, *K)``, ``R = ∏ s``.
-        - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1``.
+        - weight_lr: ``(C_out·R, C_in/groups, *K)``, ``R = ∏ s``; weight_ct: ``(C_in, C_out/groups, *k)``.
+        - output: ``(N, C_out, *L_out)``, ``L_out = (L_in − 1)·s − 2p + d·(k − 1) + output_padding + 1`` (no
+          ``N`` for an unbatched input).
 
     Examples:
         >>> x = torch.randn(1, 64, 8, 8, dtype=torch.float64)
@@ -216,16 +245,54 @@ def lr_conv_shuffle(
         >>> y.shape, bool(torch.allclose(y, conv_transpose(x, w, stride=2, padding=1)))
         (torch.Size([1, 32, 16, 16]), True)
     """
-    return dispatch.run(
-        input,
-        weight_lr,
-        bias,
-        stride,
-        padding,
-        output_padding,
-        groups,
-        dilation,
-        kernel_size,
-        order=order,
-        algorithm=algorithm,
-    )
+    weight, source = weight_source(weight_lr, weight_ct)
+    check = None
+    if site is not None and is_eager_plain(input, weight):
+        # everything the site's plan was made for that can change between calls (inline: the per-call cost of a
+        # small layer's steady state)
+        grad = torch.is_grad_enabled()
+        forced = algorithm
+        if forced is None:
+            stack = forcing.stack
+            forced = stack[-1] if stack else config.current.algorithm
+        check = (
+            input.shape, input.stride(), input.dtype, input.device, weight.shape, weight.dtype, source,
+            bias is None, stride, padding, output_padding, groups, dilation, kernel_size, order,
+            grad and (input.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad),
+            forced, fixed_taps, fresh_weight, torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(),
+            generation[0],
+        )  # fmt: skip
+        if site.check == check:  # the steady state: the prepared call
+            p = site.plan
+            per_call = fresh_weight or (grad and weight.requires_grad)
+            if site.batched:
+                return p.call(input, weight, bias, per_call)  # type: ignore[union-attr]
+            return p.call(input.unsqueeze(0), weight, bias, per_call).squeeze(0)  # type: ignore[union-attr]
+    p, batched, spec, geoms = plan_call(
+        input, weight, source, bias, stride, padding, output_padding, groups, dilation, kernel_size, order,
+        algorithm, fixed_taps, fresh_weight,
+    )  # fmt: skip
+    x = input if batched else input.unsqueeze(0)
+    if p is None:
+        y = _unplanned(x, weight, source, bias, spec, geoms)
+    else:
+        if site is not None and check is not None:
+            site.check, site.plan, site.batched = (None if p.reads_values else check), p, batched
+        per_call = fresh_weight or (weight.requires_grad and torch.is_grad_enabled())
+        y = p.call(x, weight, bias, per_call)
+    return y if batched else y.squeeze(0)
+
+
+def _unplanned(
+    x: Tensor, weight: Tensor, source: WeightSource, bias: Tensor | None, spec: Spec, geoms: Sequence[AxisGeometry]
+) -> Tensor:
+    """Traced, compiled, exported, transformed: the exportable conv + shuffle graph (the LR form, the layer's own
+    arithmetic), the LR weight re-indexed from a ConvTranspose-layout one on every call.
+
+    Shape:
+        - x: ``(N, C_in, *L_in)`` (batched, checked); output: ``(N, C_out, *L_out)``.
+    """
+    w = weight
+    if source == "ct":
+        w = conv_transpose_weight_to_lr(weight, spec.strides, spec.dilations, spec.groups, order=spec.order)
+    return lr_conv_core(x, w, bias, geoms, spec.strides, spec.groups, spec.order)

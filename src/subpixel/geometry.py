@@ -2,7 +2,8 @@
 
 :func:`lr_geometry` says how one spatial axis of a ConvTranspose becomes a stride-1 LR convolution, a shuffle and a
 crop; :func:`conv_transpose_weight_to_lr` and :func:`lr_weight_to_conv_transpose` map the weights (exact
-re-indexing, no arithmetic). The public names are re-exported by :mod:`subpixel.functional`, which explains the
+re-indexing, no arithmetic); :func:`validate` checks the arguments of a call in LR form into a :class:`Spec` and
+the per-axis geometry. The public names are re-exported by :mod:`subpixel.functional`, which explains the
 forms; :mod:`subpixel.algorithms` computes them.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +26,15 @@ from subpixel.shuffle import convert_channel_order
 
 __all__ = [
     "AxisGeometry",
+    "Spec",
+    "WeightSource",
     "conv_transpose_output_size",
     "conv_transpose_weight_to_lr",
     "lr_geometry",
     "lr_kernel_size",
     "lr_weight_to_conv_transpose",
     "output_padding_for_size",
+    "validate",
 ]
 
 IntOrTuple = int | Sequence[int]
@@ -326,16 +331,109 @@ def lr_weight_to_conv_transpose(
     )
     weight = full[taps].contiguous()
     if check:
-        rest = full.clone()
-        rest[taps] = 0
-        if torch.count_nonzero(rest) > 0:
-            raise SubpixelError(
-                f"weight_lr has non-zero entries (max |w| = {rest.abs().max().item():.3g}) at LR positions that no "
-                f"ConvTranspose tap of kernel_size={kernel}, stride={strides}, dilation={dilations} reaches; "
-                "converting would change the layer. Pass check=False to drop them, or use a kernel_size that is "
-                "a multiple of the stride with dilation 1"
-            )
+        _refuse_dropped_taps(full, taps, kernel, strides, dilations)
     return weight
+
+
+def _refuse_dropped_taps(
+    full: Tensor, taps: tuple[slice, ...], kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> None:
+    """:class:`SubpixelError` where ``full`` (the LR weight re-indexed to ``K·s`` taps per axis) is non-zero off
+    ``taps`` (the ConvTranspose's taps): converting would drop those entries.
+
+    Shape:
+        - full: ``(C_in, C_out/groups, K_1·s_1, .., K_n·s_n)``.
+    """
+    rest = full.clone()
+    rest[taps] = 0
+    if torch.count_nonzero(rest) > 0:
+        raise SubpixelError(
+            f"weight_lr has non-zero entries (max |w| = {rest.abs().max().item():.3g}) at LR positions that no "
+            f"ConvTranspose tap of kernel_size={kernel}, stride={strides}, dilation={dilations} reaches; "
+            "converting would change the layer. Pass check=False to drop them, or use a kernel_size that is "
+            "a multiple of the stride with dilation 1"
+        )
+
+
+#: the layout of the weight a call gives: ``"lr"`` (``weight_lr``) or ``"ct"`` (ConvTranspose, ``weight_ct``)
+WeightSource = Literal["lr", "ct"]
+
+
+class Spec(NamedTuple):
+    """The validated arguments of one transposed convolution in LR form (everything but the tensors)."""
+
+    ndim: int
+    strides: tuple[int, ...]
+    padding: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    dilations: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    groups: int
+    order: ChannelOrder
+
+
+def validate(
+    input: Tensor,
+    weight: Tensor,
+    source: WeightSource,
+    bias: Tensor | None,
+    stride: object,
+    padding: object,
+    output_padding: object,
+    groups: int,
+    dilation: object,
+    kernel_size: object,
+    order: str,
+) -> tuple[Spec, tuple[AxisGeometry, ...], bool]:
+    """The checks of :func:`~subpixel.functional.lr_conv_shuffle`; the spec, geometry and whether ``input`` has a
+    batch dimension. ``weight`` is the LR weight (``source == "lr"``) or the ConvTranspose weight (``"ct"``).
+
+    Shape:
+        - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``; weight: ``(C_out·R, C_in/groups, *K)`` (``"lr"``) or
+          ``(C_in, C_out/groups, *k)`` (``"ct"``); bias: ``(C_out,)``.
+    """
+    order = check_order(order)
+    name = "weight_lr" if source == "lr" else "weight_ct"
+    n = spatial_dims(weight, name)
+    strides = as_tuple(stride, n, "stride", minimum=1)  # type: ignore[arg-type]
+    pads = as_tuple(padding, n, "padding", minimum=0)  # type: ignore[arg-type]
+    out_pads = as_tuple(output_padding, n, "output_padding", minimum=0)  # type: ignore[arg-type]
+    dilations = as_tuple(dilation, n, "dilation", minimum=1)  # type: ignore[arg-type]
+    r_total = math.prod(strides)
+    if source == "ct":
+        kernel = tuple(weight.shape[2:])
+        if kernel_size is not None and as_tuple(kernel_size, n, "kernel_size", minimum=1) != kernel:  # type: ignore[arg-type]
+            raise SubpixelError(f"weight_ct has kernel size {kernel}, but kernel_size={kernel_size!r}")
+        check_groups(weight.shape[0], groups, "weight_ct.shape[0] (in_channels)")
+        lr_shape = (weight.shape[1] * groups * r_total, weight.shape[0] // groups)
+        k_lr = tuple(lr_kernel_size(kk, s, d) for kk, s, d in zip(kernel, strides, dilations, strict=True))
+        in_channels = weight.shape[0]
+    else:
+        k_lr = tuple(weight.shape[2:])
+        if kernel_size is None:
+            kernel = tuple(((kk * s - 1) // d) + 1 for kk, s, d in zip(k_lr, strides, dilations, strict=True))
+        else:
+            kernel = as_tuple(kernel_size, n, "kernel_size", minimum=1)  # type: ignore[arg-type]
+        lr_shape = tuple(weight.shape[:2])
+        in_channels = weight.shape[1] * groups
+    check_groups(lr_shape[0], groups * r_total, f"weight_lr.shape[0] (out_channels·{r_total})")
+    if order == "dcr" and groups != 1:
+        raise SubpixelError(f"order='dcr' needs groups == 1, got groups={groups}")
+    x, batched = check_input(input, n, in_channels)
+    geoms = tuple(
+        lr_geometry(length, k, s, p, a, d)
+        for length, k, s, p, a, d in zip(x.shape[2:], kernel, strides, pads, out_pads, dilations, strict=True)
+    )
+    if tuple(g.lr_kernel for g in geoms) != k_lr:
+        raise SubpixelError(
+            f"weight_lr has LR kernel size {k_lr}, but kernel_size={kernel}, stride={strides}, "
+            f"dilation={dilations} need {tuple(g.lr_kernel for g in geoms)}"
+        )
+    c_out = lr_shape[0] // r_total
+    if bias is not None and tuple(bias.shape) != (c_out,):
+        raise SubpixelError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
+    spec = Spec(n, strides, pads, out_pads, dilations, kernel, groups, order)
+    return spec, geoms, batched
 
 
 def check_input(input: Tensor, n: int, in_channels: int, name: str = "input") -> tuple[Tensor, bool]:

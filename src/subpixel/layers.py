@@ -2,7 +2,7 @@
 
 * :class:`SubPixelConv1d`, :class:`SubPixelConv2d`, :class:`SubPixelConv3d`: drop-in replacements for
   ``nn.ConvTranspose{1,2,3}d`` that hold their weight in LR form; ``forward`` is
-  :func:`~subpixel.functional.lr_conv_shuffle`'s route (:func:`subpixel.dispatch.run`), which runs the LR
+  :func:`~subpixel.functional.lr_conv_shuffle` with the layer's arguments and its kept plan, which runs the LR
   convolution + periodic shuffling + crop or an exactly equivalent algorithm where it is valid and faster.
 * :class:`FractionallyStridedConv1d`, :class:`FractionallyStridedConv2d`, :class:`FractionallyStridedConv3d`:
   ``nn.ConvTranspose{1,2,3}d`` with the same parameters, computed as zero-insertion and a stride-1 convolution
@@ -24,6 +24,7 @@ from subpixel.errors import SubpixelError
 from subpixel.functional import (
     conv_transpose_weight_to_lr,
     fractionally_strided_conv,
+    lr_conv_shuffle,
     lr_kernel_size,
     output_padding_for_size,
 )
@@ -180,8 +181,8 @@ class SubPixelConvNd(nn.Module):
         )
 
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        """Same signature and result as ``nn.ConvTranspose*.forward``: :func:`subpixel.dispatch.run` with the
-        layer's arguments (the route of :func:`~subpixel.functional.lr_conv_shuffle`).
+        """Same signature and result as ``nn.ConvTranspose*.forward``: :func:`~subpixel.functional.lr_conv_shuffle`
+        with the layer's arguments and its kept plan.
 
         Shape:
             - input: ``(N, C_in, *L_in)`` or ``(C_in, *L_in)``.
@@ -191,7 +192,7 @@ class SubPixelConvNd(nn.Module):
             self.output_padding if output_size is None else self._output_padding(input, output_size)
         )
         weight_lr, weight_ct, fixed_taps, fresh = self._weights()
-        return dispatch.run(
+        return lr_conv_shuffle(
             input,
             weight_lr,
             self.bias,
@@ -230,14 +231,14 @@ class SubPixelConvNd(nn.Module):
         )
 
     def _weights(self) -> tuple[Tensor | None, Tensor | None, bool, bool]:
-        """``(weight_lr, weight_ct, fixed_taps, fresh_weight)`` for :func:`subpixel.dispatch.run`.
+        """``(weight_lr, weight_ct, fixed_taps, fresh_weight)`` for :func:`~subpixel.functional.lr_conv_shuffle`.
 
         A weight held in ConvTranspose layout (a parametrization chain ending in
         :class:`~subpixel.reparametrize.ConvTransposeToLR` of this layer's geometry, as :func:`subpixel.convert_model`
         makes) is given as ``weight_ct``: the chain is evaluated without its last step, so torch's own transposed
         convolution can run on it as it is. Otherwise the LR weight ``self.weight``, and ``fixed_taps`` when a
         parametrization marked ``subpixel_fixed_taps = True`` computes it (the LR entries no tap reaches are zero by
-        construction and their gradients go nowhere; see :func:`subpixel.dispatch.run`). ``fresh_weight``: the
+        construction and their gradients go nowhere; see :func:`~subpixel.functional.lr_conv_shuffle`). ``fresh_weight``: the
         weight given is computed on this call (weight norm, spectral norm, ...), a new tensor every time.
         """
         # read through nn.Module's registries: the public route (parametrize.is_parametrized, the

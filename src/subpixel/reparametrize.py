@@ -74,7 +74,7 @@ class ConvTransposeToLR(nn.Module):
     """
 
     #: the LR entries no tap reaches are zero by construction and their gradients go nowhere, so the dispatch
-    #: (:func:`subpixel.dispatch.run`) may run torch's own transposed convolution in training too
+    #: (:func:`subpixel.functional.lr_conv_shuffle`) may run torch's own transposed convolution in training too
     subpixel_fixed_taps = True
 
     def __init__(

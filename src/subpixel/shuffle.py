@@ -33,21 +33,74 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from subpixel import native
-from subpixel._validation import ChannelOrder, as_factor, check_ndim, check_order
+from subpixel._validation import ChannelOrder, as_tuple, check_order, is_int
 from subpixel.eager import is_eager_plain
 from subpixel.errors import SubpixelError
 
 __all__ = [
+    "SPATIAL_DIMS",
     "PixelShuffle1d",
     "PixelShuffle2d",
     "PixelShuffle3d",
     "PixelUnshuffle1d",
     "PixelUnshuffle2d",
     "PixelUnshuffle3d",
+    "as_factor",
     "convert_channel_order",
     "pixel_shuffle",
     "pixel_unshuffle",
 ]
+
+
+#: the numbers of spatial axes the shuffles take (the copies below take any number of axes)
+SPATIAL_DIMS = (1, 2, 3)
+
+
+def _check_spatial_dims(ndim: object, name: str = "ndim") -> int:
+    """``ndim`` as an int, one of :data:`SPATIAL_DIMS`."""
+    if not is_int(ndim) or ndim not in SPATIAL_DIMS:
+        allowed = ", ".join(map(str, SPATIAL_DIMS[:-1])) + f" or {SPATIAL_DIMS[-1]}"
+        raise SubpixelError(f"{name} must be {allowed} spatial dimensions, got {ndim!r}")
+    return int(ndim)  # type: ignore[call-overload]
+
+
+def as_factor(
+    factor: int | Sequence[int], ndim: int | None, tensor_dim: int, name: str = "factor"
+) -> tuple[int, ...]:
+    """Resolve a shuffle factor and the number of spatial axes it applies to (one of :data:`SPATIAL_DIMS`).
+
+    The number of spatial axes is ``ndim`` if given, else ``len(factor)`` for a sequence, else
+    ``tensor_dim - 2`` (a tensor of shape ``(N, C, *spatial)``).
+
+    Examples:
+        >>> as_factor(2, None, 4)
+        (2, 2)
+        >>> as_factor((2, 3), None, 5)
+        (2, 3)
+    """
+    if ndim is None:
+        if isinstance(factor, Sequence) and not isinstance(factor, str):
+            ndim = len(factor)
+        else:
+            ndim = tensor_dim - 2
+            if ndim not in SPATIAL_DIMS:
+                raise SubpixelError(
+                    f"cannot infer the number of spatial dimensions from an input with {tensor_dim} dims "
+                    f"(expected (N, C, *spatial) with {SPATIAL_DIMS[0]} to {SPATIAL_DIMS[-1]} spatial dims); "
+                    "pass ndim= or a factor per axis"
+                )
+    _check_spatial_dims(ndim)
+    if not (is_int(factor) or (isinstance(factor, Sequence) and not isinstance(factor, str))):
+        raise TypeError(f"{name} must be an int or a sequence of ints, got {factor!r}")
+    factors = as_tuple(factor, ndim, name)
+    if any(f < 1 for f in factors):
+        raise SubpixelError(f"{name} must be an integer >= 1 on every axis, got {factor!r}")
+    if tensor_dim < ndim + 1:
+        raise SubpixelError(
+            f"input must have at least {ndim + 1} dims (C and {ndim} spatial) for a {ndim}-D shuffle, "
+            f"got {tensor_dim} dims"
+        )
+    return factors
 
 
 def _interleave(n_lead: int, ndim: int) -> list[int]:
@@ -568,7 +621,7 @@ class _PixelShuffleNd(nn.Module):
 
     def __init__(self, factor: int | Sequence[int], order: ChannelOrder = "crd") -> None:
         super().__init__()
-        check_ndim(self._ndim)
+        _check_spatial_dims(self._ndim)
         self.order: ChannelOrder = check_order(order)
         self.factor = as_factor(factor, self._ndim, self._ndim + 2)
 

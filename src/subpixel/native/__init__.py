@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -279,6 +280,50 @@ def _plan(
 ) -> _Plan | None:
     """Reduce a strided copy to the kernel's form (see ``strided_copy.c``): outer axes, a row axis, and a block of
     axes A (dst-contiguous) and B (src-contiguous). ``None`` if the copy does not fit the kernel."""
+    merged = _merged_axes(sizes, src_strides, dst_strides)
+    if merged is None:
+        return None
+    block = _block(merged, itemsize)
+    rest, n_rows, ssr, dsr = _rows(block)
+    if len(rest) > _MAX_OUTER:
+        return None
+    n_items = math.prod(m[0] for m in rest)
+    total_bytes = n_items * n_rows * block.na * block.nb * itemsize
+    threads = 1 if total_bytes < config.current.native_small_bytes else threads
+    chunk_r = n_rows
+    if n_items < 8 * threads and n_rows > 1:  # too few outer items to share: split the rows as well
+        chunk_r = max(1, -(-n_rows // -(-8 * threads // n_items)))
+    plan = _Plan(
+        elsize=itemsize,
+        n_outer=len(rest),
+        outer_size=_Outer(*(m[0] for m in rest)),
+        outer_src=_Outer(*(m[1] for m in rest)),
+        outer_dst=_Outer(*(m[2] for m in rest)),
+        n_rows=n_rows,
+        ssr=ssr,
+        dsr=dsr,
+        chunk_r=chunk_r,
+        na=block.na,
+        ssa=block.ssa,
+        dsa=block.dsa,
+        nb=block.nb,
+        ssb=block.ssb,
+        dsb=block.dsb,
+        mode=block.mode,
+        threads=threads,
+    )
+    if block.table:
+        plan.keep_alive = (ctypes.c_int64 * len(block.table))(*block.table)
+        plan.table = ctypes.cast(plan.keep_alive, ctypes.c_void_p)
+    return plan
+
+
+def _merged_axes(
+    sizes: tuple[int, ...], src_strides: tuple[int, ...], dst_strides: tuple[int, ...]
+) -> list[tuple[int, int, int]] | None:
+    """The copy's axes as ``(size, src stride, dst stride)``, outermost (largest dst stride) first, without axes
+    of size 1 and with axes that are one run on both sides merged; ``None`` for negative strides or dst elements
+    that alias."""
     dims = [(n, s, d) for n, s, d in zip(sizes, src_strides, dst_strides, strict=True) if n != 1]
     if any(s < 0 or d <= 0 for _, s, d in dims):  # negative strides, or dst elements that alias
         return None
@@ -291,6 +336,31 @@ def _plan(
             merged[-1] = (pn * n, s, d)
         else:
             merged.append((n, s, d))
+    return merged
+
+
+@dataclass
+class _Block:
+    """The innermost block of a copy: axes A (``na`` elements, strides ``ssa``/``dsa``) and B, or a table of
+    offsets (``mode`` gather or scatter); the axes left (``rest``) become the rows and the outer loops."""
+
+    mode: int
+    table: list[int] | None
+    na: int
+    ssa: int
+    dsa: int
+    nb: int
+    ssb: int
+    dsb: int
+    rest: list[tuple[int, int, int]]
+    #: the rows follow the src side (a scatter, or one src row de-interleaved into several dst rows)
+    src_rows: bool
+
+
+def _block(merged: list[tuple[int, int, int]], itemsize: int) -> _Block:
+    """Choose the innermost block: the dst-contiguous axis A and the src-contiguous axis B, unrolled where one src
+    row de-interleaves into a few dst rows (or a few into one), else a table gather or scatter where the dense
+    block on one side holds 8 elements or more, else A and B as they are."""
     a = min(range(len(merged)), key=lambda k: (merged[k][2], -merged[k][0]))
     b = min(range(len(merged)), key=lambda k: (merged[k][1], -merged[k][0]))
     na, ssa, dsa = merged[a]
@@ -315,8 +385,17 @@ def _plan(
             table = _offsets([dims[k] for k in block], side)
             na, ssa, dsa, nb, ssb, dsb = len(table), 0, 0, 1, 0, 0
             rest = [m for k, m in enumerate(dims) if k not in block]
+    src_rows = mode == _SCATTER or (unrolled and deinterleave)
+    return _Block(mode, table, na, ssa, dsa, nb, ssb, dsb, rest, src_rows)
+
+
+def _rows(block: _Block) -> tuple[list[tuple[int, int, int]], int, int, int]:
+    """The outer axes (outermost first) and the row axis ``(n_rows, src stride, dst stride)`` of the axes the
+    block leaves: the loops follow the side the block is dense on, the innermost is the row axis; trailing outer
+    axes nearer than the rows on the src side are swept inside tiles of rows."""
+    rest = list(block.rest)
     if rest:  # loops follow the side the block is dense on; the innermost is the row axis
-        side = 1 if mode == _SCATTER or (unrolled and deinterleave) else 2
+        side = 1 if block.src_rows else 2
         rest.sort(key=lambda t: (t[side], t[0]), reverse=True)
         n_rows, ssr, dsr = rest.pop()
     else:
@@ -326,43 +405,13 @@ def _plan(
         inner < len(rest) and rest[-1 - inner][1] < ssr and math.prod(m[0] for m in rest[-1 - inner :]) <= 64
     ):
         inner += 1
-    if inner and mode != _SCATTER and n_rows >= 32:
+    if inner and block.mode != _SCATTER and n_rows >= 32:
         # sweep them inside tiles of rows, so that a tile's src lines are read once for all their values
         q = max((q for q in range(2, 33) if n_rows % q == 0), default=0)
         if q:
             rest.insert(len(rest) - inner, (n_rows // q, ssr * q, dsr * q))
             n_rows = q
-    if len(rest) > _MAX_OUTER:
-        return None
-    n_items = math.prod(m[0] for m in rest)
-    total_bytes = n_items * n_rows * na * nb * itemsize
-    threads = 1 if total_bytes < config.current.native_small_bytes else threads
-    chunk_r = n_rows
-    if n_items < 8 * threads and n_rows > 1:  # too few outer items to share: split the rows as well
-        chunk_r = max(1, -(-n_rows // -(-8 * threads // n_items)))
-    plan = _Plan(
-        elsize=itemsize,
-        n_outer=len(rest),
-        outer_size=_Outer(*(m[0] for m in rest)),
-        outer_src=_Outer(*(m[1] for m in rest)),
-        outer_dst=_Outer(*(m[2] for m in rest)),
-        n_rows=n_rows,
-        ssr=ssr,
-        dsr=dsr,
-        chunk_r=chunk_r,
-        na=na,
-        ssa=ssa,
-        dsa=dsa,
-        nb=nb,
-        ssb=ssb,
-        dsb=dsb,
-        mode=mode,
-        threads=threads,
-    )
-    if table:
-        plan.keep_alive = (ctypes.c_int64 * len(table))(*table)
-        plan.table = ctypes.cast(plan.keep_alive, ctypes.c_void_p)
-    return plan
+    return rest, n_rows, ssr, dsr
 
 
 def strided_copy(dst: Tensor, src: Tensor) -> bool:

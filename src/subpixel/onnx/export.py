@@ -77,15 +77,39 @@ def export(
     if not isinstance(opset, int) or opset < MIN_EXPORT_OPSET:
         raise SubpixelError(f"opset must be an int >= {MIN_EXPORT_OPSET}, got {opset!r}")
     args = (example_inputs,) if isinstance(example_inputs, Tensor) else tuple(example_inputs)
-    dynamic_shapes = None
+    dynamic_shapes = _dynamic_shapes(module, args) if dynamic else None
+    model = _torch_export(module, args, opset, input_names, output_names, dynamic_shapes)
     if dynamic:
-        auto = torch.export.Dim.AUTO
-        specs = tuple({i: auto for i in range(x.dim()) if i != 1} for x in args)
-        params = list(inspect.signature(module.forward).parameters.values())
-        if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:  # forward(self, *inputs)
-            dynamic_shapes = (specs,)
-        else:
-            dynamic_shapes = specs
+        _check_nothing_fixed(model)
+    if fuse:
+        model, _ = fuse_depth_to_space(model)
+        model, _ = merge_slices(model)
+    check_model(model, "the exported model")
+    if path is not None:
+        save_model_atomic(model, path)
+    return model
+
+
+def _dynamic_shapes(module: nn.Module, args: tuple[Tensor, ...]) -> tuple:
+    """``dynamic_shapes`` for :func:`torch.onnx.export`: every axis but the channels of every input is
+    ``torch.export.Dim.AUTO`` (nested once more for ``forward(self, *inputs)``)."""
+    auto = torch.export.Dim.AUTO
+    specs = tuple({i: auto for i in range(x.dim()) if i != 1} for x in args)
+    params = list(inspect.signature(module.forward).parameters.values())
+    if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:  # forward(self, *inputs)
+        return (specs,)
+    return specs
+
+
+def _torch_export(
+    module: nn.Module,
+    args: tuple[Tensor, ...],
+    opset: int,
+    input_names: Sequence[str] | None,
+    output_names: Sequence[str] | None,
+    dynamic_shapes: tuple | None,
+) -> onnx.ModelProto:
+    """Torch's ONNX exporter (``dynamo=True``) with its warnings, printing and notices silenced."""
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -104,29 +128,24 @@ def export(
             )
         finally:
             logger.setLevel(level)
-    model = program.model_proto  # type: ignore[union-attr]
-    if dynamic:
-        fixed = {
-            value.name: [
-                i
-                for i, d in enumerate(value.type.tensor_type.shape.dim)
-                if i != 1 and d.HasField("dim_value")
-            ]
-            for value in model.graph.input
-        }
-        fixed = {name: axes for name, axes in fixed.items() if axes}
-        if fixed:
-            raise SubpixelError(
-                f"dynamic=True, but the exporter fixed these axes of the inputs to their example sizes: {fixed} "
-                "(the module's code depends on them); export with static shapes instead"
-            )
-    if fuse:
-        model, _ = fuse_depth_to_space(model)
-        model, _ = merge_slices(model)
-    check_model(model, "the exported model")
-    if path is not None:
-        save_model_atomic(model, path)
-    return model
+    return program.model_proto  # type: ignore[union-attr]
+
+
+def _check_nothing_fixed(model: onnx.ModelProto) -> None:
+    """:class:`SubpixelError` where the exporter fixed a batch or spatial axis of an input asked to be dynamic
+    (the module's code depends on its size)."""
+    fixed = {
+        value.name: [
+            i for i, d in enumerate(value.type.tensor_type.shape.dim) if i != 1 and d.HasField("dim_value")
+        ]
+        for value in model.graph.input
+    }
+    fixed = {name: axes for name, axes in fixed.items() if axes}
+    if fixed:
+        raise SubpixelError(
+            f"dynamic=True, but the exporter fixed these axes of the inputs to their example sizes: {fixed} "
+            "(the module's code depends on them); export with static shapes instead"
+        )
 
 
 def run_onnx(

@@ -166,18 +166,12 @@ def _match_shuffle(
 def _reverse_one(
     idx: GraphIndex, conv: onnx.NodeProto, shapes: dict[str, list[int | None] | None], prefix: str
 ) -> tuple[list[onnx.NodeProto], onnx.NodeProto, list[onnx.TensorProto], str]:
+    """One ``Conv`` → shuffle [→ ``Slice``...] chain as a ``ConvTranspose``: the nodes it replaces, the new node,
+    its initializers and a one-line description; :class:`Skip` with the reason where it is not provably equal."""
     attrs = node_attrs(conv)
-    w = idx.constant(conv.input[1])
-    if w is None or w.ndim not in (3, 4, 5):
-        raise Skip("weight is not a constant 1-D, 2-D or 3-D initializer")
-    if w.dtype.type not in FLOAT_TYPES:
-        raise Skip(f"weight type {w.dtype} is not float16/float32/float64")
+    w = _conv_weight(idx, conv, attrs)
     n = w.ndim - 2
     kernel = list(w.shape[2:])
-    strides_attr = [int(v) for v in attrs.get("strides", [1] * n)]  # type: ignore[attr-defined]
-    dilations_attr = [int(v) for v in attrs.get("dilations", [1] * n)]  # type: ignore[attr-defined]
-    if any(v != 1 for v in strides_attr + dilations_attr):
-        raise Skip("Conv with stride or dilation > 1")
     group = int(attrs.get("group", 1))  # type: ignore[call-overload]
     pb, pe = _conv_pads(attrs, kernel)
     x_shape = shapes.get(conv.input[0])
@@ -193,71 +187,16 @@ def _reverse_one(
         raise Skip(f"{w.shape[0]} output channels are not divisible by {r_total} phases · group {group}")
     if order == "dcr" and group != 1:
         raise Skip("a DCR shuffle after a grouped Conv has no ConvTranspose equivalent")
-    c_out = w.shape[0] // r_total
-    b = None
-    if len(conv.input) > 2 and conv.input[2]:
-        b_lr = idx.constant(conv.input[2])
-        if b_lr is None:
-            raise Skip("bias is not a constant initializer")
-        phases = b_lr.reshape(c_out, r_total) if order == "crd" else b_lr.reshape(r_total, c_out).T
-        if not np.array_equal(phases, np.repeat(phases[:, :1], r_total, axis=1)):
-            raise Skip(
-                "the Conv bias differs between the phases of an output channel (not a ConvTranspose bias)"
-            )
-        b = phases[:, 0].copy()
+    b = _phase_bias(idx, conv, w.shape[0] // r_total, r_total, order)
     hr_spatial: list[int | None] = [None] * n
     if z_shape is not None:
         hr_spatial = [None if d is None else d * s for d, s in zip(z_shape[2:], strides)]
-    removed = [conv, *shuffle]
-    crop_begin, crop_end = [0] * n, [0] * n
-    cropped: set[int] = set()
-    sl = idx.only_consumer(final)
-    while sl is not None and sl.op_type == "Slice":  # PyTorch's exporter emits one Slice per axis
-        params = _slice_params(idx, sl, hr_spatial)
-        if params is None:
-            break
-        axes = {i for i in range(n) if params[0][i] or params[1][i]}
-        if axes & cropped:
-            break
-        for i in axes:
-            crop_begin[i], crop_end[i] = params[0][i], params[1][i]
-        cropped |= axes
-        removed.append(sl)
-        final = sl.output[0]
-        sl = idx.only_consumer(final)
+    slices, final, crop_begin, crop_end = _absorbed_crops(idx, final, hr_spatial)
+    removed = [conv, *shuffle, *slices]
     wt = torch.from_numpy(np.array(w, copy=True))
-    ks = [kk * s for kk, s in zip(kernel, strides)]
-    for i in range(n):  # the smallest kernel whose taps cover every non-zero LR entry, axis by axis
-        for k in range((kernel[i] - 1) * strides[i] + 1, kernel[i] * strides[i]):
-            trial = [*ks[:i], k, *ks[i + 1 :]]
-            if lr_kernel_size(k, strides[i]) != kernel[i]:
-                continue
-            try:
-                lr_weight_to_conv_transpose(wt, trial, strides, 1, group, order=order, check=True)
-            except ValueError:
-                continue
-            ks[i] = k
-            break
+    ks = _smallest_kernel(wt, kernel, strides, group, order)
     weight = lr_weight_to_conv_transpose(wt, ks, strides, 1, group, order=order, check=True).numpy()
-    pads_begin, pads_end, out_pad = [], [], []
-    for i in range(n):
-        s = strides[i]
-        begin = (kernel[i] - 1 - pb[i]) * s + crop_begin[i]
-        end = s * (kernel[i] - 1 - pe[i]) - crop_end[i] - (kernel[i] * s - ks[i])
-        if begin < 0:
-            raise Skip(
-                f"the Conv's padding {pb[i]} exceeds kernel − 1 = {kernel[i] - 1}: no ConvTranspose pads fit"
-            )
-        a = 0
-        if end < 0:
-            a, end = -end, 0
-            if a >= s:
-                raise Skip(
-                    f"the output extends {a} samples past a ConvTranspose's reach (output_padding must be < {s})"
-                )
-        pads_begin.append(begin)
-        pads_end.append(end)
-        out_pad.append(a)
+    pads_begin, pads_end, out_pad = _conv_transpose_pads(kernel, strides, ks, pb, pe, crop_begin, crop_end)
     em = Emitter(idx, prefix)
     inputs = [conv.input[0], em.const("weight", weight)]
     if b is not None:
@@ -279,6 +218,121 @@ def _reverse_one(
         + f" -> ConvTranspose k={ks} s={strides} pads={pads_begin + pads_end} output_padding={out_pad} group={group}"
     )
     return removed, em.nodes[0], em.inits, what
+
+
+def _conv_weight(idx: GraphIndex, conv: onnx.NodeProto, attrs: dict[str, object]) -> np.ndarray:
+    """The ``Conv``'s weight: a floating-point constant of a 1-D to 3-D convolution with stride and dilation 1.
+
+    Shape:
+        - output: ``(C_out·R, C_in/group, *K)``.
+    """
+    w = idx.constant(conv.input[1])
+    if w is None or w.ndim not in (3, 4, 5):
+        raise Skip("weight is not a constant 1-D, 2-D or 3-D initializer")
+    if w.dtype.type not in FLOAT_TYPES:
+        raise Skip(f"weight type {w.dtype} is not float16/float32/float64")
+    n = w.ndim - 2
+    strides_attr = [int(v) for v in attrs.get("strides", [1] * n)]  # type: ignore[attr-defined]
+    dilations_attr = [int(v) for v in attrs.get("dilations", [1] * n)]  # type: ignore[attr-defined]
+    if any(v != 1 for v in strides_attr + dilations_attr):
+        raise Skip("Conv with stride or dilation > 1")
+    return w
+
+
+def _phase_bias(
+    idx: GraphIndex, conv: onnx.NodeProto, c_out: int, r_total: int, order: str
+) -> np.ndarray | None:
+    """The ConvTranspose bias ``(C_out,)`` of the ``Conv``'s bias ``(C_out·R,)`` (``None`` without one), which must
+    be the same on every phase of an output channel."""
+    if len(conv.input) <= 2 or not conv.input[2]:
+        return None
+    b_lr = idx.constant(conv.input[2])
+    if b_lr is None:
+        raise Skip("bias is not a constant initializer")
+    phases = b_lr.reshape(c_out, r_total) if order == "crd" else b_lr.reshape(r_total, c_out).T
+    if not np.array_equal(phases, np.repeat(phases[:, :1], r_total, axis=1)):
+        raise Skip("the Conv bias differs between the phases of an output channel (not a ConvTranspose bias)")
+    return phases[:, 0].copy()
+
+
+def _absorbed_crops(
+    idx: GraphIndex, final: str, hr_spatial: list[int | None]
+) -> tuple[list[onnx.NodeProto], str, list[int], list[int]]:
+    """The constant ``Slice`` crops that follow the shuffle (PyTorch's exporter emits one per axis), each axis
+    cropped once: the nodes, the last output, and per axis the samples cropped at the start and the end offset
+    (``≤ 0``)."""
+    n = len(hr_spatial)
+    slices = []
+    crop_begin, crop_end = [0] * n, [0] * n
+    cropped: set[int] = set()
+    sl = idx.only_consumer(final)
+    while sl is not None and sl.op_type == "Slice":
+        params = _slice_params(idx, sl, hr_spatial)
+        if params is None:
+            break
+        axes = {i for i in range(n) if params[0][i] or params[1][i]}
+        if axes & cropped:
+            break
+        for i in axes:
+            crop_begin[i], crop_end[i] = params[0][i], params[1][i]
+        cropped |= axes
+        slices.append(sl)
+        final = sl.output[0]
+        sl = idx.only_consumer(final)
+    return slices, final, crop_begin, crop_end
+
+
+def _smallest_kernel(
+    wt: torch.Tensor, kernel: Sequence[int], strides: Sequence[int], group: int, order: str
+) -> list[int]:
+    """Per axis, the smallest ConvTranspose kernel whose taps cover every non-zero entry of the LR weight ``wt``
+    (``K·s`` where nothing smaller does), so that a rewrite to the LR form is undone exactly."""
+    n = len(kernel)
+    ks = [kk * s for kk, s in zip(kernel, strides)]
+    for i in range(n):
+        for k in range((kernel[i] - 1) * strides[i] + 1, kernel[i] * strides[i]):
+            trial = [*ks[:i], k, *ks[i + 1 :]]
+            if lr_kernel_size(k, strides[i]) != kernel[i]:
+                continue
+            try:
+                lr_weight_to_conv_transpose(wt, trial, strides, 1, group, order=order, check=True)
+            except ValueError:
+                continue
+            ks[i] = k
+            break
+    return ks
+
+
+def _conv_transpose_pads(
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    ks: Sequence[int],
+    pb: Sequence[int],
+    pe: Sequence[int],
+    crop_begin: Sequence[int],
+    crop_end: Sequence[int],
+) -> tuple[list[int], list[int], list[int]]:
+    """The ConvTranspose's pads (begin, end) and output padding that give the ``Conv``'s padding (``pb``, ``pe``)
+    and the absorbed crops, for the LR kernel ``kernel`` and the ConvTranspose kernel ``ks``."""
+    pads_begin, pads_end, out_pad = [], [], []
+    for i, s in enumerate(strides):
+        begin = (kernel[i] - 1 - pb[i]) * s + crop_begin[i]
+        end = s * (kernel[i] - 1 - pe[i]) - crop_end[i] - (kernel[i] * s - ks[i])
+        if begin < 0:
+            raise Skip(
+                f"the Conv's padding {pb[i]} exceeds kernel − 1 = {kernel[i] - 1}: no ConvTranspose pads fit"
+            )
+        a = 0
+        if end < 0:
+            a, end = -end, 0
+            if a >= s:
+                raise Skip(
+                    f"the output extends {a} samples past a ConvTranspose's reach (output_padding must be < {s})"
+                )
+        pads_begin.append(begin)
+        pads_end.append(end)
+        out_pad.append(a)
+    return pads_begin, pads_end, out_pad
 
 
 def _reverse_candidate(idx: GraphIndex, conv: onnx.NodeProto) -> bool:

@@ -32,6 +32,7 @@ import torch
 
 from subpixel.errors import SubpixelError
 from subpixel.functional import (
+    AxisGeometry,
     conv_transpose_weight_to_lr,
     lr_geometry,
 )
@@ -116,24 +117,42 @@ def resolve_conv_transpose(
             f"weight shape {tuple(weight_shape)} does not fit an input with {len(in_spatial)} spatial dims"
         )
     attrs = {k: decode_attr(v) for k, v in node_attrs(node).items()}
+    kernel, strides, dilations, output_padding, group, auto_pad = _axis_attributes(attrs, weight_shape)
+    if "output_shape" not in attrs and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        pads = (0,) * (2 * n) if auto_pad == "VALID" else _per_axis(attrs, "pads", 0, 2 * n)
+        if min(pads) < 0:
+            raise SubpixelError(f"pads={list(pads)} must be non-negative")
+        return ConvTransposeGeometry(kernel, strides, dilations, pads[:n], pads[n:], output_padding, group)
+    totals = _total_padding(attrs, auto_pad, kernel, strides, dilations, output_padding, in_spatial)
+    begin, end = _split_padding(totals, auto_pad)
+    return ConvTransposeGeometry(kernel, strides, dilations, begin, end, output_padding, group)
+
+
+def _per_axis(attrs: dict[str, object], name: str, default: int, length: int) -> tuple[int, ...]:
+    """Attribute ``name`` as ``length`` ints (``default`` on every axis where it is absent)."""
+    value = attrs.get(name)
+    if value is None:
+        return (default,) * length
+    value = tuple(int(v) for v in value)  # type: ignore[attr-defined]
+    if len(value) != length:
+        raise SubpixelError(f"attribute {name}={list(value)} must have {length} entries")
+    return value
+
+
+def _axis_attributes(
+    attrs: dict[str, object], weight_shape: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], int, str]:
+    """The kernel (from the weight; ``kernel_shape`` must agree), strides, dilations, output padding, group and
+    ``auto_pad`` of a ``ConvTranspose``, checked."""
+    n = len(weight_shape) - 2
     kernel = tuple(int(k) for k in weight_shape[2:])
     if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != kernel:  # type: ignore[arg-type]
         raise SubpixelError(
             f"kernel_shape {list(attrs['kernel_shape'])} differs from the weight's {list(kernel)}"
         )  # type: ignore[call-overload]
-
-    def per_axis(name: str, default: int, length: int = n) -> tuple[int, ...]:
-        value = attrs.get(name)
-        if value is None:
-            return (default,) * length
-        value = tuple(int(v) for v in value)  # type: ignore[attr-defined]
-        if len(value) != length:
-            raise SubpixelError(f"attribute {name}={list(value)} must have {length} entries")
-        return value
-
-    strides = per_axis("strides", 1)
-    dilations = per_axis("dilations", 1)
-    output_padding = per_axis("output_padding", 0)
+    strides = _per_axis(attrs, "strides", 1, n)
+    dilations = _per_axis(attrs, "dilations", 1, n)
+    output_padding = _per_axis(attrs, "output_padding", 0, n)
     group = int(attrs.get("group", 1))  # type: ignore[call-overload]
     if min(strides) < 1 or min(dilations) < 1 or min(output_padding) < 0 or group < 1:
         raise SubpixelError(
@@ -143,35 +162,43 @@ def resolve_conv_transpose(
     auto_pad = attrs.get("auto_pad", "NOTSET") or "NOTSET"
     if auto_pad not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
         raise SubpixelError(f"unknown auto_pad {auto_pad!r}")
+    return kernel, strides, dilations, output_padding, group, auto_pad  # type: ignore[return-value]
+
+
+def _total_padding(
+    attrs: dict[str, object],
+    auto_pad: str,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    output_padding: Sequence[int],
+    in_spatial: Sequence[int | None],
+) -> list[int]:
+    """Per axis, the padding (both ends together) that gives ``output_shape``, or with ``SAME_*`` and no
+    ``output_shape`` the output length ``L·s`` (negative: the output is longer than the natural one)."""
+    n = len(kernel)
     natural = [d * (k - 1) + 1 + a for k, d, a in zip(kernel, dilations, output_padding)]  # + s (L - 1)
-    if "output_shape" in attrs:
-        target = [int(v) for v in attrs["output_shape"]]  # type: ignore[attr-defined]
-        if len(target) != n:
-            raise SubpixelError(f"output_shape={target} must have {n} entries (the spatial sizes)")
-        if any(size is None for size in in_spatial):
-            raise SubpixelError(
-                "output_shape needs the input's spatial size, which shape inference could not resolve"
-            )
-        totals = [
-            s * (length - 1) + nat - t for s, length, nat, t in zip(strides, in_spatial, natural, target)
-        ]  # type: ignore[operator]
-        upper = auto_pad == "SAME_UPPER"
-    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+    if "output_shape" not in attrs:  # SAME_UPPER / SAME_LOWER
         if any(output_padding):
             raise SubpixelError(
                 "auto_pad=SAME_* with a non-zero output_padding: ONNX shape inference and ONNX Runtime "
                 "disagree on the output size"
             )
-        totals = [nat - s for nat, s in zip(natural, strides)]  # s (L - 1) + nat - s L
-        upper = auto_pad == "SAME_UPPER"
-    else:
-        if auto_pad == "VALID":
-            pads = (0,) * (2 * n)
-        else:
-            pads = per_axis("pads", 0, 2 * n)
-        if min(pads) < 0:
-            raise SubpixelError(f"pads={list(pads)} must be non-negative")
-        return ConvTransposeGeometry(kernel, strides, dilations, pads[:n], pads[n:], output_padding, group)
+        return [nat - s for nat, s in zip(natural, strides)]  # s (L - 1) + nat - s L
+    target = [int(v) for v in attrs["output_shape"]]  # type: ignore[attr-defined]
+    if len(target) != n:
+        raise SubpixelError(f"output_shape={target} must have {n} entries (the spatial sizes)")
+    if any(size is None for size in in_spatial):
+        raise SubpixelError("output_shape needs the input's spatial size, which shape inference could not resolve")
+    return [
+        s * (length - 1) + nat - t for s, length, nat, t in zip(strides, in_spatial, natural, target)
+    ]  # type: ignore[operator]
+
+
+def _split_padding(totals: Sequence[int], auto_pad: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split each axis' total padding into (begin, end): the larger half at the beginning (``SAME_UPPER``: at the
+    end); a negative total extends the end (``auto_pad=NOTSET`` only)."""
+    upper = auto_pad == "SAME_UPPER"
     begin, end = [], []
     for total in totals:
         if total < 0 and auto_pad != "NOTSET":
@@ -186,7 +213,7 @@ def resolve_conv_transpose(
             small, big = total // 2, total - total // 2
             begin.append(small if upper else big)
             end.append(big if upper else small)
-    return ConvTransposeGeometry(kernel, strides, dilations, tuple(begin), tuple(end), output_padding, group)
+    return tuple(begin), tuple(end)
 
 
 def _slice_spatial(
@@ -314,95 +341,43 @@ def _lr_quantized_bias(em: Emitter, qb: _Quantized, c_out: int, r_total: int) ->
     return em.node("DequantizeLinear", inputs, axis=0)
 
 
+@dataclass(frozen=True)
+class _Operands:
+    """The input name, weight and bias of a ``ConvTranspose``: constants, or constants dequantized in the graph."""
+
+    x: str
+    w: np.ndarray | None
+    qw: _Quantized | None
+    w_shape: tuple[int, ...]
+    b: np.ndarray | None
+    qb: _Quantized | None
+
+
 def _rewrite_conv_transpose(
     idx: GraphIndex, node: onnx.NodeProto, shapes: dict[str, list[int | None] | None], prefix: str
 ) -> tuple[Emitter, str]:
-    if len(node.input) < 2 or not node.input[1]:
-        raise Skip("no weight input")
-    x_name, w_name = node.input[0], node.input[1]
-    b_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
-    w = idx.constant(w_name)
-    qw = _quantized(idx, w_name) if w is None else None
-    if w is None and qw is None:
-        raise Skip(
-            f"weight {w_name!r} is not a constant initializer (computed by a node, or an initializer that is also a "
-            "graph input and can be fed at run time: see --input-initializers-are-constant)"
-        )
-    if w is not None and w.dtype.type not in FLOAT_TYPES:
-        raise Skip(f"weight type {w.dtype} is not float16/float32/float64")
-    w_shape = w.shape if w is not None else qw.q.shape  # type: ignore[union-attr]
-    b, qb = None, None
-    if b_name is not None:
-        b = idx.constant(b_name)
-        qb = _quantized(idx, b_name) if b is None else None
-        if b is None and qb is None:
-            raise Skip(f"bias {b_name!r} is not a constant initializer")
-    n = len(w_shape) - 2
-    if n not in (1, 2, 3):
-        raise Skip(f"{n}-D ConvTranspose (weight shape {list(w_shape)}); only 1-D, 2-D and 3-D are rewritten")
-    x_shape = shapes.get(x_name)
-    in_spatial: list[int | None] = [None] * n
-    if x_shape is not None:
-        if len(x_shape) != n + 2:
-            raise Skip(f"input rank {len(x_shape)} does not fit the weight shape {list(w_shape)}")
-        in_spatial = list(x_shape[2:])
-    try:
-        geo = resolve_conv_transpose(node, w_shape, in_spatial)
-    except ValueError as exc:
-        raise Skip(str(exc)) from None
-    c_in, c_out = w_shape[0], w_shape[1] * geo.group
-    if c_in % geo.group:
-        raise Skip(f"weight.shape[0]={c_in} is not divisible by group={geo.group}")
-    if b is not None and b.shape != (c_out,):
-        raise Skip(f"bias shape {list(b.shape)} is not ({c_out},)")
-    axes = []
-    for i in range(n):
-        length = in_spatial[i]
-        # pads and crop do not depend on the input length; a stand-in length gives them when it is unknown
-        probe = length
-        if probe is None:  # long enough for a non-empty output whatever the pads
-            probe = abs(geo.pads_begin[i]) + abs(geo.pads_end[i]) + geo.dilations[i] * geo.kernel[i] + 8
-        try:
-            g = lr_geometry(
-                probe,
-                geo.kernel[i],
-                geo.strides[i],
-                geo.pads_begin[i],
-                geo.output_padding[i] + geo.pads_begin[i] - geo.pads_end[i],
-                geo.dilations[i],
-            )
-        except ValueError as exc:
-            raise Skip(str(exc)) from None
-        n_lr = probe + g.pad_before + g.pad_after - g.lr_kernel + 1
-        end_offset = g.crop + g.out_size - n_lr * geo.strides[i]  # in (-s, 0]
-        axes.append((g, end_offset))
-
+    """One ``ConvTranspose`` as ``Conv`` + shuffle + crop: the new nodes (in an :class:`Emitter`) and a one-line
+    description; :class:`Skip` with the reason where the node cannot be rewritten."""
+    ops = _operands(idx, node)
+    x_shape = shapes.get(ops.x)
+    geo, in_spatial = _node_geometry(node, ops, x_shape)
+    axes = _lr_axes(geo, in_spatial)
+    n = len(axes)
     r_total = math.prod(geo.strides)
+    c_out = ops.w_shape[1] * geo.group
     em = Emitter(idx, prefix)
-    inputs = [x_name]
-    starts = [max(0, -g.pad_before) for g, _ in axes]
-    ends = [g.pad_after if g.pad_after < 0 else INT64_MAX for g, _ in axes]
-    pads = [max(0, g.pad_before) for g, _ in axes] + [max(0, g.pad_after) for g, _ in axes]
-    if any(starts) or any(e != INT64_MAX for e in ends):  # negative LR padding: drop input samples
-        source = x_name
-        if any(pads):
-            # padding on one side, cropping on the other: pad first, so that a crop longer than a (short) input
-            # still leaves the right length (Slice would clamp, Conv would pad the empty result)
-            full = [0, 0, *pads[:n], 0, 0, *pads[n:]]
-            source = em.node("Pad", [x_name, em.ints("in_pads", full)], mode="constant")
-            pads = [0] * (2 * n)
-        inputs = [_slice_spatial(em, source, n, starts, ends, "in_crop")]
-    if w is not None:
+    inputs, pads = _lr_input(em, ops.x, axes)
+    if ops.w is not None:
         w_lr = conv_transpose_weight_to_lr(
-            torch.from_numpy(np.array(w, copy=True)), geo.strides, geo.dilations, geo.group
+            torch.from_numpy(np.array(ops.w, copy=True)), geo.strides, geo.dilations, geo.group
         )
         inputs.append(em.const("weight_lr", w_lr.numpy()))
     else:
-        inputs.append(_lr_quantized_weight(em, qw, geo.strides, geo.dilations, geo.group))  # type: ignore[arg-type]
-    if b is not None:
-        inputs.append(em.const("bias_lr", np.repeat(b, r_total)))
-    elif qb is not None:
-        inputs.append(_lr_quantized_bias(em, qb, c_out, r_total))
+        inputs.append(_lr_quantized_weight(em, ops.qw, geo.strides, geo.dilations, geo.group))  # type: ignore[arg-type]
+    if ops.b is not None:
+        inputs.append(em.const("bias_lr", np.repeat(ops.b, r_total)))
+    elif ops.qb is not None:
+        inputs.append(_lr_quantized_bias(em, ops.qb, c_out, r_total))
     need_crop = any(g.crop or e < 0 for g, e in axes)
     final = node.output[0]
     conv_out = final if r_total == 1 and not need_crop else None
@@ -435,6 +410,104 @@ def _rewrite_conv_transpose(
         f"group={geo.group} -> " + " + ".join(nd.op_type for nd in em.nodes)
     )
     return em, what
+
+
+def _operands(idx: GraphIndex, node: onnx.NodeProto) -> _Operands:
+    """The node's input, weight and bias; :class:`Skip` where the weight or bias is not a (dequantized) constant
+    or the weight is not floating point."""
+    if len(node.input) < 2 or not node.input[1]:
+        raise Skip("no weight input")
+    x_name, w_name = node.input[0], node.input[1]
+    b_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    w = idx.constant(w_name)
+    qw = _quantized(idx, w_name) if w is None else None
+    if w is None and qw is None:
+        raise Skip(
+            f"weight {w_name!r} is not a constant initializer (computed by a node, or an initializer that is also a "
+            "graph input and can be fed at run time: see --input-initializers-are-constant)"
+        )
+    if w is not None and w.dtype.type not in FLOAT_TYPES:
+        raise Skip(f"weight type {w.dtype} is not float16/float32/float64")
+    w_shape = w.shape if w is not None else qw.q.shape  # type: ignore[union-attr]
+    b, qb = None, None
+    if b_name is not None:
+        b = idx.constant(b_name)
+        qb = _quantized(idx, b_name) if b is None else None
+        if b is None and qb is None:
+            raise Skip(f"bias {b_name!r} is not a constant initializer")
+    return _Operands(x_name, w, qw, tuple(w_shape), b, qb)
+
+
+def _node_geometry(
+    node: onnx.NodeProto, ops: _Operands, x_shape: list[int | None] | None
+) -> tuple[ConvTransposeGeometry, list[int | None]]:
+    """The node's resolved geometry and its input's spatial sizes (``None`` where unknown); :class:`Skip` where
+    they do not fit the weight and bias."""
+    w_shape = ops.w_shape
+    n = len(w_shape) - 2
+    if n not in (1, 2, 3):
+        raise Skip(f"{n}-D ConvTranspose (weight shape {list(w_shape)}); only 1-D, 2-D and 3-D are rewritten")
+    in_spatial: list[int | None] = [None] * n
+    if x_shape is not None:
+        if len(x_shape) != n + 2:
+            raise Skip(f"input rank {len(x_shape)} does not fit the weight shape {list(w_shape)}")
+        in_spatial = list(x_shape[2:])
+    try:
+        geo = resolve_conv_transpose(node, w_shape, in_spatial)
+    except ValueError as exc:
+        raise Skip(str(exc)) from None
+    c_in, c_out = w_shape[0], w_shape[1] * geo.group
+    if c_in % geo.group:
+        raise Skip(f"weight.shape[0]={c_in} is not divisible by group={geo.group}")
+    if ops.b is not None and ops.b.shape != (c_out,):
+        raise Skip(f"bias shape {list(ops.b.shape)} is not ({c_out},)")
+    return geo, in_spatial
+
+
+def _lr_axes(geo: ConvTransposeGeometry, in_spatial: Sequence[int | None]) -> list[tuple[AxisGeometry, int]]:
+    """Per axis, the LR geometry and where the HR output ends relative to the shuffled LR output (in ``(-s, 0]``).
+
+    Pads and crop do not depend on the input length; a stand-in length gives them where it is unknown."""
+    axes = []
+    for i, length in enumerate(in_spatial):
+        probe = length
+        if probe is None:  # long enough for a non-empty output whatever the pads
+            probe = abs(geo.pads_begin[i]) + abs(geo.pads_end[i]) + geo.dilations[i] * geo.kernel[i] + 8
+        try:
+            g = lr_geometry(
+                probe,
+                geo.kernel[i],
+                geo.strides[i],
+                geo.pads_begin[i],
+                geo.output_padding[i] + geo.pads_begin[i] - geo.pads_end[i],
+                geo.dilations[i],
+            )
+        except ValueError as exc:
+            raise Skip(str(exc)) from None
+        n_lr = probe + g.pad_before + g.pad_after - g.lr_kernel + 1
+        end_offset = g.crop + g.out_size - n_lr * geo.strides[i]  # in (-s, 0]
+        axes.append((g, end_offset))
+    return axes
+
+
+def _lr_input(em: Emitter, x_name: str, axes: Sequence[tuple[AxisGeometry, int]]) -> tuple[list[str], list[int]]:
+    """The LR convolution's input (``x_name``, or ``x_name`` padded and cropped where the LR padding is negative)
+    and the padding the ``Conv`` itself does (``[begin..., end...]``)."""
+    n = len(axes)
+    inputs = [x_name]
+    starts = [max(0, -g.pad_before) for g, _ in axes]
+    ends = [g.pad_after if g.pad_after < 0 else INT64_MAX for g, _ in axes]
+    pads = [max(0, g.pad_before) for g, _ in axes] + [max(0, g.pad_after) for g, _ in axes]
+    if any(starts) or any(e != INT64_MAX for e in ends):  # negative LR padding: drop input samples
+        source = x_name
+        if any(pads):
+            # padding on one side, cropping on the other: pad first, so that a crop longer than a (short) input
+            # still leaves the right length (Slice would clamp, Conv would pad the empty result)
+            full = [0, 0, *pads[:n], 0, 0, *pads[n:]]
+            source = em.node("Pad", [x_name, em.ints("in_pads", full)], mode="constant")
+            pads = [0] * (2 * n)
+        inputs = [_slice_spatial(em, source, n, starts, ends, "in_crop")]
+    return inputs, pads
 
 
 def conv_transpose_to_subpixel(
