@@ -117,7 +117,7 @@ def test_every_bundled_scale_has_calibrated_ranges() -> None:
 
 def test_other_models_are_declined_with_the_reason() -> None:
     tiny = ESPCN(2, widths=(4,), kernel_sizes=(3, 3))
-    with pytest.raises(SubpixelError, match="precision='int8'.*PReLU"):
+    with pytest.raises(SubpixelError, match=r"precision='int8'.*PReLU"):
         make_runner(tiny, precision="int8")
     changed = pretrained(2)
     with torch.no_grad():
