@@ -269,11 +269,15 @@ class _PReLUQuantize(nn.Module):
         self.slope, self.scale, self.zero = slope.float().contiguous(), float(scale), int(zero)
 
     def forward(self, x: Tensor) -> Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         out = torch.empty_like(x, dtype=torch.uint8, memory_format=torch.channels_last)
         if native.prelu_quantize(x, out, self.slope, self.scale, self.zero):
             return out
-        v = F.prelu(x.float(), self.slope).mul_(1.0 / self.scale).add_(self.zero)
-        return out.copy_(v.round_().clamp_(0, 255))
+        # the kernel's float32 arithmetic: v · (slope / scale) below 0, v · (1 / scale) above, + zero, rounded
+        inv = 1.0 / self.scale
+        v = x.float()
+        factor = torch.where(v < 0, (self.slope * inv).view(1, -1, 1, 1), torch.tensor(inv, dtype=torch.float32))
+        return out.copy_(v.mul_(factor).add_(self.zero).round_().clamp_(0, 255))
 
 
 class Int8Network(nn.Module):
@@ -294,7 +298,6 @@ class Int8Network(nn.Module):
         layers, slopes = network_layers(model)
         layers = equalize(layers)
         self.scale, self.channels = int(model.scale), "y"  # type: ignore[arg-type]
-        self.lr_receptive_radius = 5
         cl = torch.channels_last
         self.first = nn.Conv2d(1, layers[0][0].shape[0], 3, padding=1)
         self.last = nn.Conv2d(layers[4][0].shape[1], layers[4][0].shape[0], 3, padding=1)
