@@ -18,7 +18,8 @@ from subpixel.upscaling import int8
 from subpixel.upscaling.image import make_runner, resolve_precision
 
 pytestmark = pytest.mark.skipif(
-    not hasattr(torch.ops.onednn, "qconv2d_pointwise"), reason="this PyTorch has no quantized oneDNN convolution"
+    not hasattr(torch.ops.onednn, "qconv2d_pointwise"),
+    reason="this PyTorch has no quantized oneDNN convolution",
 )
 
 
@@ -26,7 +27,9 @@ def _smooth_y(h: int, w: int, seed: int = 0) -> torch.Tensor:
     """A photograph-like luma plane ``(1, 1, h, w)`` in the network's range (edges, gradients, a little noise)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    img = 0.5 + 0.2 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + 0.15 * (xx + 2 * yy > w) + 0.02 * rng.random((h, w))
+    img = (
+        0.5 + 0.2 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + 0.15 * (xx + 2 * yy > w) + 0.02 * rng.random((h, w))
+    )
     return torch.from_numpy((16 + 219 * np.clip(img, 0, 1)) / 255).float()[None, None]
 
 
@@ -84,7 +87,9 @@ def test_layers_and_equalization_keep_the_network() -> None:
     x = torch.rand(1, 1, 12, 10, dtype=torch.float64)
     with torch.no_grad():
         want = model(x)
-        as_parts = int8._float_network(x, [(w.double(), b.double()) for w, b in layers], [s.double() for s in slopes], 3)
+        as_parts = int8._float_network(
+            x, [(w.double(), b.double()) for w, b in layers], [s.double() for s in slopes], 3
+        )
         equalized = int8._float_network(x, [(w.double(), b.double()) for w, b in int8.equalize(layers)],
                                         [s.double() for s in slopes], 3)  # fmt: skip
     torch.testing.assert_close(as_parts, want, rtol=0, atol=1e-5)
@@ -147,7 +152,17 @@ def test_command_line(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixtu
     write_image(source, rgb)
     for precision in ("int8", "fp32"):
         target = tmp_path / f"{precision}.png"
-        args = ["upscale", str(source), "-o", str(target), "--scale", "2", "--precision", precision, "--quiet"]
+        args = [
+            "upscale",
+            str(source),
+            "-o",
+            str(target),
+            "--scale",
+            "2",
+            "--precision",
+            precision,
+            "--quiet",
+        ]
         assert main(args) == 0
     a = load_image(tmp_path / "int8.png").pixels.astype(np.float64)
     b = load_image(tmp_path / "fp32.png").pixels.astype(np.float64)
@@ -155,4 +170,9 @@ def test_command_line(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixtu
     code = main(["upscale", str(source), "-o", str(tmp_path / "t.png"), "--scale", "2", "--weights", str(weights),
                  "--precision", "int8", "--quiet"])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "precision='int8'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (
+        code == 2
+        and "precision='int8'" in err
+        and "Traceback" not in err
+        and len(err.strip().splitlines()) == 1
+    )

@@ -276,7 +276,9 @@ class _PReLUQuantize(nn.Module):
         # the kernel's float32 arithmetic: v · (slope / scale) below 0, v · (1 / scale) above, + zero, rounded
         inv = 1.0 / self.scale
         v = x.float()
-        factor = torch.where(v < 0, (self.slope * inv).view(1, -1, 1, 1), torch.tensor(inv, dtype=torch.float32))
+        factor = torch.where(
+            v < 0, (self.slope * inv).view(1, -1, 1, 1), torch.tensor(inv, dtype=torch.float32)
+        )
         return out.copy_(v.mul_(factor).add_(self.zero).round_().clamp_(0, 255))
 
 
