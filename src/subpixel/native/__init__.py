@@ -15,6 +15,7 @@ against the view chain, and with ``--no-native`` the torch copies that replace i
 :func:`prelu_` applies a per-channel PReLU in place in one pass (``activations.c``): PyTorch's eager bfloat16
 PReLU on the CPU takes a scalar pass, and the same composed from vectorised ops (``max(x, 0) + a·min(x, 0)``)
 four passes and a temporary; in the bundled ×2 upscaling network that was a third of a frame's time.
+:func:`prelu_quantize` applies it and quantizes the result to uint8 in the same pass, for the int8 runner.
 
 The wheel stays pure Python. The first call compiles ``strided_copy.c`` and ``activations.c`` with the C compiler found as ``$CC`` or
 ``cc`` (``-O3 -march=native -fopenmp``, about a second) into a cache folder (``$SUBPIXEL_CACHE_DIR``, else
@@ -50,7 +51,7 @@ from torch import Tensor
 
 from subpixel import config
 
-__all__ = ["CopyProgram", "available", "copy_into", "enabled", "info", "prelu_", "strided_copy"]
+__all__ = ["CopyProgram", "available", "copy_into", "enabled", "info", "prelu_", "prelu_quantize", "strided_copy"]
 
 _SOURCES = (Path(__file__).with_name("strided_copy.c"), Path(__file__).with_name("activations.c"))
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
@@ -62,6 +63,7 @@ _state: dict[str, object] = {
     "fn": None,
     "gather": None,
     "prelu": None,
+    "prelu_quantize": None,
     "tried": False,
     "error": None,
     "path": None,
@@ -161,6 +163,7 @@ def _load() -> ctypes.CDLL | None:
         fn = lib.sp_copy_with_plan
         lib.sp_gather_tiles  # noqa: B018 - every entry point or none
         prelu = lib.sp_prelu_inplace
+        prelu_quantize = lib.sp_prelu_quantize_u8
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None
@@ -173,7 +176,10 @@ def _load() -> ctypes.CDLL | None:
     prelu.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
     prelu.restype = ctypes.c_int
     _state["lib"], _state["path"], _state["fn"], _state["gather"] = lib, str(path), fn, gather
-    _state["prelu"] = prelu
+    prelu_quantize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                               ctypes.c_float, ctypes.c_float, ctypes.c_int64]  # fmt: skip
+    prelu_quantize.restype = ctypes.c_int
+    _state["prelu"], _state["prelu_quantize"] = prelu, prelu_quantize
     return lib
 
 
@@ -495,6 +501,45 @@ def prelu_(x: Tensor, weight: Tensor) -> bool:
     )
     if rc != 0:
         raise RuntimeError(f"prelu kernel returned {rc}")
+    return True
+
+
+def prelu_quantize(x: Tensor, out: Tensor, weight: Tensor, scale: float, zero_point: int) -> bool:
+    """``out`` set to ``x`` through a per-channel PReLU, quantized to uint8, with the compiled kernel (one pass).
+
+    ``out = clamp(round(prelu(x, weight) / scale) + zero_point, 0, 255)``, rounding half to even, computed in
+    float32 as ``prelu(x) · (1 / scale) + zero_point`` (the activation between two int8 convolutions of
+    :mod:`subpixel.upscaling.int8`). For a channels-last bfloat16 CPU tensor ``x`` and a channels-last uint8 ``out``
+    of its shape; returns ``False``, having done nothing, anywhere else (the caller then composes it from torch ops).
+
+    Shape:
+        - x, out: ``(N, C, H, W)``; weight: ``(C,)``.
+    """
+    if (
+        x.device.type != "cpu"
+        or out.device.type != "cpu"
+        or x.dtype != torch.bfloat16
+        or out.dtype != torch.uint8
+        or x.dim() != 4
+        or out.shape != x.shape
+        or weight.shape != (x.shape[1],)
+        or not x.is_contiguous(memory_format=torch.channels_last)
+        or not out.is_contiguous(memory_format=torch.channels_last)
+        or not (scale > 0 and 0 <= zero_point <= 255)
+    ):
+        return False
+    lib = None if _state["forced_off"] else _load()
+    if lib is None:
+        return False
+    if x.numel() == 0:
+        return True
+    slopes = weight.detach().to(torch.float32).contiguous()
+    rc = _state["prelu_quantize"](  # type: ignore[operator]
+        x.data_ptr(), out.data_ptr(), x.numel() // x.shape[1], x.shape[1], slopes.data_ptr(), 1.0 / scale,
+        float(zero_point), torch.get_num_threads(),
+    )  # fmt: skip
+    if rc != 0:
+        raise RuntimeError(f"prelu_quantize kernel returned {rc}")
     return True
 
 

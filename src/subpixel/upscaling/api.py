@@ -209,8 +209,9 @@ def upscale(
             :class:`subpixel.upscaling.image.Upscaler` once).
         weights: a ``.safetensors`` file from ``subpixel train`` (its ``.json`` beside it).
         backend: ``"torch"`` or ``"onnxruntime"``.
-        precision: ``"auto"`` (bf16 where the CPU or GPU computes it natively, as the command line),
-            ``"fp32"`` or ``"bf16"`` (torch backend).
+        precision: ``"auto"`` (as the command line: int8 for the bundled networks on CPUs with AVX-512-VNNI and
+            bf16, else bf16 where the CPU or GPU computes it natively), ``"fp32"``, ``"bf16"`` or ``"int8"``
+            (torch backend).
         compile: ``torch.compile`` the network (torch backend; pays off over many same-size pictures).
         tile: tile side in LR pixels (default: from ``max_memory``).
         max_memory: memory budget of one tile, bytes or e.g. ``"512M"`` (default 512 MiB).

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 Backend = Literal["torch", "onnxruntime"]
-Precision = Literal["fp32", "bf16", "auto"]
+Precision = Literal["fp32", "bf16", "int8", "auto"]
 Runner = Callable[[Tensor], Tensor]
 
 #: LR pixels beyond its own that a bicubic (Keys, 4 taps) upscaled pixel depends on.
@@ -128,23 +128,33 @@ def model_scale_and_channels(model: nn.Module) -> tuple[int, str]:
     return scale, channels
 
 
-def resolve_precision(precision: str, backend: str = "torch", device: torch.device | None = None) -> str:
-    """``"fp32"`` or ``"bf16"``: ``"auto"`` is bf16 where the hardware computes it natively (a CPU with
-    AVX-512-BF16 or AMX, as oneDNN reports; a CUDA GPU with bf16) on the torch backend, else fp32.
+def resolve_precision(
+    precision: str, backend: str = "torch", device: torch.device | None = None, model: nn.Module | None = None
+) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"int8"``: ``"auto"`` is int8 for a ``model`` that
+    :mod:`subpixel.upscaling.int8` runs (the bundled networks) on a CPU with AVX-512-VNNI or AMX and native bf16,
+    else bf16 where the hardware computes it natively (a CPU with AVX-512-BF16 or AMX, as oneDNN reports; a CUDA
+    GPU with bf16) on the torch backend, else fp32.
 
     Examples:
         >>> resolve_precision("fp32"), resolve_precision("auto", "onnxruntime")
         ('fp32', 'fp32')
     """
-    if precision not in ("fp32", "bf16", "auto"):
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
+    if precision not in ("fp32", "bf16", "int8", "auto"):
+        raise SubpixelError(f"precision must be 'fp32', 'bf16', 'int8' or 'auto', got {precision!r}")
     if precision != "auto":
         return precision
     if backend != "torch":
         return "fp32"
     if device is not None and device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if bf16 and model is not None:
+        from subpixel.upscaling import int8
+
+        if int8.cpu_supports_int8() and int8.unsupported_reason(model) is None:
+            return "int8"
+    return "bf16" if bf16 else "fp32"
 
 
 def _export_dynamic_onnx(model: nn.Module, in_channels: int) -> bytes:
@@ -237,8 +247,9 @@ def make_runner(
         backend: ``"torch"`` (eager PyTorch) or ``"onnxruntime"`` (the model exported to ONNX with dynamic
             height and width, run by ONNX Runtime's CPU provider).
         precision: ``"fp32"``, ``"bf16"`` (torch backend: weights and activations in bfloat16, accumulation
-            in float32 by oneDNN; fast on CPUs with AMX/AVX-512-BF16; the output is returned as float32), or
-            ``"auto"`` (:func:`resolve_precision`).
+            in float32 by oneDNN; fast on CPUs with AMX/AVX-512-BF16; the output is returned as float32),
+            ``"int8"`` (CPU, the bundled networks only: :mod:`subpixel.upscaling.int8`; runs eagerly, ``compile``
+            does not apply), or ``"auto"`` (:func:`resolve_precision`).
         channels_last: torch backend: run convolutions in NHWC memory layout (faster with oneDNN).
         compile: torch backend: :func:`torch.compile` with Inductor's freezing (convolutions with their
             activation fused by oneDNN); each new input size compiles once (seconds), so it pays off for videos
@@ -264,9 +275,11 @@ def make_runner(
     from subpixel.errors import SubpixelError
 
     where = resolve_device(device)
-    precision = resolve_precision(precision, backend, where)  # type: ignore[assignment]
+    precision = resolve_precision(precision, backend, where, model)  # type: ignore[assignment]
     if backend == "onnxruntime" and where.type != "cpu":
         raise SubpixelError(f"device: the onnxruntime backend runs on the CPU only, got {str(where)!r}")
+    if precision == "int8":
+        return _int8_runner(model, backend, where)
     net = copy.deepcopy(model).eval()
     first = next((p for p in net.parameters()), None)
     in_channels = int(getattr(net, "in_channels", 0) or (1 if getattr(net, "channels", "y") == "y" else 3))
@@ -323,6 +336,23 @@ def make_runner(
             return y.to(device=x.device, dtype=torch.float32).contiguous()
 
     return run_torch
+
+
+def _int8_runner(model: nn.Module, backend: str, where: torch.device) -> Runner:
+    """:func:`make_runner` for ``precision="int8"`` (:mod:`subpixel.upscaling.int8`)."""
+    from subpixel.upscaling.int8 import int8_network
+
+    if backend != "torch" or where.type != "cpu":
+        raise SubpixelError(
+            f"precision='int8' runs on the CPU with the torch backend, got backend={backend!r}, device={str(where)!r}"
+        )
+    net = int8_network(model)
+
+    def run_int8(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return net(x.to(torch.float32))
+
+    return run_int8
 
 
 @functools.lru_cache(maxsize=2)
@@ -564,7 +594,9 @@ class Upscaler:
         self.scale, self.channels = model_scale_and_channels(self.model)
         automatic = self.device is None or (isinstance(self.device, str) and self.device.lower() == "auto")
         self.device = resolve_device("cpu" if self.backend != "torch" and automatic else self.device)
-        self.precision = resolve_precision(self.precision, self.backend, self.device)  # type: ignore[assignment]
+        self.precision = resolve_precision(  # type: ignore[assignment]
+            self.precision, self.backend, self.device, self.model
+        )
         self.runner = make_runner(
             self.model,
             backend=self.backend,

@@ -248,7 +248,9 @@ def video_upscaler(
     """
     if upscaler.backend != "torch":
         return upscaler
-    precision = resolve_precision(precision or "auto", upscaler.backend, upscaler.device)  # type: ignore[arg-type]
+    precision = resolve_precision(  # type: ignore[arg-type]
+        precision or "auto", upscaler.backend, upscaler.device, upscaler.model
+    )
     compile = upscaler.compile if compile is None else compile
     if (precision, compile) == (upscaler.precision, upscaler.compile):
         return upscaler
