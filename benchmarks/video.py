@@ -4,14 +4,15 @@ A 12-second 640×360 clip (25 fps, 300 frames, H.264, with an AAC audio track) i
 temporary folder and upscaled ×2 (to 1280×720) and ×3 (to 1920×1080) with the bundled model. Printed per scale:
 
 * **stages**, CPU milliseconds per frame, each measured alone on the clip's content: decoding (FFmpeg, all its
-  threads), the network on one thread (``--precision`` as the command chooses it: bf16 where the CPU has it),
+  threads), the network on one thread (``--precision`` as the command chooses it: int8 for the bundled networks on
+  CPUs with VNNI, else bf16 where the CPU has it, else fp32),
   the rest of a frame's work (chroma bicubic, rounding, plane copies), encoding (libx264 at CRF 18 and the default
   preset, all its threads);
 * **the network alone on all cores**: as many frames in flight as threads, one thread each (what the video path
   does), and one frame at a time on all threads, in frames per second;
 * **end to end, in this process** (interleaved, medians): :func:`subpixel.upscaling.video.upscale_video` with the
-  defaults (eager, frames in flight), the same with one frame at a time on all threads, compiled
-  (``compile=True``, warm: compiled by its warm-up runs), and FFmpeg's lanczos ``scale`` filter with the same
+  defaults (eager, frames in flight), the same with one frame at a time on all threads, the same in bf16 (where
+  the default is int8), the bf16 network compiled (``compile=True``, warm: compiled by its warm-up runs), and FFmpeg's lanczos ``scale`` filter with the same
   decoder, encoder and audio copy; the process CPU seconds per frame of the default, and the **pipeline
   efficiency** (end-to-end fps ÷ the network's own fps on all cores);
 * **the whole command** ``subpixel upscale clip.mp4 --scale R -o out.mp4 --quiet --force`` in a fresh process,
@@ -256,7 +257,7 @@ def one_frame_at_a_time(upscaler: Upscaler, threads: int | None) -> tuple[int, i
 def bench_scale(scale: int, clip: Path, folder: Path, budget: float, min_runs: int) -> dict[str, object]:
     """Stages, network, end-to-end rows for one scale."""
     model = model_for(scale)[0]
-    precision = resolve_precision("auto")
+    precision = resolve_precision("auto", model=model)  # what the command's default runs
     threads = torch.get_num_threads()
     result: dict[str, object] = {
         "scale": scale,
@@ -271,7 +272,8 @@ def bench_scale(scale: int, clip: Path, folder: Path, budget: float, min_runs: i
         f"1 frame at a time, {threads} threads": network_fps(model, precision, plane, 0, budget / 8),
     }
     default = Upscaler(model, precision=precision)  # type: ignore[arg-type]
-    compiled = Upscaler(model, precision=precision, compile=True)  # type: ignore[arg-type]
+    bf16 = Upscaler(model, precision="bf16") if precision != "bf16" else None
+    compiled = Upscaler(model, precision="bf16", compile=True)  # int8 runs eagerly: compile the bf16 network
     frames = {"n": 0}
     cpu: list[float] = []
 
@@ -291,6 +293,9 @@ def bench_scale(scale: int, clip: Path, folder: Path, budget: float, min_runs: i
         finally:
             video._schedule = real  # type: ignore[assignment]
 
+    def run_bf16() -> None:
+        upscale_video(clip, folder / f"bf16-x{scale}.mp4", bf16, force=True)
+
     def run_compiled() -> None:
         got = upscale_video(clip, folder / f"compiled-x{scale}.mp4", compiled, force=True)
         if got.compiled_from != 0:
@@ -299,7 +304,8 @@ def bench_scale(scale: int, clip: Path, folder: Path, budget: float, min_runs: i
     calls: dict[str, Callable[[], object]] = {
         f"subpixel default ({precision}, frames in flight)": run_default,
         f"subpixel {precision}, 1 frame at a time": run_serial,
-        f"subpixel {precision} compiled (warm)": run_compiled,
+        **({"subpixel bf16, frames in flight": run_bf16} if bf16 is not None else {}),
+        "subpixel bf16 compiled (warm)": run_compiled,
         "ffmpeg lanczos": lambda: ffmpeg_lanczos(clip, folder / f"lanczos-x{scale}.mp4", scale),
     }
     # one untimed run each first (it compiles the compiled one), then rounds until the budget is spent

@@ -146,6 +146,19 @@ def test_auto_picks_int8_only_where_it_applies() -> None:
     assert resolve_precision("auto", "onnxruntime", cpu, pretrained(2)) == "fp32"
 
 
+def test_int8_support_follows_the_cpu_flags() -> None:
+    """On Linux the CPU's own flags say whether it has VNNI or AMX: the probe must agree (a probe that names a
+    function this torch lacks would always answer no)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo to read the CPU flags from")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    has_op = hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
+    expected = has_op and ("avx512_vnni" in flags or "amx_tile" in flags)
+    assert int8.cpu_supports_int8() == expected
+
+
 def test_command_line(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rgb = np.repeat(_smooth_y(24, 30)[0, 0, :, :, None].numpy(), 3, axis=2)
     source = tmp_path / "in.png"

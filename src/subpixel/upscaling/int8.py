@@ -61,7 +61,7 @@ def cpu_supports_int8() -> bool:
     """Whether this CPU has the int8 dot-product instructions that make oneDNN's int8 convolution fast (AVX-512
     VNNI or AMX), and this PyTorch has the quantized oneDNN convolution."""
     has_op = hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
-    vnni = getattr(torch.cpu, "_is_avx512_vnni_supported", lambda: False)()
+    vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()  # AVX-512 VNNI, as cpuinfo reports it
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     return bool(has_op and (vnni or amx))
 
