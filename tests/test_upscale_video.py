@@ -426,3 +426,35 @@ def test_cli_shows_one_rate_and_ends_with_frames_time_and_rate(
     frames, seconds, rate = int(summary[1]), float(summary[2]), float(summary[3])
     assert frames == FRAMES and frames / (seconds + 0.05) <= rate + 0.05  # seconds are rounded to 0.1
     assert seconds <= 0.05 or rate - 0.05 <= frames / (seconds - 0.05)
+
+
+def test_cli_preset_and_crf_reach_the_encoder(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--preset`` and ``--crf`` are the encoder's options; a lower CRF gives a larger file, values out of range
+    are usage errors."""
+    import subpixel.upscaling.video as video
+
+    seen: list[tuple[str, int, str]] = []
+    real = video._encoder_options
+
+    def spy(encoder: str, crf: int, preset: str) -> dict[str, str]:
+        seen.append((encoder, crf, preset))
+        return real(encoder, crf, preset)
+
+    monkeypatch.setattr(video, "_encoder_options", spy)
+    weights = tmp_path / "w.safetensors"
+    save(_textured_model(1), weights)
+    sizes = {}
+    for crf in (10, 40):
+        out = tmp_path / f"crf{crf}.mp4"
+        argv = ["upscale", str(clip), "--weights", str(weights), "-o", str(out), "--quiet"]
+        assert main([*argv, "--preset", "ultrafast", "--crf", str(crf)]) == 0
+        sizes[crf] = out.stat().st_size
+    assert [(c, p) for _, c, p in seen] == [(10, "ultrafast"), (40, "ultrafast")]
+    assert sizes[10] > sizes[40]
+    for bad in (["--crf", "52"], ["--preset", "quick"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["upscale", str(clip), "--weights", str(weights), *bad])
+        assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err

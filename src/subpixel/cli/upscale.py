@@ -38,6 +38,7 @@ from subpixel.cli._outputs import blocking_file, same_file
 from subpixel.errors import SubpixelError
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, IMAGE_EXTENSIONS
 from subpixel.upscaling.tiling import DEFAULT_MAX_MEMORY, format_size, parse_size
+from subpixel.upscaling.video import DEFAULT_PRESET, X264_PRESETS
 
 if TYPE_CHECKING:
     import torch
@@ -131,6 +132,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=positive_int,
         help="CPU threads (default: PyTorch's choice); a video has as many frames in flight, one thread each",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=X264_PRESETS,
+        default=DEFAULT_PRESET,
+        help=f"video: x264/x265 speed preset (default {DEFAULT_PRESET}; superfast halves the encoder's CPU time "
+        "for a larger file at the same quality, medium is x264's own default)",
+    )
+    parser.add_argument(
+        "--crf",
+        type=int,
+        choices=range(52),
+        default=18,
+        metavar="0-51",
+        help="video: constant-rate factor, lower is better quality (default 18, visually lossless)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -431,6 +447,8 @@ def run(args: argparse.Namespace) -> int:
                         for_videos,
                         force=True,
                         threads=args.threads,
+                        crf=args.crf,
+                        preset=args.preset,
                         progress=tick,
                         warn=say,
                     )

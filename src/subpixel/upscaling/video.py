@@ -70,6 +70,7 @@ from subpixel.upscaling.tiling import (
 
 __all__ = [
     "DEFAULT_PRESET",
+    "X264_PRESETS",
     "VIDEO_EXTENSIONS",
     "FrameNetwork",
     "VideoReadError",
@@ -86,6 +87,11 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".w
 #: x264/x265 speed preset: "veryfast" encodes 720p about 4× faster than x264's default "medium" (measured by
 #: ``benchmarks/video.py``), at the same CRF a somewhat larger file.
 DEFAULT_PRESET = "veryfast"
+
+#: x264's speed presets, fastest first.
+X264_PRESETS: tuple[str, ...] = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+)  # fmt: skip
 
 # Encoders tried, in order, when the input's codec has no encoder here.
 _FALLBACK_CODECS = ("libx264", "mpeg4")
