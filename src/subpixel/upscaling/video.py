@@ -70,8 +70,8 @@ from subpixel.upscaling.tiling import (
 
 __all__ = [
     "DEFAULT_PRESET",
-    "X264_PRESETS",
     "VIDEO_EXTENSIONS",
+    "X264_PRESETS",
     "FrameNetwork",
     "VideoReadError",
     "VideoResult",
