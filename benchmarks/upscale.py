@@ -189,7 +189,7 @@ def bf16_accuracy(scales: list[int]) -> list[dict[str, object]]:
         scores: dict[str, list[float]] = {"fp32": [], "bf16": []}
         for _, image in images:
             hr = np.floor(modcrop(image[..., :3] if image.shape[-1] >= 3 else image, scale) * 255 + 0.5) / 255
-            lr = make_lr(hr, scale).astype(np.float32)
+            lr = (np.floor(np.clip(make_lr(hr, scale), 0, 1) * 255 + 0.5) / 255).astype(np.float32)  # an 8-bit LR
             for name, runner in (("fp32", fp32), ("bf16", bf16)):
                 sr = upscale_pixels(lr, model, runner=runner)
                 scores[name].append(score_pair(hr, sr, scale).psnr)

@@ -275,3 +275,36 @@ def test_prelu_keeps_nan_and_declines_what_it_does_not_handle():
         torch.testing.assert_close(tensor.detach(), before, rtol=0, atol=0, equal_nan=True)
     with native.enabled(False):
         assert not native.prelu_(x.clone(), weight)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_quantize_into_equals_imageio_quantize(bits, threads):
+    """The one-pass quantization gives imageio.quantize's integers exactly, into an (h, w, C) array seen as
+    (C, h, w), from a (C, h, w) source with any strides; values at every rounding boundary included."""
+    import numpy as np
+
+    from subpixel.imageio import quantize
+
+    top = 255 if bits == 8 else 65535
+    torch.manual_seed(bits + threads)
+    src = torch.rand(3, 37, 41) * 1.2 - 0.1
+    boundaries = (torch.arange(0, top + 1, dtype=torch.float64) + 0.5) / top  # k + 0.5 exactly, then rounded
+    flat = src.view(-1)
+    flat[: min(flat.numel(), boundaries.numel())] = boundaries[: flat.numel()].float()
+    src[0, 0, :4] = torch.tensor([float("nan"), float("inf"), float("-inf"), 1.0])
+    view = src.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last strides
+    expected = quantize(src.permute(1, 2, 0).numpy(), bits)
+    out = np.zeros((37, 41, 3), np.uint8 if bits == 8 else np.uint16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        done = native.quantize_into(torch.from_numpy(out).permute(2, 0, 1), view)
+    finally:
+        torch.set_num_threads(before)
+    if not native.available():
+        assert not done
+        pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")
+    assert done
+    np.testing.assert_array_equal(out, expected)
+    assert not native.quantize_into(torch.from_numpy(out).permute(2, 0, 1), view.double())  # declined dtype

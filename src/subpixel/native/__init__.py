@@ -51,7 +51,7 @@ from torch import Tensor
 
 from subpixel import config
 
-__all__ = ["CopyProgram", "available", "copy_into", "enabled", "info", "prelu_", "prelu_quantize", "strided_copy"]
+__all__ = ["CopyProgram", "available", "copy_into", "enabled", "info", "prelu_", "prelu_quantize", "quantize_into", "strided_copy"]
 
 _SOURCES = (Path(__file__).with_name("strided_copy.c"), Path(__file__).with_name("activations.c"))
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
@@ -64,6 +64,7 @@ _state: dict[str, object] = {
     "gather": None,
     "prelu": None,
     "prelu_quantize": None,
+    "quantize": None,
     "tried": False,
     "error": None,
     "path": None,
@@ -164,6 +165,7 @@ def _load() -> ctypes.CDLL | None:
         lib.sp_gather_tiles  # noqa: B018 - every entry point or none
         prelu = lib.sp_prelu_inplace
         prelu_quantize = lib.sp_prelu_quantize_u8
+        quantize = lib.sp_quantize
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None
@@ -179,7 +181,9 @@ def _load() -> ctypes.CDLL | None:
     prelu_quantize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                ctypes.c_float, ctypes.c_float, ctypes.c_int64]  # fmt: skip
     prelu_quantize.restype = ctypes.c_int
-    _state["prelu"], _state["prelu_quantize"] = prelu, prelu_quantize
+    quantize.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, *[ctypes.c_int64] * 8]
+    quantize.restype = ctypes.c_int
+    _state["prelu"], _state["prelu_quantize"], _state["quantize"] = prelu, prelu_quantize, quantize
     return lib
 
 
@@ -540,6 +544,40 @@ def prelu_quantize(x: Tensor, out: Tensor, weight: Tensor, scale: float, zero_po
     )  # fmt: skip
     if rc != 0:
         raise RuntimeError(f"prelu_quantize kernel returned {rc}")
+    return True
+
+
+def quantize_into(dst: Tensor, src: Tensor) -> bool:
+    """``dst[:] = quantize(src)`` with the compiled kernel, in one pass: NaN → 0, clamped to [0, 1], times 255
+    (uint8 ``dst``) or 65535 (uint16), rounded half up in float64, the integers of
+    :func:`subpixel.imageio.quantize` exactly; ``dst`` and ``src`` may have any strides (an ``(h, w, C)`` image
+    seen as ``(C, h, w)``, say). Returns ``False``, having done nothing, where the kernel does not apply (kernel
+    unavailable, other devices or dtypes, shapes that differ, negative strides).
+
+    Shape:
+        - dst: ``(C, h, w)`` uint8 or uint16; src: ``(C, h, w)`` float32.
+    """
+    if (
+        src.device.type != "cpu"
+        or dst.device.type != "cpu"
+        or src.dtype != torch.float32
+        or dst.dtype not in (torch.uint8, torch.uint16)
+        or src.dim() != 3
+        or src.shape != dst.shape
+        or min((*src.stride(), *dst.stride()), default=0) < 0
+        or (torch.is_grad_enabled() and src.requires_grad)
+    ):
+        return False
+    lib = None if _state["forced_off"] else _load()
+    if lib is None:
+        return False
+    channels, height, width = src.shape
+    rc = _state["quantize"](  # type: ignore[operator]
+        src.data_ptr(), *src.stride(), dst.data_ptr(), *dst.stride(), channels, height, width,
+        8 * dst.element_size(), torch.get_num_threads(),
+    )  # fmt: skip
+    if rc != 0:
+        raise RuntimeError(f"quantize kernel returned {rc}")
     return True
 
 

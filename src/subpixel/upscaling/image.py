@@ -46,6 +46,7 @@ from subpixel.bicubic import interpolation_taps
 from subpixel.eager import is_eager_plain
 from subpixel.errors import SubpixelError
 from subpixel.imageio import DEFAULT_MAX_PIXELS, FORMAT_EXTENSIONS, load_image, write_image
+from subpixel.shuffle import pixel_shuffle
 from subpixel.sr.color import gray_from_model_y, model_y
 from subpixel.upscaling.tiling import receptive_radius, tile_side, tiled_map
 
@@ -107,7 +108,7 @@ def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
     kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
     planes = torch.nn.functional.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
     phases = torch.nn.functional.conv2d(planes, kernel)  # (n·c, r², h, w): the LR-space convolution
-    return torch.nn.functional.pixel_shuffle(phases, scale).reshape(n, c, h * scale, w * scale)
+    return pixel_shuffle(phases, scale).reshape(n, c, h * scale, w * scale)  # the library's shuffle: 4× torch's
 
 
 def model_scale_and_channels(model: nn.Module) -> tuple[int, str]:
@@ -530,12 +531,15 @@ def upscale_pixels(
 
     def sink(piece: Tensor, region: tuple[int, int, int, int]) -> None:
         values = piece[0]  # (C, h, w) float32
+        target = out[region[0] : region[1], region[2] : region[3]]
+        if bit_depth is not None and native.quantize_into(torch.from_numpy(target).permute(2, 0, 1), values):
+            return
         if (
             bit_depth is not None
         ):  # as imageio.quantize: NaN -> 0, clamp, round half up (in float64), then ints
             values = torch.nan_to_num(values, nan=0.0).clamp_(0.0, 1.0).double()
             values = values.mul_(top).add_(0.5).floor_().to(torch.uint8 if bit_depth == 8 else torch.int32)
-        out[region[0] : region[1], region[2] : region[3]] = values.permute(1, 2, 0).numpy()
+        target[...] = values.permute(1, 2, 0).numpy()
 
     with torch.inference_mode():
         tiled_map(fn, lr, scale, radius=radius, tile=tile, sink=sink, progress=progress)
