@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -208,6 +210,17 @@ def test_a_hanging_compiler_is_bounded_and_reaped(tmp_path: Path):
     assert not list(cache.glob("*.so")) and not list(cache.glob(".strided_copy-*"))
 
 
+@contextlib.contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """``torch.set_num_threads(count)`` inside the block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _prelu_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """PReLU in float64 from its definition, rounded once to x's dtype (as a product of two x-dtype numbers)."""
     w = weight.double().view(1, -1, *([1] * (x.dim() - 2)))
@@ -239,13 +252,9 @@ def test_prelu_in_place_equals_torch(dtype, shape, memory_format, shared_slope, 
         x[index] = special
     weight = torch.randn(1 if shared_slope else shape[1], dtype=torch.float64).to(dtype)
     expected = _prelu_reference(x, weight)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        y = x.clone(memory_format=torch.preserve_format)
+    y = x.clone(memory_format=torch.preserve_format)
+    with _threads(threads):
         done = native.prelu_(y, weight)
-    finally:
-        torch.set_num_threads(before)
     if not native.available():
         assert not done
         pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")
@@ -296,12 +305,8 @@ def test_quantize_into_equals_imageio_quantize(bits, threads):
     view = src.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last strides
     expected = quantize(src.permute(1, 2, 0).numpy(), bits)
     out = np.zeros((37, 41, 3), np.uint8 if bits == 8 else np.uint16)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _threads(threads):
         done = native.quantize_into(torch.from_numpy(out).permute(2, 0, 1), view)
-    finally:
-        torch.set_num_threads(before)
     if not native.available():
         assert not done
         pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")

@@ -187,9 +187,14 @@ def _load() -> ctypes.CDLL | None:
     return lib
 
 
+def _library() -> ctypes.CDLL | None:
+    """The loaded kernels, or ``None`` where they are unavailable or switched off (:func:`enabled`)."""
+    return None if _state["forced_off"] else _load()
+
+
 def available() -> bool:
     """Whether the compiled kernel is in use (building it now if this is the first question)."""
-    return not _state["forced_off"] and _load() is not None
+    return _library() is not None
 
 
 def info() -> dict[str, object]:
@@ -451,8 +456,7 @@ def strided_copy(dst: Tensor, src: Tensor) -> bool:
         )  # autograd must see the copy
     ):
         return False
-    lib = None if _state["forced_off"] else _load()
-    if lib is None:
+    if _library() is None:
         return False
     if dst.numel() == 0:
         return True
@@ -494,8 +498,7 @@ def prelu_(x: Tensor, weight: Tensor) -> bool:
         outer, channels, inner = x.numel() // max(x.shape[1], 1), x.shape[1], 1
     else:
         return False
-    lib = None if _state["forced_off"] else _load()
-    if lib is None:
+    if _library() is None:
         return False
     if x.numel() == 0:
         return True
@@ -532,8 +535,7 @@ def prelu_quantize(x: Tensor, out: Tensor, weight: Tensor, scale: float, zero_po
         or not (scale > 0 and 0 <= zero_point <= 255)
     ):
         return False
-    lib = None if _state["forced_off"] else _load()
-    if lib is None:
+    if _library() is None:
         return False
     if x.numel() == 0:
         return True
@@ -568,8 +570,7 @@ def quantize_into(dst: Tensor, src: Tensor) -> bool:
         or (torch.is_grad_enabled() and src.requires_grad)
     ):
         return False
-    lib = None if _state["forced_off"] else _load()
-    if lib is None:
+    if _library() is None:
         return False
     channels, height, width = src.shape
     rc = _state["quantize"](  # type: ignore[operator]
