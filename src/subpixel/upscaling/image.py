@@ -193,11 +193,21 @@ class _PReLUInPlace(nn.Module):
         self.weight = prelu.weight
 
     def forward(self, x: Tensor) -> Tensor:
-        if is_eager_plain(x) and native.prelu_(x, self.weight):
-            return x
-        slope = self.weight.view(1, -1, *([1] * (x.dim() - 2))) if self.weight.numel() > 1 else self.weight
-        negative = x.clamp_max(0).mul_(slope)
-        return x.clamp_min_(0).add_(negative)
+        return prelu_in_place(x, self.weight)
+
+
+def prelu_in_place(x: Tensor, weight: Tensor) -> Tensor:
+    """``x`` overwritten by ``prelu(x, weight)`` and returned: the compiled kernel's one pass
+    (:func:`subpixel.native.prelu_`) where it applies, else ``max(x, 0) + a·min(x, 0)`` in place (equal in value).
+
+    Shape:
+        - x: ``(N, C, *spatial)``; weight: ``(C,)`` or ``(1,)``.
+    """
+    if is_eager_plain(x) and native.prelu_(x, weight):
+        return x
+    slope = weight.view(1, -1, *([1] * (x.dim() - 2))) if weight.numel() > 1 else weight
+    negative = x.clamp_max(0).mul_(slope)
+    return x.clamp_min_(0).add_(negative)
 
 
 def inplace_activations(net: nn.Module) -> int:

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from subpixel import native
 from subpixel.errors import SubpixelError
 from subpixel.shuffle import pixel_shuffle
+from subpixel.upscaling.image import prelu_in_place
 
 __all__ = [
     "RANGES_FILE",
@@ -57,10 +58,15 @@ RANGES_FILE = Path(__file__).resolve().parent.parent / "sr" / "weights" / "int8_
 Layers = list[tuple[Tensor, Tensor]]
 
 
+def _has_int8_convolution() -> bool:
+    """Whether this PyTorch has oneDNN's quantized convolution (x86 CPU builds)."""
+    return hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
+
+
 def cpu_supports_int8() -> bool:
     """Whether this CPU has the int8 dot-product instructions that make oneDNN's int8 convolution fast (AVX-512
     VNNI or AMX), and this PyTorch has the quantized oneDNN convolution."""
-    has_op = hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
+    has_op = _has_int8_convolution()
     vnni = getattr(torch.cpu, "_is_vnni_supported", lambda: False)()  # AVX-512 VNNI, as cpuinfo reports it
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     return bool(has_op and (vnni or amx))
@@ -320,9 +326,7 @@ class Int8Network(nn.Module):
         if x.dim() != 4 or x.shape[1] != 1:
             raise SubpixelError(f"input must have shape (N, 1, h, w), got {tuple(x.shape)}")
         x = x.float().contiguous(memory_format=torch.channels_last)
-        a = self.middle(self.first(x.to(torch.bfloat16)))
-        if not native.prelu_(a, self.last_slope):
-            a = F.prelu(a, self.last_slope)
+        a = prelu_in_place(self.middle(self.first(x.to(torch.bfloat16))), self.last_slope)
         y = pixel_shuffle(self.last(a).float(), self.scale)
         return y.add_(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
 
@@ -334,7 +338,7 @@ def int8_network(model: nn.Module) -> Int8Network:
         SubpixelError: the model cannot run in int8 (:func:`unsupported_reason`), or PyTorch lacks the quantized
             oneDNN convolution.
     """
-    if not (hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")):
+    if not _has_int8_convolution():
         raise SubpixelError(
             "precision='int8' needs PyTorch's quantized oneDNN convolution (an x86 CPU build)"
         )
