@@ -288,7 +288,8 @@ def test_prelu_keeps_nan_and_declines_what_it_does_not_handle():
 
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_quantize_into_equals_imageio_quantize(bits, threads):
+@pytest.mark.parametrize("width", [41, 601])  # within one chunk of a row, and across three
+def test_quantize_into_equals_imageio_quantize(bits, threads, width):
     """The one-pass quantization gives imageio.quantize's integers exactly, into an (h, w, C) array seen as
     (C, h, w), from a (C, h, w) source with any strides; values at every rounding boundary included."""
     import numpy as np
@@ -297,14 +298,14 @@ def test_quantize_into_equals_imageio_quantize(bits, threads):
 
     top = 255 if bits == 8 else 65535
     torch.manual_seed(bits + threads)
-    src = torch.rand(3, 37, 41) * 1.2 - 0.1
+    src = torch.rand(3, 37, width) * 1.2 - 0.1
     boundaries = (torch.arange(0, top + 1, dtype=torch.float64) + 0.5) / top  # k + 0.5 exactly, then rounded
     flat = src.view(-1)
     flat[: min(flat.numel(), boundaries.numel())] = boundaries[: flat.numel()].float()
     src[0, 0, :4] = torch.tensor([float("nan"), float("inf"), float("-inf"), 1.0])
     view = src.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last strides
     expected = quantize(src.permute(1, 2, 0).numpy(), bits)
-    out = np.zeros((37, 41, 3), np.uint8 if bits == 8 else np.uint16)
+    out = np.zeros((37, width, 3), np.uint8 if bits == 8 else np.uint16)
     with _threads(threads):
         done = native.quantize_into(torch.from_numpy(out).permute(2, 0, 1), view)
     if not native.available():
@@ -313,3 +314,85 @@ def test_quantize_into_equals_imageio_quantize(bits, threads):
     assert done
     np.testing.assert_array_equal(out, expected)
     assert not native.quantize_into(torch.from_numpy(out).permute(2, 0, 1), view.double())  # declined dtype
+
+
+def _ycbcr_to_rgb_affine() -> tuple[list[list[float]], list[float]]:
+    """The protocol's YCbCr -> RGB conversion as ``(matrix, offset)``, read off the function (float64)."""
+    import numpy as np
+
+    from subpixel.sr.protocol import ycbcr_to_rgb
+
+    offset = np.asarray(ycbcr_to_rgb(np.zeros((1, 3))), dtype=np.float64)[0]
+    columns = np.asarray(ycbcr_to_rgb(np.eye(3)), dtype=np.float64) - offset
+    return columns.T.tolist(), offset.tolist()
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("width", [7, 300])
+def test_colour_quantize_into_equals_a_float64_loop(bits, threads, width):
+    """YCbCr -> RGB and the rounding in one pass equal the same affine evaluated in float64 by numpy (in the
+    kernel's order) and quantized by imageio.quantize: every integer, NaN and infinities included, into an
+    (h, w, 3) array seen as (3, h, w) from a channels-last source."""
+    import numpy as np
+
+    from subpixel.imageio import quantize
+
+    matrix, offset = _ycbcr_to_rgb_affine()
+    g = torch.Generator().manual_seed(bits * 10 + threads + width)
+    src = torch.rand(3, 19, width, generator=g) * torch.tensor([260.0, 250.0, 250.0])[:, None, None] - 2.0
+    src[:, 0, :5] = torch.tensor(
+        [[float("nan"), float("inf"), float("-inf"), 16.0, 235.0], [128.0] * 5, [128.0, 128.0, 128.0, 16.0, 240.0]]
+    )
+    view = src.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    s = src.double().numpy()
+    expected_planes = [
+        ((matrix[c][0] * s[0] + matrix[c][1] * s[1]) + matrix[c][2] * s[2]) + offset[c] for c in range(3)
+    ]
+    with np.errstate(invalid="ignore"):
+        expected = quantize(np.stack(expected_planes, axis=-1), bits)
+    out = np.zeros((19, width, 3), np.uint8 if bits == 8 else np.uint16)
+    with _threads(threads):
+        done = native.colour_quantize_into(torch.from_numpy(out).permute(2, 0, 1), view, matrix, offset)
+    if not native.available():
+        assert not done
+        pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")
+    assert done
+    np.testing.assert_array_equal(out, expected)
+    declined = [
+        (torch.from_numpy(out).permute(2, 0, 1), view.double()),  # dtype
+        (torch.from_numpy(out[..., :2]).permute(2, 0, 1), view[:2]),  # not three planes
+        (torch.from_numpy(out).permute(2, 0, 1)[:, :3], view),  # shapes differ
+    ]
+    for dst, source in declined:
+        assert not native.colour_quantize_into(dst, source, matrix, offset)
+    with pytest.raises(ValueError, match="3×3"):
+        native.colour_quantize_into(torch.from_numpy(out).permute(2, 0, 1), view, matrix[:2], offset)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (9, 300)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bicubic_upscale_into_equals_matlab_imresize(scale, size, threads):
+    """The separable kernel equals MATLAB's imresize (the protocol's float64 implementation) to float32
+    rounding, for planes down to one pixel (every tap clamped to the edge), from a strided source."""
+    from subpixel.bicubic import interpolation_taps
+    from subpixel.sr.protocol import imresize
+
+    h, w = size
+    g = torch.Generator().manual_seed(scale * 100 + h + threads)
+    base = torch.rand(w, 3, h, generator=g)
+    src = base.permute(1, 2, 0)  # (3, h, w), x-stride 3·h: not contiguous
+    out = torch.full((3, h * scale, w * scale), float("nan"))
+    with _threads(threads):
+        done = native.bicubic_upscale_into(out, src, interpolation_taps(scale, "bicubic"))
+    if not native.available():
+        assert not done
+        pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")
+    assert done
+    expected = imresize(src.double()[None], scale)[0]
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-6)
+    taps = interpolation_taps(scale, "bicubic")
+    assert not native.bicubic_upscale_into(out.double(), src.double(), taps)  # dtype
+    assert not native.bicubic_upscale_into(out[:, 1:], src, taps)  # shape
+    assert not native.bicubic_upscale_into(out, src, taps[:, :4])  # not 5 taps

@@ -101,6 +101,29 @@ def test_quantized_output_equals_quantized_float() -> None:
     )
 
 
+@pytest.mark.parametrize("channels_in", [3, 4])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_colour_rounded_in_one_pass_equals_the_composed_path(channels_in: int, bits: int) -> None:
+    """8/16-bit colour from a Y model: YCbCr -> RGB and the rounding in one native pass (float64 affine) agree
+    with the composed torch path (float32 affine, then quantize) to one level, on all but a few samples at a
+    rounding boundary, and with the float64 reference; tiles change at most a level."""
+    from subpixel import native
+
+    model = _tiny(3)
+    pixels = (RNG.random((29, 31, channels_in)) * 255).astype(np.uint8)
+    fused = upscale_pixels(pixels, model, tile=1000, bit_depth=bits)
+    with native.enabled(False):
+        composed = upscale_pixels(pixels, model, tile=1000, bit_depth=bits)
+    if not native.available():
+        pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")
+    difference = np.abs(fused.astype(np.int64) - composed.astype(np.int64))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01  # alpha: the bicubic kernel vs torch's conv
+    reference = quantize(np.clip(_reference(pixels.astype(np.float32) / 255.0, model), 0, 1), bits)
+    assert np.abs(fused.astype(np.int64) - reference.astype(np.int64)).max() <= 1
+    tiled = upscale_pixels(pixels, model, tile=7, bit_depth=bits)  # float32 sums in other tile shapes
+    assert np.abs(tiled.astype(np.int64) - fused.astype(np.int64)).max() <= 1
+
+
 def test_onnxruntime_and_bf16_runners_agree_with_torch() -> None:
     model = _tiny(2)
     x = torch.rand(1, 1, 12, 17)

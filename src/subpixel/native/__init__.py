@@ -40,7 +40,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,9 +51,21 @@ from torch import Tensor
 
 from subpixel import config
 
-__all__ = ["CopyProgram", "available", "copy_into", "enabled", "info", "prelu_", "prelu_quantize", "quantize_into", "strided_copy"]
+__all__ = [
+    "CopyProgram",
+    "available",
+    "bicubic_upscale_into",
+    "colour_quantize_into",
+    "copy_into",
+    "enabled",
+    "info",
+    "prelu_",
+    "prelu_quantize",
+    "quantize_into",
+    "strided_copy",
+]
 
-_SOURCES = (Path(__file__).with_name("strided_copy.c"), Path(__file__).with_name("activations.c"))
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("strided_copy.c", "activations.c", "pixels.c"))
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 _ELEMENT_SIZES = (1, 2, 4, 8, 16)
 _MAX_OUTER = 16
@@ -65,6 +77,8 @@ _state: dict[str, object] = {
     "prelu": None,
     "prelu_quantize": None,
     "quantize": None,
+    "colour_quantize": None,
+    "bicubic": None,
     "tried": False,
     "error": None,
     "path": None,
@@ -166,6 +180,8 @@ def _load() -> ctypes.CDLL | None:
         prelu = lib.sp_prelu_inplace
         prelu_quantize = lib.sp_prelu_quantize_u8
         quantize = lib.sp_quantize
+        colour_quantize = lib.sp_colour_quantize
+        bicubic = lib.sp_bicubic_upscale
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None
@@ -183,7 +199,14 @@ def _load() -> ctypes.CDLL | None:
     prelu_quantize.restype = ctypes.c_int
     quantize.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, *[ctypes.c_int64] * 8]
     quantize.restype = ctypes.c_int
+    colour_quantize.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.c_void_p, *[ctypes.c_int64] * 7]  # fmt: skip
+    colour_quantize.restype = ctypes.c_int
+    bicubic.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 3, ctypes.c_void_p, *[ctypes.c_int64] * 7,
+                        ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
+    bicubic.restype = ctypes.c_int
     _state["prelu"], _state["prelu_quantize"], _state["quantize"] = prelu, prelu_quantize, quantize
+    _state["colour_quantize"], _state["bicubic"] = colour_quantize, bicubic
     return lib
 
 
@@ -557,7 +580,7 @@ def quantize_into(dst: Tensor, src: Tensor) -> bool:
     unavailable, other devices or dtypes, shapes that differ, negative strides).
 
     Shape:
-        - dst: ``(C, h, w)`` uint8 or uint16; src: ``(C, h, w)`` float32.
+        - dst: ``(C, h, w)`` uint8 or uint16; src: ``(C, h, w)`` float32, C ≤ 4.
     """
     if (
         src.device.type != "cpu"
@@ -566,6 +589,7 @@ def quantize_into(dst: Tensor, src: Tensor) -> bool:
         or dst.dtype not in (torch.uint8, torch.uint16)
         or src.dim() != 3
         or src.shape != dst.shape
+        or not 1 <= src.shape[0] <= 4
         or min((*src.stride(), *dst.stride()), default=0) < 0
         or (torch.is_grad_enabled() and src.requires_grad)
     ):
@@ -579,6 +603,80 @@ def quantize_into(dst: Tensor, src: Tensor) -> bool:
     )  # fmt: skip
     if rc != 0:
         raise RuntimeError(f"quantize kernel returned {rc}")
+    return True
+
+
+def _image_arguments_fit(dst: Tensor, src: Tensor, dst_dtypes: tuple[torch.dtype, ...]) -> bool:
+    """Whether ``dst`` / ``src`` (3-D, CPU, float32 source, non-negative strides) are what the image kernels take."""
+    return (
+        src.device.type == "cpu"
+        and dst.device.type == "cpu"
+        and src.dtype == torch.float32
+        and dst.dtype in dst_dtypes
+        and src.dim() == 3
+        and dst.dim() == 3
+        and min((*src.stride(), *dst.stride()), default=0) >= 0
+        and not (torch.is_grad_enabled() and src.requires_grad)
+    )
+
+
+def colour_quantize_into(dst: Tensor, src: Tensor, matrix: Sequence[Sequence[float]], offset: Sequence[float]) -> bool:
+    """``dst[:] = quantize(matrix @ src + offset)`` with the compiled kernel, in one pass over memory: a colour
+    conversion (YCbCr to RGB, say) and the rounding of :func:`subpixel.imageio.quantize` (NaN → 0, clamped to
+    [0, 1], times 255 or 65535, rounded half up), the affine evaluated in float64 for each pixel as
+    ``((m[c][0]·s0 + m[c][1]·s1) + m[c][2]·s2) + offset[c]``. Any strides (an ``(h, w, 3)`` image seen as
+    ``(3, h, w)``). Returns ``False``, having done nothing, where the kernel does not apply.
+
+    Shape:
+        - dst: ``(3, h, w)`` uint8 or uint16; src: ``(3, h, w)`` float32; matrix ``3×3``; offset ``3``.
+    """
+    if not _image_arguments_fit(dst, src, (torch.uint8, torch.uint16)) or src.shape != dst.shape or src.shape[0] != 3:
+        return False
+    if _library() is None:
+        return False
+    rows = [[float(v) for v in row] for row in matrix]
+    shift = [float(v) for v in offset]
+    if [len(row) for row in rows] != [3, 3, 3] or len(shift) != 3:
+        raise ValueError(f"matrix must be 3×3 and offset of length 3, got {rows} and {shift}")
+    m = (ctypes.c_double * 9)(*(v for row in rows for v in row))
+    b = (ctypes.c_double * 3)(*shift)
+    _, height, width = src.shape
+    rc = _state["colour_quantize"](  # type: ignore[operator]
+        src.data_ptr(), *src.stride(), m, b, dst.data_ptr(), *dst.stride(), height, width, 8 * dst.element_size(),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    if rc != 0:
+        raise RuntimeError(f"colour_quantize kernel returned {rc}")
+    return True
+
+
+def bicubic_upscale_into(dst: Tensor, src: Tensor, taps: Tensor) -> bool:
+    """``dst[:] =`` MATLAB's bicubic upscaling of ``src`` by ``r = taps.shape[0]`` (edges repeated), with the
+    compiled kernel: per plane a vertical then a horizontal 5-tap pass in float32, ``dst`` written once.
+    ``taps[q]`` are the weights of LR samples ``i - 2 … i + 2`` for output phase ``q``
+    (:func:`subpixel.bicubic.interpolation_taps`). Returns ``False``, having done nothing, where the kernel does
+    not apply (kernel unavailable, other devices or dtypes, shapes that do not match).
+
+    Shape:
+        - src: ``(P, h, w)`` float32; dst: ``(P, h·r, w·r)`` float32; taps: ``(r, 5)``.
+    """
+    if not _image_arguments_fit(dst, src, (torch.float32,)) or taps.dim() != 2 or taps.shape[1] != 5:
+        return False
+    r = taps.shape[0]
+    planes, height, width = src.shape
+    if dst.shape != (planes, height * r, width * r) or height == 0 or width == 0:
+        return False
+    if _library() is None:
+        return False
+    weights = taps.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    rc = _state["bicubic"](  # type: ignore[operator]
+        src.data_ptr(), *src.stride(), dst.data_ptr(), *dst.stride(), planes, height, width, r, weights.data_ptr(),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    if rc == -2:
+        raise MemoryError("bicubic kernel: no memory for its row buffers")
+    if rc != 0:
+        raise RuntimeError(f"bicubic kernel returned {rc}")
     return True
 
 

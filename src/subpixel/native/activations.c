@@ -149,35 +149,3 @@ int sp_prelu_quantize_u8(const void *x, void *y, i64 pixels, i64 channels, const
     free(table);
     return 0;
 }
-
-/* dst[y, x, c] = round half up (clamp(src[c, y, x], 0, 1) * top), NaN -> 0, computed in double as
- * subpixel.imageio.quantize computes it (so the integers are the same); dst is uint8 (bits 8, top 255) or uint16
- * (bits 16, top 65535). Strides in elements, any layout. Returns 0, or -1 for arguments it does not take. */
-int sp_quantize(const float *src, i64 sc, i64 sy, i64 sx, void *dst, i64 dc, i64 dy, i64 dx, i64 channels,
-                i64 height, i64 width, i64 bits, i64 threads) {
-    if (channels < 1 || height < 0 || width < 0 || (bits != 8 && bits != 16)) return -1;
-    if (threads < 1) threads = 1;
-    const double top = bits == 8 ? 255.0 : 65535.0;
-#pragma omp parallel for num_threads((int)threads) schedule(static) if (threads > 1)
-    for (i64 y = 0; y < height; y++) {
-        for (i64 c = 0; c < channels; c++) {
-            const float *s = src + c * sc + y * sy;
-            if (bits == 8) {
-                uint8_t *d = (uint8_t *)dst + c * dc + y * dy;
-                for (i64 x = 0; x < width; x++) {
-                    double v = (double)s[x * sx];
-                    v = v != v ? 0.0 : (v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v));
-                    d[x * dx] = (uint8_t)(i64)(v * top + 0.5);
-                }
-            } else {
-                uint16_t *d = (uint16_t *)dst + c * dc + y * dy;
-                for (i64 x = 0; x < width; x++) {
-                    double v = (double)s[x * sx];
-                    v = v != v ? 0.0 : (v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v));
-                    d[x * dx] = (uint16_t)(i64)(v * top + 0.5);
-                }
-            }
-        }
-    }
-    return 0;
-}
