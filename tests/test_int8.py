@@ -115,6 +115,23 @@ def test_int8_runner_is_close_to_fp32(scale: int, single_thread: None) -> None:
     torch.testing.assert_close(part[..., : 10 * scale, :], got[..., : 10 * scale, :], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_one_pass_tail_equals_the_composed_tail(scale: int) -> None:
+    """The last PReLU, convolution, shuffle and skip in one kernel (native.LRConvShuffle) give the composed bf16
+    path's output but for that path's rounding of the convolution to bfloat16 (half a bf16 step of the residual)."""
+    if not native.available():
+        pytest.skip(f"compiled kernel unavailable: {native.info()['error']}")
+    net = int8.int8_network(pretrained(scale))
+    x = _smooth_y(30, 41)
+    with torch.inference_mode():
+        fused = net(x)
+        with native.enabled(False):
+            composed = net(x)
+        residual = composed - torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
+    step = residual.abs().max().item() * 2.0**-8  # one bf16 step at the largest residual
+    assert 0 < (fused - composed).abs().max().item() <= step
+
+
 def test_every_bundled_scale_has_calibrated_ranges() -> None:
     for scale in pretrained_scales():
         assert int8.unsupported_reason(pretrained(scale)) is None, scale

@@ -396,3 +396,55 @@ def test_bicubic_upscale_into_equals_matlab_imresize(scale, size, threads):
     assert not native.bicubic_upscale_into(out.double(), src.double(), taps)  # dtype
     assert not native.bicubic_upscale_into(out[:, 1:], src, taps)  # shape
     assert not native.bicubic_upscale_into(out, src, taps[:, :4])  # not 5 taps
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+@pytest.mark.parametrize(("channels", "width"), [(27, 37), (8, 5), (3, 16)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lr_conv_shuffle_equals_prelu_conv_shuffle_skip_in_float64(scale, kernel, channels, width, threads):
+    """PReLU -> k×k conv to r² channels (zero padding) -> pixel_shuffle + bias + nearest skip in one kernel equals
+    the same composed in float64 from torch ops, on the bf16 operands (PReLU rounded to bf16 as torch rounds
+    it): only float32 accumulation differs. Odd and even channel counts, rows shorter and longer than the
+    kernel's 16-pixel blocks, a batch of two."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(scale * 1000 + kernel * 100 + channels + threads)
+    n, h = 2, 7
+    x = torch.randn(n, channels, h, width, generator=g).to(torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(scale * scale, channels, kernel, kernel, generator=g) * 0.2
+    bias, slope = torch.randn(scale * scale, generator=g), torch.rand(channels, generator=g) * 0.5
+    skip = torch.rand(n, 1, h, width, generator=g)
+    layer = native.LRConvShuffle(weight, bias, slope, scale)
+    with _threads(threads):
+        out = layer(x, skip)
+        no_skip = layer(x, None)
+    if not native.available():
+        assert out is None
+        pytest.skip(f"the compiled kernel is unavailable here: {native.info()['error']}")
+    activated = F.prelu(x, slope.to(torch.bfloat16)).double()  # torch's bf16 PReLU: the product rounded once
+    conv = F.conv2d(activated, weight.to(torch.bfloat16).double(), bias.double(), padding=kernel // 2)
+    expected = F.pixel_shuffle(conv, scale)
+    torch.testing.assert_close(no_skip.double(), expected, rtol=0, atol=2e-5)
+    expected = expected + F.interpolate(skip.double(), scale_factor=scale, mode="nearest")
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-5)
+
+
+def test_lr_conv_shuffle_declines_what_it_does_not_handle():
+    """Anything but a channels-last bf16 CPU input of the layer's channels, r² ≤ 16 outputs and an odd kernel
+    returns None (the caller composes torch ops)."""
+    x = torch.randn(1, 6, 4, 5).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    layer = native.LRConvShuffle(torch.randn(4, 6, 3, 3), torch.randn(4), torch.rand(6), 2)
+    skip = torch.rand(1, 1, 4, 5)
+    assert layer(x.float(), skip) is None  # dtype
+    assert layer(x.contiguous(), skip) is None  # not channels-last
+    assert layer(x[:, :5].contiguous(memory_format=torch.channels_last), skip) is None  # channels
+    assert layer(x, skip[..., :4]) is None  # skip shape
+    assert layer(x, skip.double()) is None  # skip dtype
+    assert native.LRConvShuffle(torch.randn(25, 6, 3, 3), torch.randn(25), torch.rand(6), 5)(x, None) is None
+    assert native.LRConvShuffle(torch.randn(4, 6, 2, 2), torch.randn(4), torch.rand(6), 2)(x, None) is None
+    one = torch.randn(1, 1, 4, 5).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    assert native.LRConvShuffle(torch.randn(4, 1, 3, 3), torch.randn(4), torch.rand(1), 2)(one, None) is None
+    with native.enabled(False):
+        assert layer(x, skip) is None

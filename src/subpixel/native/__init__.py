@@ -16,8 +16,14 @@ against the view chain, and with ``--no-native`` the torch copies that replace i
 PReLU on the CPU takes a scalar pass, and the same composed from vectorised ops (``max(x, 0) + a·min(x, 0)``)
 four passes and a temporary; in the bundled ×2 upscaling network that was a third of a frame's time.
 :func:`prelu_quantize` applies it and quantizes the result to uint8 in the same pass, for the int8 runner.
+:class:`LRConvShuffle` is an SR network's last layer (PReLU, the k×k convolution to r² channels, periodic shuffling,
+bias and nearest skip) in one pass over 16-pixel blocks (``lr_conv.c``): a library convolution pads the r² = 4
+outputs of a ×2 layer to a 16-channel vector and costs as much as a 27→16 layer.
 
-The wheel stays pure Python. The first call compiles ``strided_copy.c`` and ``activations.c`` with the C compiler found as ``$CC`` or
+Image kernels (``pixels.c``): :func:`quantize_into` (8/16-bit rounding), :func:`colour_quantize_into` (YCbCr → RGB
+and the rounding in one pass) and :func:`bicubic_upscale_into` (MATLAB's bicubic upscaling, separably).
+
+The wheel stays pure Python. The first call compiles the ``.c`` files with the C compiler found as ``$CC`` or
 ``cc`` (``-O3 -march=native -fopenmp``, about a second) into a cache folder (``$SUBPIXEL_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/subpixel``, else ``~/.cache/subpixel``) under a name that hashes the source, the flags, the
 compiler and the CPU, and loads it with :mod:`ctypes`. The build is bounded (``$SUBPIXEL_NATIVE_TIMEOUT``, 15 s):
@@ -53,6 +59,7 @@ from subpixel import config
 
 __all__ = [
     "CopyProgram",
+    "LRConvShuffle",
     "available",
     "bicubic_upscale_into",
     "colour_quantize_into",
@@ -65,7 +72,10 @@ __all__ = [
     "strided_copy",
 ]
 
-_SOURCES = tuple(Path(__file__).with_name(name) for name in ("strided_copy.c", "activations.c", "pixels.c"))
+_SOURCES = tuple(
+    Path(__file__).with_name(name) for name in ("strided_copy.c", "activations.c", "pixels.c", "lr_conv.c")
+)
+_HEADERS = (Path(__file__).with_name("bf16.h"),)  # included by the sources: part of the build's key
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 _ELEMENT_SIZES = (1, 2, 4, 8, 16)
 _MAX_OUTER = 16
@@ -79,6 +89,8 @@ _state: dict[str, object] = {
     "quantize": None,
     "colour_quantize": None,
     "bicubic": None,
+    "prelu_pairs": None,
+    "lr_conv": None,
     "tried": False,
     "error": None,
     "path": None,
@@ -139,7 +151,7 @@ def _build(cc: str) -> Path:
     version = _run_bounded([cc, "--version"], deadline).stdout
     key = hashlib.sha256(
         "\0".join(
-            [*(src.read_text() for src in _SOURCES), " ".join(_FLAGS), cc, version, _cpu_key(), platform.platform()]
+            [*(src.read_text() for src in (*_SOURCES, *_HEADERS)), " ".join(_FLAGS), cc, version, _cpu_key(), platform.platform()]
         ).encode()
     ).hexdigest()[:20]
     folder = _cache_dir()
@@ -182,6 +194,8 @@ def _load() -> ctypes.CDLL | None:
         quantize = lib.sp_quantize
         colour_quantize = lib.sp_colour_quantize
         bicubic = lib.sp_bicubic_upscale
+        prelu_pairs = lib.sp_prelu_pairs
+        lr_conv = lib.sp_lr_conv_shuffle
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None
@@ -207,6 +221,13 @@ def _load() -> ctypes.CDLL | None:
     bicubic.restype = ctypes.c_int
     _state["prelu"], _state["prelu_quantize"], _state["quantize"] = prelu, prelu_quantize, quantize
     _state["colour_quantize"], _state["bicubic"] = colour_quantize, bicubic
+    prelu_pairs.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_void_p, ctypes.c_void_p,
+                            *[ctypes.c_int64] * 3]  # fmt: skip
+    prelu_pairs.restype = ctypes.c_int
+    lr_conv.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 6, *[ctypes.c_void_p] * 3, ctypes.c_int64,
+                        ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
+    lr_conv.restype = ctypes.c_int
+    _state["prelu_pairs"], _state["lr_conv"] = prelu_pairs, lr_conv
     return lib
 
 
@@ -678,6 +699,72 @@ def bicubic_upscale_into(dst: Tensor, src: Tensor, taps: Tensor) -> bool:
     if rc != 0:
         raise RuntimeError(f"bicubic kernel returned {rc}")
     return True
+
+
+_BLOCK = 16  # pixels per accumulator in lr_conv.c
+
+
+class LRConvShuffle:
+    """An SR network's last layer in one compiled pass: ``PReLU -> k×k convolution to r² channels -> periodic
+    shuffling (+ bias) + nearest-neighbour skip``, written straight into the HR float32 plane (``lr_conv.c``).
+
+    Built once from the layer's weights (packed as bfloat16 channel pairs); :meth:`__call__` returns ``None``
+    where the kernel does not apply, and the caller composes the same from torch ops. The convolution
+    accumulates exact bfloat16 products in float32 (as oneDNN's bf16 convolution does) and, unlike it, does not
+    round its output to bfloat16.
+
+    Args:
+        weight: ``(r², C, k, k)`` (C ≥ 2, k odd; the layer pads by ``k // 2`` with zeros); bias ``(r²,)``; slope
+            ``(C,)`` or ``(1,)``: the PReLU applied to the layer's input; scale: ``r`` (r² ≤ 16).
+
+    Shape:
+        ``x (N, C, h, w)`` bfloat16 channels-last, ``skip (N, 1, h, w)`` float32 or ``None`` ->
+        ``(N, 1, h·r, w·r)`` float32.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, slope: Tensor, scale: int) -> None:
+        oc, c, k, k2 = weight.shape
+        self.ok = oc == scale * scale <= 16 and c >= 2 and k == k2 and k % 2 == 1 and bias.shape == (oc,)
+        self.scale, self.channels, self.k, self.pairs = scale, c, k, (c + 1) // 2
+        w = torch.zeros(oc, 2 * self.pairs, k, k, dtype=torch.bfloat16)
+        w[:, :c] = weight.detach().to("cpu", torch.bfloat16)
+        # (k, k, pairs, oc, 2): one 32-bit word per (tap, pair, output), even channel in the low half
+        self.packed = w.view(oc, self.pairs, 2, k, k).permute(3, 4, 1, 0, 2).contiguous()
+        self.bias = bias.detach().to("cpu", torch.float32).contiguous()
+        self.slope = slope.detach().to("cpu", torch.bfloat16).to(torch.float32).expand(c).contiguous()
+
+    def __call__(self, x: Tensor, skip: Tensor | None) -> Tensor | None:
+        n, c, h, w = x.shape
+        if (
+            not self.ok
+            or c != self.channels
+            or x.device.type != "cpu"
+            or x.dtype != torch.bfloat16
+            or not x.is_contiguous(memory_format=torch.channels_last)
+            or h == 0
+            or w == 0
+            or (skip is not None and (skip.dtype != torch.float32 or skip.shape != (n, 1, h, w)))
+            or (torch.is_grad_enabled() and x.requires_grad)
+            or _library() is None
+        ):
+            return None
+        pad, r, threads = self.k // 2, self.scale, torch.get_num_threads()
+        row = w + 2 * pad + _BLOCK - 1
+        pairs = torch.empty((n, self.pairs, h + 2 * pad, row, 2), dtype=torch.bfloat16)
+        rc = _state["prelu_pairs"](  # type: ignore[operator]
+            x.data_ptr(), n, h, w, c, self.slope.data_ptr(), pairs.data_ptr(), pad, row, threads
+        )
+        if rc != 0:
+            raise RuntimeError(f"prelu_pairs kernel returned {rc}")
+        out = torch.empty((n, 1, h * r, w * r), dtype=torch.float32)
+        lr = None if skip is None else skip.contiguous()
+        rc = _state["lr_conv"](  # type: ignore[operator]
+            pairs.data_ptr(), n, self.pairs, h, w, self.k, row, self.packed.data_ptr(), self.bias.data_ptr(),
+            None if lr is None else lr.data_ptr(), r, out.data_ptr(), threads,
+        )  # fmt: skip
+        if rc != 0:
+            raise RuntimeError(f"lr_conv kernel returned {rc}")
+        return out
 
 
 def _run(src: int, dst: int, plan: int) -> None:

@@ -6,7 +6,9 @@ a sub-pixel convolution 27→r², a nearest-neighbour skip) spend nine tenths of
 (``torch.ops.onednn.qconv2d_pointwise``, the kernel behind PyTorch's x86 int8 path: uint8 activations with one
 scale per tensor, int8 weights with one scale per output channel, int32 accumulation, bfloat16 output); before
 each of them one pass applies the PReLU and quantizes to uint8 (:func:`subpixel.native.prelu_quantize`). The
-first convolution (one input channel) and the sub-pixel layer run in bfloat16 as in the ``"bf16"`` runner.
+first convolution (one input channel) runs in bfloat16 as in the ``"bf16"`` runner; the last PReLU, the
+sub-pixel convolution, the shuffle and the skip run as one compiled pass (:class:`subpixel.native.LRConvShuffle`:
+bf16 operands, float32 sums, written straight into the HR plane), or as bf16 torch ops without a compiler.
 
 Before quantizing, the channels between two convolutions are equalized (:func:`equalize`): PReLU is positively
 homogeneous, so channel ``c`` of one layer's output can be scaled by ``s_c > 0`` and the next layer's input
@@ -321,12 +323,17 @@ class Int8Network(nn.Module):
             steps += [_PReLUQuantize(slopes[i], scale, zero), _Int8Conv(*layers[i + 1], scale, zero)]
         self.middle = nn.Sequential(*steps)
         self.last_slope = slopes[3].to(torch.bfloat16)
+        self.tail = native.LRConvShuffle(*layers[4], slopes[3], self.scale)  # PReLU, last conv, shuffle, skip
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != 1:
             raise SubpixelError(f"input must have shape (N, 1, h, w), got {tuple(x.shape)}")
         x = x.float().contiguous(memory_format=torch.channels_last)
-        a = prelu_in_place(self.middle(self.first(x.to(torch.bfloat16))), self.last_slope)
+        features = self.middle(self.first(x.to(torch.bfloat16)))
+        y = self.tail(features, x)
+        if y is not None:
+            return y
+        a = prelu_in_place(features, self.last_slope)
         y = pixel_shuffle(self.last(a).float(), self.scale)
         return y.add_(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
 
