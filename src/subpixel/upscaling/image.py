@@ -106,9 +106,10 @@ def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
         return x
     n, c, h, w = x.shape
     taps = interpolation_taps(scale, "bicubic").to(dtype=x.dtype, device=x.device)  # (r, 5)
-    out = x.new_empty((n * c, h * scale, w * scale)) if x.dtype == torch.float32 else x
-    if x.dtype == torch.float32 and native.bicubic_upscale_into(out, x.reshape(n * c, h, w), taps):
-        return out.reshape(n, c, h * scale, w * scale)  # the same two 5-tap passes, separably, in one kernel
+    if x.dtype == torch.float32:  # the same 5-tap weights applied separably, output written once
+        out = x.new_empty((n * c, h * scale, w * scale))
+        if native.bicubic_upscale_into(out, x.reshape(n * c, h, w), taps):
+            return out.reshape(n, c, h * scale, w * scale)
     # phase (i, j) of the r×r block is output channel i·r + j (CRD order): its 5×5 kernel is the outer product
     kernel = (taps[:, None, :, None] * taps[None, :, None, :]).reshape(scale * scale, 1, 5, 5)
     planes = torch.nn.functional.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
