@@ -83,7 +83,8 @@ def bicubic_upscale(x: Tensor, scale: int) -> Tensor:
     (the outer product of the two 1-D phase kernels) followed by periodic shuffling, the identity this library
     is about; edges are repeated. float32 CPU tensors go through the compiled kernel
     (:func:`subpixel.native.bicubic_upscale_into`: the same weights, applied separably, output written once;
-    7× faster at 1080p) where it is available; the two agree to float32 rounding.
+    4× faster for two 1080p chroma planes, ``benchmarks/image_kernels.py``) where it is available; the two agree
+    to float32 rounding.
     Equal to :func:`subpixel.sr.protocol.imresize` for floating-point input, and linear in time.
 
     Args:
