@@ -17,8 +17,8 @@ PReLU on the CPU takes a scalar pass, and the same composed from vectorised ops 
 four passes and a temporary; in the bundled ×2 upscaling network that was a third of a frame's time.
 :func:`prelu_quantize` applies it and quantizes the result to uint8 in the same pass, for the int8 runner.
 :class:`LRConvShuffle` is an SR network's last layer (PReLU, the k×k convolution to r² channels, periodic shuffling,
-bias and nearest skip) in one pass over 16-pixel blocks (``lr_conv.c``): a library convolution pads the r² = 4
-outputs of a ×2 layer to a 16-channel vector and costs as much as a 27→16 layer.
+bias and nearest skip) in one pass over 16-pixel blocks (``lr_conv.c``, on CPUs with AVX-512 BF16): a library
+convolution pads the r² = 4 outputs of a ×2 layer to a 16-channel vector and costs as much as a 27→16 layer.
 
 Image kernels (``pixels.c``): :func:`quantize_into` (8/16-bit rounding), :func:`colour_quantize_into` (YCbCr → RGB
 and the rounding in one pass) and :func:`bicubic_upscale_into` (MATLAB's bicubic upscaling, separably).
@@ -75,7 +75,6 @@ __all__ = [
 _SOURCES = tuple(
     Path(__file__).with_name(name) for name in ("strided_copy.c", "activations.c", "pixels.c", "lr_conv.c")
 )
-_HEADERS = (Path(__file__).with_name("bf16.h"),)  # included by the sources: part of the build's key
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 _ELEMENT_SIZES = (1, 2, 4, 8, 16)
 _MAX_OUTER = 16
@@ -91,6 +90,7 @@ _state: dict[str, object] = {
     "bicubic": None,
     "prelu_pairs": None,
     "lr_conv": None,
+    "lr_conv_available": False,
     "tried": False,
     "error": None,
     "path": None,
@@ -151,7 +151,7 @@ def _build(cc: str) -> Path:
     version = _run_bounded([cc, "--version"], deadline).stdout
     key = hashlib.sha256(
         "\0".join(
-            [*(src.read_text() for src in (*_SOURCES, *_HEADERS)), " ".join(_FLAGS), cc, version, _cpu_key(), platform.platform()]
+            [*(src.read_text() for src in _SOURCES), " ".join(_FLAGS), cc, version, _cpu_key(), platform.platform()]
         ).encode()
     ).hexdigest()[:20]
     folder = _cache_dir()
@@ -196,6 +196,7 @@ def _load() -> ctypes.CDLL | None:
         bicubic = lib.sp_bicubic_upscale
         prelu_pairs = lib.sp_prelu_pairs
         lr_conv = lib.sp_lr_conv_shuffle
+        lr_conv_available = bool(lib.sp_lr_conv_available())
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         _state["error"] = f"{type(exc).__name__}: {exc}"
         return None
@@ -228,6 +229,7 @@ def _load() -> ctypes.CDLL | None:
                         ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
     lr_conv.restype = ctypes.c_int
     _state["prelu_pairs"], _state["lr_conv"] = prelu_pairs, lr_conv
+    _state["lr_conv_available"] = lr_conv_available
     return lib
 
 
@@ -709,13 +711,13 @@ class LRConvShuffle:
     shuffling (+ bias) + nearest-neighbour skip``, written straight into the HR float32 plane (``lr_conv.c``).
 
     Built once from the layer's weights (packed as bfloat16 channel pairs); :meth:`__call__` returns ``None``
-    where the kernel does not apply, and the caller composes the same from torch ops. The convolution
-    accumulates exact bfloat16 products in float32 (as oneDNN's bf16 convolution does) and, unlike it, does not
-    round its output to bfloat16.
+    where the kernel does not apply (no C compiler, a CPU without AVX-512 BF16, other shapes or dtypes), and the
+    caller composes the same from torch ops. The convolution accumulates exact bfloat16 products in float32 (as
+    oneDNN's bf16 convolution does) and, unlike it, does not round its output to bfloat16.
 
     Args:
         weight: ``(r², C, k, k)`` (C ≥ 2, k odd; the layer pads by ``k // 2`` with zeros); bias ``(r²,)``; slope
-            ``(C,)`` or ``(1,)``: the PReLU applied to the layer's input; scale: ``r`` (r² ≤ 16).
+            ``(C,)`` or ``(1,)``: the PReLU applied to the layer's input; scale: ``r`` in 2..4.
 
     Shape:
         ``x (N, C, h, w)`` bfloat16 channels-last, ``skip (N, 1, h, w)`` float32 or ``None`` ->
@@ -724,7 +726,7 @@ class LRConvShuffle:
 
     def __init__(self, weight: Tensor, bias: Tensor, slope: Tensor, scale: int) -> None:
         oc, c, k, k2 = weight.shape
-        self.ok = oc == scale * scale <= 16 and c >= 2 and k == k2 and k % 2 == 1 and bias.shape == (oc,)
+        self.ok = 2 <= scale <= 4 and oc == scale * scale and c >= 2 and k == k2 and k % 2 == 1 and bias.shape == (oc,)
         self.scale, self.channels, self.k, self.pairs = scale, c, k, (c + 1) // 2
         w = torch.zeros(oc, 2 * self.pairs, k, k, dtype=torch.bfloat16)
         w[:, :c] = weight.detach().to("cpu", torch.bfloat16)
@@ -746,10 +748,11 @@ class LRConvShuffle:
             or (skip is not None and (skip.dtype != torch.float32 or skip.shape != (n, 1, h, w)))
             or (torch.is_grad_enabled() and x.requires_grad)
             or _library() is None
+            or not _state["lr_conv_available"]
         ):
             return None
         pad, r, threads = self.k // 2, self.scale, torch.get_num_threads()
-        row = w + 2 * pad + _BLOCK - 1
+        row = -(-w // (2 * _BLOCK)) * 2 * _BLOCK + 2 * pad  # whole pairs of 16-pixel blocks, then the padding
         pairs = torch.empty((n, self.pairs, h + 2 * pad, row, 2), dtype=torch.bfloat16)
         rc = _state["prelu_pairs"](  # type: ignore[operator]
             x.data_ptr(), n, h, w, c, self.slope.data_ptr(), pairs.data_ptr(), pad, row, threads
