@@ -400,17 +400,17 @@ def test_bicubic_upscale_into_equals_matlab_imresize(scale, size, threads):
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("kernel", [1, 3, 5])
-@pytest.mark.parametrize(("channels", "width"), [(27, 37), (8, 5), (3, 16), (2, 33)])
+@pytest.mark.parametrize(("channels", "width", "height"), [(27, 37, 7), (8, 5, 35), (3, 16, 16), (2, 33, 3)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_lr_conv_shuffle_equals_prelu_conv_shuffle_skip_in_float64(scale, kernel, channels, width, threads):
+def test_lr_conv_shuffle_equals_prelu_conv_shuffle_skip_in_float64(scale, kernel, channels, width, height, threads):
     """PReLU -> k×k conv to r² channels (zero padding) -> pixel_shuffle + bias + nearest skip in one kernel equals
     the same composed in float64 from torch ops, on the bf16 operands (PReLU rounded to bf16 as torch rounds
     it): only float32 accumulation differs. Odd and even channel counts, rows shorter and longer than the
-    kernel's 16-pixel blocks, a batch of two."""
+    kernel's 16-pixel blocks, images of one, two and three 16-row stripes (the last one partial), a batch of two."""
     import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(scale * 1000 + kernel * 100 + channels + threads)
-    n, h = 2, 7
+    n, h = 2, height
     x = torch.randn(n, channels, h, width, generator=g).to(torch.bfloat16)
     x = x.contiguous(memory_format=torch.channels_last)
     weight = torch.randn(scale * scale, channels, kernel, kernel, generator=g) * 0.2

@@ -88,7 +88,6 @@ _state: dict[str, object] = {
     "quantize": None,
     "colour_quantize": None,
     "bicubic": None,
-    "prelu_pairs": None,
     "lr_conv": None,
     "lr_conv_available": False,
     "tried": False,
@@ -194,7 +193,6 @@ def _load() -> ctypes.CDLL | None:
         quantize = lib.sp_quantize
         colour_quantize = lib.sp_colour_quantize
         bicubic = lib.sp_bicubic_upscale
-        prelu_pairs = lib.sp_prelu_pairs
         lr_conv = lib.sp_lr_conv_shuffle
         lr_conv_available = bool(lib.sp_lr_conv_available())
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
@@ -222,13 +220,10 @@ def _load() -> ctypes.CDLL | None:
     bicubic.restype = ctypes.c_int
     _state["prelu"], _state["prelu_quantize"], _state["quantize"] = prelu, prelu_quantize, quantize
     _state["colour_quantize"], _state["bicubic"] = colour_quantize, bicubic
-    prelu_pairs.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_void_p, ctypes.c_void_p,
-                            *[ctypes.c_int64] * 3]  # fmt: skip
-    prelu_pairs.restype = ctypes.c_int
-    lr_conv.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 6, *[ctypes.c_void_p] * 3, ctypes.c_int64,
-                        ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
+    lr_conv.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 3,
+                        ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]  # fmt: skip
     lr_conv.restype = ctypes.c_int
-    _state["prelu_pairs"], _state["lr_conv"] = prelu_pairs, lr_conv
+    _state["lr_conv"] = lr_conv
     _state["lr_conv_available"] = lr_conv_available
     return lib
 
@@ -703,9 +698,6 @@ def bicubic_upscale_into(dst: Tensor, src: Tensor, taps: Tensor) -> bool:
     return True
 
 
-_BLOCK = 16  # pixels per accumulator in lr_conv.c
-
-
 class LRConvShuffle:
     """An SR network's last layer in one compiled pass: ``PReLU -> k×k convolution to r² channels -> periodic
     shuffling (+ bias) + nearest-neighbour skip``, written straight into the HR float32 plane (``lr_conv.c``).
@@ -751,20 +743,14 @@ class LRConvShuffle:
             or not _state["lr_conv_available"]
         ):
             return None
-        pad, r, threads = self.k // 2, self.scale, torch.get_num_threads()
-        row = -(-w // (2 * _BLOCK)) * 2 * _BLOCK + 2 * pad  # whole pairs of 16-pixel blocks, then the padding
-        pairs = torch.empty((n, self.pairs, h + 2 * pad, row, 2), dtype=torch.bfloat16)
-        rc = _state["prelu_pairs"](  # type: ignore[operator]
-            x.data_ptr(), n, h, w, c, self.slope.data_ptr(), pairs.data_ptr(), pad, row, threads
-        )
-        if rc != 0:
-            raise RuntimeError(f"prelu_pairs kernel returned {rc}")
-        out = torch.empty((n, 1, h * r, w * r), dtype=torch.float32)
+        out = torch.empty((n, 1, h * self.scale, w * self.scale), dtype=torch.float32)
         lr = None if skip is None else skip.contiguous()
         rc = _state["lr_conv"](  # type: ignore[operator]
-            pairs.data_ptr(), n, self.pairs, h, w, self.k, row, self.packed.data_ptr(), self.bias.data_ptr(),
-            None if lr is None else lr.data_ptr(), r, out.data_ptr(), threads,
+            x.data_ptr(), n, h, w, c, self.slope.data_ptr(), self.k, self.packed.data_ptr(), self.bias.data_ptr(),
+            None if lr is None else lr.data_ptr(), self.scale, out.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
+        if rc == -2:
+            raise MemoryError("lr_conv kernel: no memory for its stripe buffers")
         if rc != 0:
             raise RuntimeError(f"lr_conv kernel returned {rc}")
         return out

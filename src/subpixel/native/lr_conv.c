@@ -4,18 +4,20 @@
  *
  * A general convolution library pads few output channels up to a whole vector (oneDNN computes 16 for the 4 of
  * a x2 network), so the cheapest layer of the network cost as much as a 27 -> 16 one. Here the vector runs over
- * 16 adjacent pixels instead: the input is first laid out as channel pairs (sp_prelu_pairs, which applies the
- * PReLU before it on the way), plane by plane, so that 16 pixels' values of one channel pair are one 64-byte
+ * 16 adjacent pixels instead: the input is first laid out as channel pairs (applying the PReLU before the layer on
+ * the way), plane by plane, so that 16 pixels' values of one channel pair are one 64-byte
  * load, and each of the r^2 outputs is one accumulator: one vdpbf16ps per tap, channel pair and output (float32
  * accumulation of exact bf16 products). Built only where the compiler targets AVX-512 BF16
  * (sp_lr_conv_available() says so); plain C was slower than the library's padded convolution, so elsewhere the
  * caller keeps the library's.
  *
- * Pair layout: pairs[n][p][y][x][2] uint16 (bf16) for p < ceil(C / 2), y < h + 2 * pad, x < row: channel 2p and
- * 2p + 1 of LR pixel (y - pad, x - pad), zero outside the image (the convolution's zero padding), for a missing
- * odd channel and up to the row's end (row >= ceil(w / 32) * 32 + 2 * pad: whole groups of blocks may be read).
+ * Pair layout, per stripe of rows: pairs[p][y][x][2] uint16 (bf16) for p < ceil(C / 2): channels 2p and 2p + 1 of
+ * LR pixel (y - pad, x - pad) relative to the stripe, zero outside the image (the convolution's zero padding), for
+ * a missing odd channel and up to the row's end (row = ceil(w / 32) * 32 + 2 * pad: whole groups of blocks may be
+ * read). A stripe's layout stays in the core's cache between being written and being read.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
 #include <immintrin.h>
@@ -110,76 +112,87 @@ static void write_block(const float *acc, i64 r, i64 count, const float *bias, c
 DEFINE_BLOCK(4, 2)
 DEFINE_BLOCK(9, 1)
 DEFINE_BLOCK(16, 1)
-#endif
 
-static inline i64 row_needed(i64 w, i64 pad) { return (w + 2 * BLOCK - 1) / (2 * BLOCK) * (2 * BLOCK) + 2 * pad; }
+#define STRIPE 16 /* LR rows per stripe: the stripe's pair layout stays in the core's L2 (677 KB for 27 x 640) */
 
-/* pairs (layout above) = PReLU(x) for x (n, h, w, c) channels-last bfloat16, slope per channel (float32, the bf16
- * values): v < 0 ? bf16(v * slope) : v, as sp_prelu_inplace rounds it. Returns 0, -1 for arguments it does not
- * take, -2 in a build without the kernels. */
-int sp_prelu_pairs(const uint16_t *x, i64 n, i64 h, i64 w, i64 c, const float *slope, uint16_t *pairs, i64 pad,
-                   i64 row, i64 threads) {
-#ifndef SP_DPBF16
-    (void)x, (void)n, (void)h, (void)w, (void)c, (void)slope, (void)pairs, (void)pad, (void)row, (void)threads;
-    return -2;
-#else
-    if (n < 0 || h < 1 || w < 1 || c < 2 || pad < 0 || row < row_needed(w, pad)) return -1;
-    if (threads < 1) threads = 1;
-    const i64 np = (c + 1) / 2, hp = h + 2 * pad, plane = hp * row * 2;
-#pragma omp parallel for num_threads((int)threads) schedule(static) if (threads > 1)
-    for (i64 t = 0; t < n * hp; t++) {
-        const i64 b = t / hp, y = t % hp - pad;
-        uint16_t *base = pairs + b * np * plane + (y + pad) * row * 2;
-        if (y < 0 || y >= h) {
-            for (i64 p = 0; p < np; p++) memset(base + p * plane, 0, (size_t)row * 2 * sizeof(uint16_t));
+/* Pair layout of LR row y (NULL: a zero row, outside the image) into plane 0's row at base (planes `plane` apart),
+ * zero in the padding and up to the row's end. */
+static void pairs_row(const uint16_t *src, i64 w, i64 c, i64 np, const float *slope, uint16_t *base, i64 plane,
+                      i64 pad, i64 row) {
+    for (i64 p = 0; p < np; p++) {
+        uint32_t *o = (uint32_t *)(void *)(base + p * plane);
+        if (src == NULL) {
+            memset(o, 0, (size_t)row * sizeof(uint32_t));
             continue;
         }
-        const uint16_t *src = x + (b * h + y) * w * c;
-        for (i64 p = 0; p < np; p++) {
-            uint32_t *o = (uint32_t *)(void *)(base + p * plane);
-            for (i64 j = 0; j < w; j += BLOCK) /* lanes past w are written as 0 */
-                pairs_16(src + j * c, c, p, w - j < BLOCK ? w - j : BLOCK, slope, o + pad + j);
-            memset(o, 0, (size_t)pad * sizeof(uint32_t));
-            memset(o + pad + w, 0, (size_t)(row - pad - w) * sizeof(uint32_t));
-        }
+        for (i64 j = 0; j < w; j += BLOCK) /* lanes past w are written as 0 */
+            pairs_16(src + j * c, c, p, w - j < BLOCK ? w - j : BLOCK, slope, o + pad + j);
+        memset(o, 0, (size_t)pad * sizeof(uint32_t));
+        memset(o + pad + w, 0, (size_t)(row - pad - w) * sizeof(uint32_t));
     }
-    return 0;
-#endif
 }
 
-/* out (n, h * r, w * r) float32 = pixel_shuffle(conv(pairs, weight) + bias, r) + nearest(skip): weight packed as
- * wp[dy][dx][p][o] = (bf16 W[o][2p] | bf16 W[o][2p + 1] << 16), o < r^2 with r in 2..4; skip (n, h, w) float32 or
- * NULL; pairs laid out with pad = k / 2 and the given row length. Returns 0, -1 for arguments it does not take,
- * -2 in a build without the kernels. */
-int sp_lr_conv_shuffle(const uint16_t *pairs, i64 n, i64 np, i64 h, i64 w, i64 k, i64 row, const uint32_t *wp,
-                       const float *bias, const float *skip, i64 r, float *out, i64 threads) {
-#ifndef SP_DPBF16
-    (void)pairs, (void)n, (void)np, (void)h, (void)w, (void)k, (void)row, (void)wp, (void)bias, (void)skip, (void)r,
-        (void)out, (void)threads;
-    return -2;
-#else
-    const i64 oc = r * r, pad = k / 2;
-    if (n < 0 || np < 1 || h < 1 || w < 1 || k < 1 || k % 2 == 0 || r < 2 || r > 4 || row < row_needed(w, pad))
-        return -1;
-    if (threads < 1) threads = 1;
-    const i64 hp = h + 2 * pad, plane = hp * row * 2, rowst = row * 2, blocks = (w + BLOCK - 1) / BLOCK;
+/* One output LR row: src is tap (0, 0) of its first pixel in the pair layout; out_row the first of its r HR rows. */
+static void conv_row(const uint16_t *src, i64 np, i64 k, i64 plane, i64 rowst, const uint32_t *wp, i64 r,
+                     i64 w, const float *bias, const float *skip_row, float *out_row) {
+    const i64 oc = r * r, blocks = (w + BLOCK - 1) / BLOCK;
     const i64 group = oc == 4 ? 2 : 1; /* blocks computed together (DEFINE_BLOCK's NB); the row holds whole groups */
-#pragma omp parallel for num_threads((int)threads) schedule(static) if (threads > 1)
-    for (i64 t = 0; t < n * h; t++) {
-        const i64 b = t / h, i = t % h;
-        float acc[2 * 16 * BLOCK];
-        for (i64 q0 = 0; q0 < blocks; q0 += group) {
-            const uint16_t *src = pairs + b * np * plane + i * rowst + q0 * BLOCK * 2; /* tap (0, 0) of (i, j) */
-            if (oc == 4) block_4(src, np, k, plane, rowst, wp, acc);
-            else if (oc == 9) block_9(src, np, k, plane, rowst, wp, acc);
-            else block_16(src, np, k, plane, rowst, wp, acc);
-            for (i64 q = 0; q < group && q0 + q < blocks; q++) {
-                const i64 j = (q0 + q) * BLOCK, count = w - j < BLOCK ? w - j : BLOCK;
-                write_block(acc + q * oc * BLOCK, r, count, bias, skip ? skip + (b * h + i) * w + j : NULL,
-                            out + ((b * h + i) * r) * (w * r) + j * r, w * r);
-            }
+    float acc[2 * 16 * BLOCK];
+    for (i64 q0 = 0; q0 < blocks; q0 += group) {
+        const uint16_t *at = src + q0 * BLOCK * 2;
+        if (oc == 4) block_4(at, np, k, plane, rowst, wp, acc);
+        else if (oc == 9) block_9(at, np, k, plane, rowst, wp, acc);
+        else block_16(at, np, k, plane, rowst, wp, acc);
+        for (i64 q = 0; q < group && q0 + q < blocks; q++) {
+            const i64 j = (q0 + q) * BLOCK, count = w - j < BLOCK ? w - j : BLOCK;
+            write_block(acc + q * oc * BLOCK, r, count, bias, skip_row ? skip_row + j : NULL, out_row + j * r, w * r);
         }
     }
-    return 0;
+}
+#endif
+
+/* out (n, h * r, w * r) float32 = pixel_shuffle(conv(prelu(x), weight) + bias, r) + nearest(skip), for x (n, h, w, c)
+ * channels-last bfloat16 (c >= 2), slope per channel (float32, the bf16 values; PReLU rounded as sp_prelu_inplace
+ * rounds it), weight packed as wp[dy][dx][p][o] = (bf16 W[o][2p] | bf16 W[o][2p + 1] << 16) for a k x k kernel (k
+ * odd, zero padding k / 2), o < r^2 with r in 2..4, skip (n, h, w) float32 or NULL. Works stripe by stripe of
+ * STRIPE rows (the pair layout of its rows and k - 1 halo rows in a buffer of each thread's own), stripes split
+ * among threads. Returns 0, -1 for arguments it does not take, -2 when memory for the buffers cannot be had, -3 in
+ * a build without the kernels. */
+int sp_lr_conv_shuffle(const uint16_t *x, i64 n, i64 h, i64 w, i64 c, const float *slope, i64 k, const uint32_t *wp,
+                       const float *bias, const float *skip, i64 r, float *out, i64 threads) {
+#ifndef SP_DPBF16
+    (void)x, (void)n, (void)h, (void)w, (void)c, (void)slope, (void)k, (void)wp, (void)bias, (void)skip, (void)r,
+        (void)out, (void)threads;
+    return -3;
+#else
+    if (n < 0 || h < 1 || w < 1 || c < 2 || k < 1 || k % 2 == 0 || r < 2 || r > 4) return -1;
+    if (threads < 1) threads = 1;
+    const i64 np = (c + 1) / 2, pad = k / 2, rows = STRIPE + 2 * pad;
+    const i64 row = (w + 2 * BLOCK - 1) / (2 * BLOCK) * (2 * BLOCK) + 2 * pad; /* whole groups of blocks + padding */
+    const i64 plane = rows * row * 2, rowst = row * 2, stripes = (h + STRIPE - 1) / STRIPE;
+    int failed = 0;
+#pragma omp parallel num_threads((int)threads) if (threads > 1)
+    {
+        uint16_t *buf = _mm_malloc((size_t)(np * plane) * sizeof(uint16_t), 64);
+        if (buf == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (i64 t = 0; t < n * stripes; t++) {
+            if (buf == NULL) continue;
+            const i64 b = t / stripes, i0 = (t % stripes) * STRIPE, i1 = i0 + STRIPE < h ? i0 + STRIPE : h;
+            for (i64 yy = 0; yy < i1 - i0 + 2 * pad; yy++) {
+                const i64 y = i0 - pad + yy;
+                const uint16_t *src = y >= 0 && y < h ? x + (b * h + y) * w * c : NULL;
+                pairs_row(src, w, c, np, slope, buf + yy * rowst, plane, pad, row);
+            }
+            for (i64 i = i0; i < i1; i++)
+                conv_row(buf + (i - i0) * rowst, np, k, plane, rowst, wp, r, w, bias,
+                         skip ? skip + (b * h + i) * w : NULL, out + (b * h + i) * r * (w * r));
+        }
+        _mm_free(buf);
+    }
+    return failed ? -2 : 0;
 #endif
 }
