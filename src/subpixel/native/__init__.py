@@ -228,6 +228,15 @@ def _load() -> ctypes.CDLL | None:
     return lib
 
 
+def _check(rc: int, kernel: str) -> None:
+    """Raise for a kernel's return code: 0 is done, -2 is memory it could not have for its buffers, anything else
+    arguments it refused (which the wrappers here never pass)."""
+    if rc == -2:
+        raise MemoryError(f"{kernel} kernel: out of memory for its buffers")
+    if rc != 0:
+        raise RuntimeError(f"{kernel} kernel returned {rc}")
+
+
 def _library() -> ctypes.CDLL | None:
     """The loaded kernels, or ``None`` where they are unavailable or switched off (:func:`enabled`)."""
     return None if _state["forced_off"] else _load()
@@ -547,8 +556,7 @@ def prelu_(x: Tensor, weight: Tensor) -> bool:
     rc = _state["prelu"](  # type: ignore[operator]
         x.data_ptr(), outer, channels, inner, slopes.data_ptr(), x.element_size(), torch.get_num_threads()
     )
-    if rc != 0:
-        raise RuntimeError(f"prelu kernel returned {rc}")
+    _check(rc, "prelu")
     return True
 
 
@@ -585,8 +593,7 @@ def prelu_quantize(x: Tensor, out: Tensor, weight: Tensor, scale: float, zero_po
         x.data_ptr(), out.data_ptr(), x.numel() // x.shape[1], x.shape[1], slopes.data_ptr(), 1.0 / scale,
         float(zero_point), torch.get_num_threads(),
     )  # fmt: skip
-    if rc != 0:
-        raise RuntimeError(f"prelu_quantize kernel returned {rc}")
+    _check(rc, "prelu_quantize")
     return True
 
 
@@ -619,8 +626,7 @@ def quantize_into(dst: Tensor, src: Tensor) -> bool:
         src.data_ptr(), *src.stride(), dst.data_ptr(), *dst.stride(), channels, height, width,
         8 * dst.element_size(), torch.get_num_threads(),
     )  # fmt: skip
-    if rc != 0:
-        raise RuntimeError(f"quantize kernel returned {rc}")
+    _check(rc, "quantize")
     return True
 
 
@@ -663,8 +669,7 @@ def colour_quantize_into(dst: Tensor, src: Tensor, matrix: Sequence[Sequence[flo
         src.data_ptr(), *src.stride(), m, b, dst.data_ptr(), *dst.stride(), height, width, 8 * dst.element_size(),
         torch.get_num_threads(),
     )  # fmt: skip
-    if rc != 0:
-        raise RuntimeError(f"colour_quantize kernel returned {rc}")
+    _check(rc, "colour_quantize")
     return True
 
 
@@ -691,10 +696,7 @@ def bicubic_upscale_into(dst: Tensor, src: Tensor, taps: Tensor) -> bool:
         src.data_ptr(), *src.stride(), dst.data_ptr(), *dst.stride(), planes, height, width, r, weights.data_ptr(),
         torch.get_num_threads(),
     )  # fmt: skip
-    if rc == -2:
-        raise MemoryError("bicubic kernel: no memory for its row buffers")
-    if rc != 0:
-        raise RuntimeError(f"bicubic kernel returned {rc}")
+    _check(rc, "bicubic")
     return True
 
 
@@ -749,16 +751,13 @@ class LRConvShuffle:
             x.data_ptr(), n, h, w, c, self.slope.data_ptr(), self.k, self.packed.data_ptr(), self.bias.data_ptr(),
             None if lr is None else lr.data_ptr(), self.scale, out.data_ptr(), torch.get_num_threads(),
         )  # fmt: skip
-        if rc == -2:
-            raise MemoryError("lr_conv kernel: no memory for its stripe buffers")
-        if rc != 0:
-            raise RuntimeError(f"lr_conv kernel returned {rc}")
+        _check(rc, "lr_conv")
         return out
 
 
 def _run(src: int, dst: int, plan: int) -> None:
     rc = _state["fn"](src, dst, plan)  # type: ignore[operator]
-    if rc != 0:  # cannot happen for plans built here
+    if rc != 0:  # cannot happen for plans built here (its -2 is too many outer axes, not memory)
         raise RuntimeError(f"strided_copy kernel returned {rc}")
 
 
