@@ -597,39 +597,6 @@ def prelu_quantize(x: Tensor, out: Tensor, weight: Tensor, scale: float, zero_po
     return True
 
 
-def quantize_into(dst: Tensor, src: Tensor) -> bool:
-    """``dst[:] = quantize(src)`` with the compiled kernel, in one pass: NaN → 0, clamped to [0, 1], times 255
-    (uint8 ``dst``) or 65535 (uint16), rounded half up in float64, the integers of
-    :func:`subpixel.imageio.quantize` exactly; ``dst`` and ``src`` may have any strides (an ``(h, w, C)`` image
-    seen as ``(C, h, w)``, say). Returns ``False``, having done nothing, where the kernel does not apply (kernel
-    unavailable, other devices or dtypes, shapes that differ, negative strides).
-
-    Shape:
-        - dst: ``(C, h, w)`` uint8 or uint16; src: ``(C, h, w)`` float32, C ≤ 4.
-    """
-    if (
-        src.device.type != "cpu"
-        or dst.device.type != "cpu"
-        or src.dtype != torch.float32
-        or dst.dtype not in (torch.uint8, torch.uint16)
-        or src.dim() != 3
-        or src.shape != dst.shape
-        or not 1 <= src.shape[0] <= 4
-        or min((*src.stride(), *dst.stride()), default=0) < 0
-        or (torch.is_grad_enabled() and src.requires_grad)
-    ):
-        return False
-    if _library() is None:
-        return False
-    channels, height, width = src.shape
-    rc = _state["quantize"](  # type: ignore[operator]
-        src.data_ptr(), *src.stride(), dst.data_ptr(), *dst.stride(), channels, height, width,
-        8 * dst.element_size(), torch.get_num_threads(),
-    )  # fmt: skip
-    _check(rc, "quantize")
-    return True
-
-
 def _image_arguments_fit(dst: Tensor, src: Tensor, dst_dtypes: tuple[torch.dtype, ...]) -> bool:
     """Whether ``dst`` / ``src`` (3-D, CPU, float32 source, non-negative strides) are what the image kernels take."""
     return (
@@ -642,6 +609,29 @@ def _image_arguments_fit(dst: Tensor, src: Tensor, dst_dtypes: tuple[torch.dtype
         and min((*src.stride(), *dst.stride()), default=0) >= 0
         and not (torch.is_grad_enabled() and src.requires_grad)
     )
+
+
+def quantize_into(dst: Tensor, src: Tensor) -> bool:
+    """``dst[:] = quantize(src)`` with the compiled kernel, in one pass: NaN → 0, clamped to [0, 1], times 255
+    (uint8 ``dst``) or 65535 (uint16), rounded half up in float64, the integers of
+    :func:`subpixel.imageio.quantize` exactly; ``dst`` and ``src`` may have any strides (an ``(h, w, C)`` image
+    seen as ``(C, h, w)``, say). Returns ``False``, having done nothing, where the kernel does not apply (kernel
+    unavailable, other devices or dtypes, shapes that differ, negative strides).
+
+    Shape:
+        - dst: ``(C, h, w)`` uint8 or uint16; src: ``(C, h, w)`` float32, C ≤ 4.
+    """
+    if not _image_arguments_fit(dst, src, (torch.uint8, torch.uint16)) or src.shape != dst.shape:
+        return False
+    if not 1 <= src.shape[0] <= 4 or _library() is None:
+        return False
+    channels, height, width = src.shape
+    rc = _state["quantize"](  # type: ignore[operator]
+        src.data_ptr(), *src.stride(), dst.data_ptr(), *dst.stride(), channels, height, width,
+        8 * dst.element_size(), torch.get_num_threads(),
+    )  # fmt: skip
+    _check(rc, "quantize")
+    return True
 
 
 def colour_quantize_into(dst: Tensor, src: Tensor, matrix: Sequence[Sequence[float]], offset: Sequence[float]) -> bool:
